@@ -1,0 +1,42 @@
+r"""Trains one stage from a config file.
+
+  python -m experiments.train --config=experiments/configs/frame_autoencoder.py:tiny --workdir=runs/ae
+  python -m experiments.train --config=...:demo --config.total_steps=200 --workdir=...
+
+Relaunching with the same workdir resumes from its newest checkpoint. For multi-host runs
+(TPU pods, GPU clusters) add `--config.distributed.enabled=true` on every process.
+"""
+
+import logging as py_logging
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from talking_heads.training import distributed, loop
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Stage config file with variant, e.g. path.py:tiny.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and images.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def quiet_library_logs() -> None:
+  """Keeps orbax's per-save INFO chatter out of the run log (warnings still show)."""
+  logging.get_absl_handler().addFilter(
+      lambda record: record.levelno >= py_logging.WARNING or "orbax" not in record.pathname)
+
+
+def main(argv):
+  del argv
+  quiet_library_logs()
+  config = _CONFIG.value
+  d = config.distributed
+  distributed.maybe_initialize(d.enabled, d.coordinator_address or None, d.num_processes or None,
+                               None if d.process_id < 0 else d.process_id)
+  result = loop.train_and_evaluate(config, _WORKDIR.value)
+  if result.history:
+    logging.info("Finished at step %d: %s", result.step, result.history[-1])
+
+
+if __name__ == "__main__":
+  app.run(main)
