@@ -6,24 +6,30 @@ optionally followed by comma-separated `key=value` overrides, e.g. `tiny,total_s
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import ml_collections
 
 VARIANTS = ("tiny", "demo", "paper")
 
 
-def parse_arg(arg: str | None, default_variant: str = "demo") -> ml_collections.ConfigDict:
-  """'tiny,foo=3' -> ConfigDict(variant='tiny', foo=3); values parsed as int/float/bool when possible."""
-  parts = [p for p in (arg or "").split(",") if p]
-  out = ml_collections.ConfigDict({"variant": default_variant})
-  for part in parts:
-    if "=" not in part:
-      out.variant = part
-      continue
-    key, value = part.split("=", 1)
-    out[key] = _parse_value(value)
-  if out.variant not in VARIANTS:
-    raise ValueError(f"Unknown config variant {out.variant!r}; expected one of {VARIANTS}.")
-  return out
+class ParsedArg(NamedTuple):
+  variant: str
+  overrides: dict[str, Any]
+
+
+def parse_arg(arg: str | None, default_variant: str = "demo") -> ParsedArg:
+  """'tiny,a.b=3' -> ParsedArg('tiny', {'a.b': 3}); values parsed as int/float/bool when possible."""
+  variant, overrides = default_variant, {}
+  for part in (p for p in (arg or "").split(",") if p):
+    if "=" in part:
+      key, value = part.split("=", 1)
+      overrides[key] = _parse_value(value)
+    else:
+      variant = part
+  if variant not in VARIANTS:
+    raise ValueError(f"Unknown config variant {variant!r}; expected one of {VARIANTS}.")
+  return ParsedArg(variant, overrides)
 
 
 def _parse_value(value: str):
@@ -62,11 +68,9 @@ def trainer_config(stage: str, variant: str) -> ml_collections.ConfigDict:
   return c
 
 
-def apply_overrides(config: ml_collections.ConfigDict, parsed: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Applies the `key=value` parts of the config argument (dotted keys allowed)."""
-  for key, value in parsed.items():
-    if key == "variant":
-      continue
+def apply_overrides(config: ml_collections.ConfigDict, parsed: ParsedArg) -> ml_collections.ConfigDict:
+  """Applies the `key=value` parts of the config argument (dotted keys address nested fields)."""
+  for key, value in parsed.overrides.items():
     node = config
     *path, leaf = key.split(".")
     for p in path:

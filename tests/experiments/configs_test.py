@@ -1,0 +1,47 @@
+"""Every config builds for every variant, and names a registered stage."""
+
+import importlib.util
+import pathlib
+
+import jax
+import pytest
+
+from experiments.configs import common
+from talking_heads.training import registry
+
+CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "configs"
+CONFIG_FILES = sorted(p for p in CONFIG_DIR.glob("*.py") if p.name not in ("__init__.py", "common.py"))
+
+
+def load(path):
+  spec = importlib.util.spec_from_file_location(path.stem, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_there_are_configs():
+  assert CONFIG_FILES
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("variant", common.VARIANTS)
+def test_config_builds(path, variant):
+  module = load(path)
+  assert "python -m experiments.train" in module.__doc__, "launch command belongs in the docstring"
+  config = module.get_config(variant)
+  assert config.variant == variant
+  assert config.stage in registry.names()
+  for key in ("total_steps", "batch_size", "log_every", "checkpoint_every", "mesh", "optimizer"):
+    assert key in config
+  stage = registry.build(config)
+  abstract = jax.eval_shape(stage.init_state, jax.random.PRNGKey(0))
+  assert int(abstract.step.size) == 1
+
+
+def test_overrides_in_the_config_argument():
+  module = load(CONFIG_DIR / "frame_autoencoder.py")
+  config = module.get_config("tiny,total_steps=7,optimizer.learning_rate=0.5")
+  assert config.total_steps == 7 and config.optimizer.learning_rate == 0.5
+  with pytest.raises(ValueError, match="variant"):
+    module.get_config("huge")
