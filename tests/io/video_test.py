@@ -1,0 +1,192 @@
+"""Tests for talking_heads.io.video: probe, decode, encode and mux with the bundled ffmpeg."""
+
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from talking_heads.io import audio as audio_io
+from talking_heads.io import video
+
+
+def _smooth_frames(num_frames: int, height: int, width: int) -> np.ndarray:
+  """Gradients that drift over time: H.264 reproduces them within a few grey levels."""
+  yy, xx = np.mgrid[:height, :width]
+  frames = [np.stack([(2 * xx + 3 * t) % 200 + 20, (2 * yy + t) % 200 + 20,
+                      np.full_like(xx, 60 + 2 * t)], axis=-1) for t in range(num_frames)]
+  return np.asarray(frames, np.uint8)
+
+
+def _speechlike(num_samples: int, seed: int = 0) -> np.ndarray:
+  rng = np.random.default_rng(seed)
+  t = np.arange(num_samples) / 16000
+  envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)
+  tone = 0.3 * np.sin(2 * np.pi * 180 * t) + 0.15 * np.sin(2 * np.pi * 1100 * t)
+  return (envelope * tone + 0.02 * rng.standard_normal(num_samples)).astype(np.float32)
+
+
+def _best_correlation(reference: np.ndarray, decoded: np.ndarray, max_lag: int = 2048):
+  """Highest correlation over lags (an encoder delay), and the lag."""
+  best = (-1.0, 0)
+  for lag in range(-max_lag, max_lag + 1, 8):
+    x = reference[max(0, -lag):]
+    y = decoded[max(0, lag):]
+    n = min(len(x), len(y))
+    best = max(best, (float(np.corrcoef(x[:n], y[:n])[0, 1]), lag))
+  return best
+
+
+@pytest.fixture(scope="module")
+def clip_with_audio(tmp_path_factory):
+  frames = _smooth_frames(50, 48, 64)
+  audio = _speechlike(640 * 50)
+  path = tmp_path_factory.mktemp("av") / "talk.mp4"
+  video.write_video_with_audio(path, frames, audio, fps=25, sample_rate=16000)
+  return path, frames, audio
+
+
+def test_write_read_round_trip(tmp_path):
+  frames = _smooth_frames(30, 48, 64)
+  path = video.write_video(tmp_path / "out" / "v.mp4", frames, fps=25)
+  decoded, fps = video.read_video(path)
+  assert fps == 25.0
+  assert decoded.shape == frames.shape and decoded.dtype == np.uint8
+  error = np.abs(decoded.astype(np.int32) - frames)
+  assert error.mean() < 3.0 and np.percentile(error, 99) < 12
+  assert os.listdir(tmp_path / "out") == ["v.mp4"]  # the temporary file was renamed
+  streamed = list(video.iter_frames(path))
+  np.testing.assert_array_equal(np.stack(streamed), decoded)
+
+
+def test_probe(tmp_path, clip_with_audio):
+  path, _, _ = clip_with_audio
+  info = video.probe(path)
+  assert (info.width, info.height, info.fps) == (64, 48, 25.0)
+  assert info.has_audio and info.audio_sample_rate == 16000
+  assert info.duration == pytest.approx(2.0, abs=0.1) and info.num_frames == 50
+  silent = video.write_video(tmp_path / "silent.mp4", _smooth_frames(5, 16, 16), fps=12.5)
+  info = video.probe(silent)
+  assert not info.has_audio and info.audio_sample_rate is None and info.fps == 12.5
+
+
+def test_ntsc_rate_is_exact(tmp_path):
+  path = video.write_video(tmp_path / "ntsc.mp4", _smooth_frames(6, 16, 16), fps=30000 / 1001)
+  assert video.probe(path).fps == 30000 / 1001
+
+
+def test_odd_size_is_padded_by_edge_replication(tmp_path):
+  frames = _smooth_frames(4, 33, 47)
+  decoded, _ = video.read_video(video.write_video(tmp_path / "odd.mp4", frames))
+  assert decoded.shape == (4, 34, 48, 3)
+  assert np.abs(decoded[:, :33, :47].astype(np.int32) - frames).mean() < 3.0
+  assert np.abs(decoded[:, 33, :47].astype(np.int32) - frames[:, 32]).mean() < 4.0
+
+
+def test_read_resamples_frame_rate(tmp_path):
+  frames = _smooth_frames(50, 32, 32)
+  path = video.write_video(tmp_path / "ramp.mp4", frames, fps=25)
+  native, _ = video.read_video(path)
+  decoded, fps = video.read_video(path, fps=10)
+  assert fps == 10.0 and decoded.shape == (20, 32, 32, 3)
+  # Each output frame is one decoded source frame (dropped or repeated, never blended) from
+  # near time i / 10 s, in order.
+  distances = np.abs(decoded[:, None].astype(np.int32) - native[None]).sum(axis=(2, 3, 4))
+  assert np.all(distances.min(axis=1) == 0)
+  source_index = distances.argmin(axis=1)
+  assert np.all(np.abs(source_index - 2.5 * np.arange(20)) <= 1.5)
+  assert np.all(np.diff(source_index) > 0)
+  up, _ = video.read_video(path, fps=50)
+  assert len(up) == 100
+
+
+def test_rotation_metadata_is_applied(tmp_path):
+  frames = _smooth_frames(3, 32, 48)
+  plain = video.write_video(tmp_path / "plain.mp4", frames)
+  rotated = tmp_path / "rotated.mp4"
+  audio_io.run_ffmpeg(["-y", "-display_rotation", "90", "-i", plain, "-c", "copy", rotated],
+                      rotated, "test remux")
+  info = video.probe(rotated)
+  assert (info.rotation, info.width, info.height) == (90, 32, 48)
+  decoded, _ = video.read_video(rotated)
+  assert decoded.shape == (3, 48, 32, 3)
+  expected = np.rot90(frames, k=1, axes=(1, 2))  # 90 degrees counter-clockwise
+  assert np.abs(decoded.astype(np.int32) - expected).mean() < 3.0
+
+
+def test_mux_then_extract_audio(clip_with_audio):
+  path, frames, audio = clip_with_audio
+  decoded_frames, fps, decoded_audio = video.read_video_with_audio(path)
+  assert fps == 25.0 and decoded_frames.shape == frames.shape
+  assert decoded_audio.dtype == np.float32
+  assert abs(len(decoded_audio) - len(audio)) < 1024  # at most one AAC frame
+  correlation, lag = _best_correlation(audio, decoded_audio)
+  assert correlation > 0.9, (correlation, lag)
+  np.testing.assert_allclose(audio_io.load_audio(path), decoded_audio)
+
+
+def test_truncated_file_raises(tmp_path, clip_with_audio):
+  path, frames, audio = clip_with_audio
+  data = path.read_bytes()
+  truncated = tmp_path / "truncated.mp4"
+  truncated.write_bytes(data[:len(data) // 2])  # header (moov) intact, media data cut
+  with pytest.raises(video.VideoError, match="truncated.mp4: decode error after"):
+    video.read_video(truncated)
+  partial, _ = video.read_video(truncated, strict=False)
+  assert 0 < len(partial) < len(frames)
+  with pytest.raises(audio_io.MediaError, match="truncated.mp4: cannot decode audio"):
+    audio_io.load_audio(truncated)
+  assert 0 < len(audio_io.load_audio(truncated, strict=False)) < len(audio)
+  header_cut = tmp_path / "header_cut.mp4"
+  header_cut.write_bytes(data[:200])
+  with pytest.raises(video.VideoError, match="header_cut.mp4: no video or audio stream"):
+    video.read_video(header_cut)
+
+
+def test_non_video_files_raise(tmp_path):
+  text = tmp_path / "notes.mp4"
+  text.write_text("not a video\n" * 50)
+  with pytest.raises(video.VideoError, match="notes.mp4: not a readable media file"):
+    video.probe(text)
+  wav = tmp_path / "speech.wav"
+  sf.write(wav, _speechlike(1600), 16000)
+  with pytest.raises(video.VideoError, match="speech.wav: has no video stream"):
+    video.read_video(wav)
+
+
+def test_missing_file_raises(tmp_path):
+  with pytest.raises(FileNotFoundError, match="missing.mp4: does not exist"):
+    video.read_video(tmp_path / "missing.mp4")
+  with pytest.raises(FileNotFoundError, match="is a directory"):
+    video.probe(tmp_path)
+
+
+def test_video_without_audio_raises_no_audio_error(tmp_path):
+  path = video.write_video(tmp_path / "mute.mp4", _smooth_frames(5, 16, 16))
+  with pytest.raises(video.NoAudioError, match="mute.mp4: has no audio stream"):
+    video.read_video_with_audio(path)
+  with pytest.raises(audio_io.NoAudioError, match="mute.mp4"):
+    audio_io.load_audio(path)
+
+
+def test_write_rejects_bad_input_and_leaves_nothing(tmp_path):
+  with pytest.raises(ValueError, match="bad.mp4: frames must be uint8"):
+    video.write_video(tmp_path / "bad.mp4", np.zeros((2, 16, 16, 3), np.float32))
+  with pytest.raises(ValueError, match="bad.mp4: frames must be uint8"):
+    video.write_video(tmp_path / "bad.mp4", np.zeros((16, 16, 3), np.uint8))
+  with pytest.raises(ValueError, match="fps must be"):
+    video.write_video(tmp_path / "bad.mp4", np.zeros((2, 16, 16, 3), np.uint8), fps=0)
+  with pytest.raises(ValueError, match="bad.mp4: audio must be mono"):
+    video.write_video_with_audio(tmp_path / "bad.mp4", np.zeros((2, 16, 16, 3), np.uint8),
+                                 np.zeros((1280, 2), np.float32))
+  with pytest.raises(video.MediaError, match="bad.mp4: cannot encode video"):
+    video.write_video(tmp_path / "bad.mp4", np.zeros((2, 16, 16, 3), np.uint8), crf=-5)
+  assert not list(tmp_path.iterdir())
+
+
+def test_iter_frames_can_stop_early(clip_with_audio):
+  path, frames, _ = clip_with_audio
+  iterator = video.iter_frames(path)
+  first = next(iterator)
+  iterator.close()  # kills ffmpeg without error
+  assert first.shape == frames.shape[1:] and not first.flags.writeable
