@@ -9,7 +9,6 @@ samples/s, the input pipeline's batch time, and memory: XLA's compiled footprint
 """
 
 import json
-import logging as py_logging
 import platform
 import resource
 import time
@@ -17,9 +16,10 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
+from experiments.logs import quiet_library_logs
 from talking_heads.training import distributed, registry, sharding
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Stage config with variant, e.g. path.py:tiny.")
@@ -118,8 +118,7 @@ def benchmark(config, steps: int, warmup: int) -> dict[str, Any]:
 
 def main(argv):
   del argv
-  logging.get_absl_handler().addFilter(
-      lambda r: r.levelno >= py_logging.WARNING or "orbax" not in r.pathname)
+  quiet_library_logs()
   result = benchmark(_CONFIG.value, _STEPS.value, _WARMUP.value)
   width = max(len(k) for k in result)
   for key, value in result.items():

@@ -7,23 +7,16 @@ Relaunching with the same workdir resumes from its newest checkpoint. For multi-
 (TPU pods, GPU clusters) add `--config.distributed.enabled=true` on every process.
 """
 
-import logging as py_logging
-
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments.logs import quiet_library_logs
 from talking_heads.training import distributed, loop
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Stage config file with variant, e.g. path.py:tiny.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and images.")
 flags.mark_flags_as_required(["config", "workdir"])
-
-
-def quiet_library_logs() -> None:
-  """Keeps orbax's per-save INFO chatter out of the run log (warnings still show)."""
-  logging.get_absl_handler().addFilter(
-      lambda record: record.levelno >= py_logging.WARNING or "orbax" not in record.pathname)
 
 
 def main(argv):

@@ -1,0 +1,82 @@
+r"""The main job: everything that runs end to end on the built-in default data.
+
+  bash experiments/main.sh                       # sets up .venv, then runs this with defaults
+  python -m experiments.main --workdir=runs/main --variant=demo
+
+Each part resumes from what an earlier launch finished (checkpoints, finished files), and the
+report at `<workdir>/report.md` (+ `report.json`) is rewritten at the end. Parts so far:
+  1. frame autoencoder on procedurally generated frames (the trainer's reference stage).
+"""
+
+import json
+import os
+import time
+from typing import Any
+
+from absl import app, flags, logging
+
+from experiments.configs import frame_autoencoder
+from experiments.logs import quiet_library_logs
+from talking_heads.training import loop
+
+_WORKDIR = flags.DEFINE_string("workdir", "runs/main", "Where every part writes its outputs.")
+_VARIANT = flags.DEFINE_enum("variant", "demo", ["tiny", "demo"], "Config variant of every part.")
+
+
+def _read_metrics(workdir: str) -> tuple[dict[str, float], dict[str, float]]:
+  """Last training and last eval record of a run's metrics.jsonl."""
+  train, evaluation = {}, {}
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    for line in f:
+      record = json.loads(line)
+      if any(k.startswith("eval/") for k in record):
+        evaluation = record
+      else:
+        train = record
+  return train, evaluation
+
+
+def train_part(name: str, config, workdir: str) -> dict[str, Any]:
+  start = time.perf_counter()
+  result = loop.train_and_evaluate(config, workdir)
+  train, evaluation = _read_metrics(workdir)
+  images = sorted(p for p in os.listdir(os.path.join(workdir, "images")) if p.endswith(".png"))
+  return {"part": name, "stage": config.stage, "variant": config.variant, "steps": result.step,
+          "seconds": round(time.perf_counter() - start, 1), "train": train, "eval": evaluation,
+          "image": os.path.join(os.path.basename(workdir), "images", images[-1]) if images else None}
+
+
+def write_report(workdir: str, parts: list[dict[str, Any]]) -> str:
+  lines = ["# talking_heads main job report", "",
+           "| part | stage | variant | steps | time (s) | final train loss | eval metrics |",
+           "|---|---|---|---|---|---|---|"]
+  for p in parts:
+    ev = ", ".join(f"{k[5:]}={v:.4g}" for k, v in p["eval"].items() if k.startswith("eval/"))
+    lines.append(f"| {p['part']} | {p['stage']} | {p['variant']} | {p['steps']} | {p['seconds']} | "
+                 f"{p['train'].get('loss', float('nan')):.4g} | {ev} |")
+  lines.append("")
+  for p in parts:
+    if p["image"]:
+      lines += [f"## {p['part']}", "", f"![{p['part']}]({p['image']})", ""]
+  path = os.path.join(workdir, "report.md")
+  with open(path, "w") as f:
+    f.write("\n".join(lines))
+  with open(os.path.join(workdir, "report.json"), "w") as f:
+    json.dump(parts, f, indent=2)
+  return path
+
+
+def main(argv):
+  del argv
+  quiet_library_logs()
+  workdir = os.path.abspath(_WORKDIR.value)
+  os.makedirs(workdir, exist_ok=True)
+  parts = [train_part("frame autoencoder (procedural frames)", frame_autoencoder.get_config(_VARIANT.value),
+                      os.path.join(workdir, "frame_autoencoder"))]
+  path = write_report(workdir, parts)
+  logging.info("Report written to %s", path)
+  print(open(path).read())
+
+
+if __name__ == "__main__":
+  app.run(main)
