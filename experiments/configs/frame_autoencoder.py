@@ -1,7 +1,9 @@
-"""Frame autoencoder on procedurally generated frames (the trainer's reference stage).
+"""Frame autoencoder (the trainer's reference stage) on a dataset's frames or procedural frames.
 
 Launch:
   python -m experiments.train --config=experiments/configs/frame_autoencoder.py:demo --workdir=runs/frame_ae
+  python -m experiments.train --config=experiments/configs/frame_autoencoder.py:demo \
+      --config.data.root=datasets/demo --workdir=runs/frame_ae_corpus      # on the synthetic corpus
 Variants: tiny (tests, seconds on CPU), demo (minutes on a laptop CPU), paper (GPU/TPU scale;
 there is no paper for this stage: it uses the 256x256 size and batch of the VQ stages it precedes).
 """
@@ -16,8 +18,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant = parsed.variant
   c = common.trainer_config("frame_autoencoder", variant)
   c.model = ml_collections.ConfigDict({"widths": (32, 64), "latent_channels": 8, "dtype": "float32"})
-  c.data = ml_collections.ConfigDict({"image_size": 32, "num_frames": 4096, "num_eval_frames": 64,
-                                      "seed": 0, "num_workers": 0})
+  c.data = ml_collections.ConfigDict({"root": "", "image_size": 32, "num_frames": 4096, "num_eval_frames": 64,
+                                      "eval_stride": 25, "seed": 0, "num_workers": 0})
   c.optimizer.learning_rate = 1e-3
   if variant == "tiny":
     c.total_steps, c.batch_size, c.eval_batch_size = 10, 8, 8

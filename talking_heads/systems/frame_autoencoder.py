@@ -1,11 +1,14 @@
 """Frame autoencoder stage: reconstruct frames with L1 + MSE.
 
 The first real stage of the library: it exercises the whole trainer (sharding, checkpoints,
-resume, logging, benchmarks) on procedurally generated frames, and is the base the VQ
-autoencoders of LaDTalk and FD2Talk grow from.
+resume, logging, benchmarks) and is the base the VQ autoencoders of LaDTalk and FD2Talk grow from.
+Data: a dataset in the project's format (`data.root`: train split for training, every
+`data.eval_stride`-th frame of the val split for evaluation), or, when `data.root` is empty,
+procedurally generated frames (no files needed).
 
-Config fields: model{widths, latent_channels, dtype}, data{image_size, num_frames, num_eval_frames,
-seed, num_workers}, optimizer{...}, plus the trainer fields (`talking_heads.training.loop`).
+Config fields: model{widths, latent_channels, dtype}, data{root, image_size, num_frames,
+num_eval_frames, eval_stride, seed, num_workers}, optimizer{...}, plus the trainer fields
+(`talking_heads.training.loop`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 import optax
 
 from talking_heads.models.autoencoder import ConvAutoencoder
+from talking_heads.pipelines import frames as frames_pipeline
 from talking_heads.pipelines.procedural import ProceduralFrames
 from talking_heads.training.optimizers import build_optimizer
 from talking_heads.training.stage import Stage
@@ -59,12 +63,17 @@ class FrameAutoencoderStage(Stage):
     params = self.model.init(rng, jnp.zeros((1, size, size, 3), jnp.float32))["params"]
     return TrainState.create(params, self.tx, rng=rng, ema_decay=self.config.get("ema_decay", 0.0))
 
-  def _losses(self, params: Any, images: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+  def _losses(self, params: Any, images: jax.Array, weights: jax.Array | None = None
+              ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Losses averaged over examples with `weights` [B] (default: all ones)."""
     target = images.astype(jnp.float32) / 255.0                   # [B, H, W, 3]
     recon = self.model.apply({"params": params}, target)          # [B, H, W, 3]
-    l1 = jnp.mean(jnp.abs(recon - target))
-    mse = jnp.mean(jnp.square(recon - target))
-    psnr = jnp.mean(-10.0 * jnp.log10(jnp.mean(jnp.square(recon - target), axis=(1, 2, 3)) + 1e-10))
+    weights = jnp.ones(target.shape[:1]) if weights is None else weights.astype(jnp.float32)
+    mean = lambda per_example: jnp.sum(per_example * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+    l1 = mean(jnp.mean(jnp.abs(recon - target), axis=(1, 2, 3)))
+    mse_per_example = jnp.mean(jnp.square(recon - target), axis=(1, 2, 3))   # [B]
+    mse = mean(mse_per_example)
+    psnr = mean(-10.0 * jnp.log10(mse_per_example + 1e-10))
     return l1 + mse, {"l1": l1, "mse": mse, "psnr": psnr}
 
   def train_step(self, state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
@@ -75,14 +84,27 @@ class FrameAutoencoderStage(Stage):
 
   def train_iterator(self, batch_size: int, shard_index: int, shard_count: int):
     d = self.config.data
+    if d.root:
+      return frames_pipeline.make_frames_iterator(
+          d.root, batch_size=batch_size, shard_index=shard_index, shard_count=shard_count,
+          seed=self.config.seed, num_workers=d.num_workers, split="train", image_size=d.image_size)
     return make_batches(self._source(False), batch_size, shard_index, shard_count, seed=self.config.seed,
-                        num_workers=d.get("num_workers", 0))
+                        num_workers=d.num_workers)
 
   def eval_step(self, state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
-    loss, aux = self._losses(state.eval_params, batch["image"])
-    return {"loss": loss, **aux}
+    weights = batch.get("valid")
+    loss, aux = self._losses(state.eval_params, batch["image"], weights)
+    count = jnp.sum(weights.astype(jnp.float32)) if weights is not None else jnp.float32(batch["image"].shape[0])
+    return {"loss": loss, **aux, "eval_weight": count}
 
   def eval_batches(self, batch_size: int, shard_index: int, shard_count: int):
+    d = self.config.data
+    if d.root:
+      it = frames_pipeline.make_frames_eval_iterator(
+          d.root, batch_size=batch_size, shard_index=shard_index, shard_count=shard_count, seed=d.seed,
+          num_workers=0, split="val", stride=d.eval_stride, image_size=d.image_size)
+      yield from ({"image": b["image"], "valid": b["valid"]} for b in it)
+      return
     source = self._source(True)
     ids = np.arange(len(source))[shard_index::shard_count]
     for start in range(0, len(ids) - batch_size + 1, batch_size):

@@ -74,12 +74,21 @@ def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 def evaluate(stage: Stage, state: PyTree, batches: Iterable[Mapping[str, Any]], eval_step: Callable,
              data_sharding: jax.sharding.Sharding, rng: jax.Array) -> dict[str, float]:
-  """Mean of the stage's eval metrics over a finite set of batches."""
+  """Mean of the stage's eval metrics over a finite set of batches.
+
+  A stage whose batches carry padding returns `eval_weight` (its number of real examples) with
+  per-batch means; batches are then weighted by it, so padding never biases the result.
+  """
   results = []
   for i, batch in enumerate(batches):
     metrics = eval_step(state, distributed.global_batch(batch, data_sharding), jax.random.fold_in(rng, i))
     results.append(jax.device_get(metrics))
-  return _mean_metrics(results)
+  if not results:
+    return {}
+  weights = np.asarray([float(m.pop("eval_weight", 1.0)) for m in results])
+  if weights.sum() <= 0:
+    return {}
+  return {k: float(np.sum([m[k] * w for m, w in zip(results, weights)]) / weights.sum()) for k in results[0]}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stage: Stage | None = None,
@@ -198,6 +207,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stage
       save(step)
     raise
   finally:
+    if hasattr(train_iter, "close"):
+      train_iter.close()   # stops grain worker processes and read threads
     checkpointer.close()
     writer.close()
     progress.close()
