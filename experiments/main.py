@@ -3,9 +3,11 @@ r"""The main job: everything that runs end to end on the built-in default data.
   bash experiments/main.sh                       # sets up .venv, then runs this with defaults
   python -m experiments.main --workdir=runs/main --variant=demo
 
-Each part resumes from what an earlier launch finished (checkpoints, finished files), and the
+Each part resumes from what an earlier launch finished (finished clips, checkpoints), and the
 report at `<workdir>/report.md` (+ `report.json`) is rewritten at the end. Parts so far:
-  1. frame autoencoder on procedurally generated frames (the trainer's reference stage).
+  1. the synthetic talking-face corpus (`data.synthetic`, preset = the variant) in <workdir>/corpus,
+     with its mel features precomputed for the audio-driven pipelines;
+  2. the frame autoencoder (the trainer's reference stage) trained on the corpus's frames.
 """
 
 import json
@@ -15,12 +17,15 @@ from typing import Any
 
 from absl import app, flags, logging
 
+from data import synthetic
 from experiments.configs import frame_autoencoder
 from experiments.logs import quiet_library_logs
+from talking_heads.pipelines import base as pipelines_base
 from talking_heads.training import loop
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/main", "Where every part writes its outputs.")
 _VARIANT = flags.DEFINE_enum("variant", "demo", ["tiny", "demo"], "Config variant of every part.")
+_WORKERS = flags.DEFINE_integer("workers", 2, "Processes that render corpus clips.")
 
 
 def _read_metrics(workdir: str) -> tuple[dict[str, float], dict[str, float]]:
@@ -46,8 +51,21 @@ def train_part(name: str, config, workdir: str) -> dict[str, Any]:
           "image": os.path.join(os.path.basename(workdir), "images", images[-1]) if images else None}
 
 
-def write_report(workdir: str, parts: list[dict[str, Any]]) -> str:
+def corpus_part(workdir: str, preset: str, workers: int) -> tuple[str, dict[str, Any]]:
+  root = os.path.join(workdir, "corpus")
+  start = time.perf_counter()
+  summary = synthetic.build_corpus(root, preset, workers=workers)
+  features = pipelines_base.precompute_features(root)
+  return root, {"clips": summary["clips"], "frames": summary["frames"],
+                "audio_minutes": round(summary["audio_seconds"] / 60, 1), "splits": summary["splits"],
+                "identities": summary["identities"], "feature_files_written": features,
+                "seconds": round(time.perf_counter() - start, 1)}
+
+
+def write_report(workdir: str, corpus: dict[str, Any], parts: list[dict[str, Any]]) -> str:
   lines = ["# talking_heads main job report", "",
+           f"Corpus: {corpus['clips']} clips, {corpus['frames']} frames, {corpus['audio_minutes']} min of speech, "
+           f"{corpus['identities']} identities; splits {corpus['splits']} ({corpus['seconds']} s this run).", "",
            "| part | stage | variant | steps | time (s) | final train loss | eval metrics |",
            "|---|---|---|---|---|---|---|"]
   for p in parts:
@@ -62,7 +80,7 @@ def write_report(workdir: str, parts: list[dict[str, Any]]) -> str:
   with open(path, "w") as f:
     f.write("\n".join(lines))
   with open(os.path.join(workdir, "report.json"), "w") as f:
-    json.dump(parts, f, indent=2)
+    json.dump({"corpus": corpus, "parts": parts}, f, indent=2)
   return path
 
 
@@ -71,9 +89,14 @@ def main(argv):
   quiet_library_logs()
   workdir = os.path.abspath(_WORKDIR.value)
   os.makedirs(workdir, exist_ok=True)
-  parts = [train_part("frame autoencoder (procedural frames)", frame_autoencoder.get_config(_VARIANT.value),
-                      os.path.join(workdir, "frame_autoencoder"))]
-  path = write_report(workdir, parts)
+  variant = _VARIANT.value
+  corpus_root, corpus = corpus_part(workdir, variant, _WORKERS.value)
+
+  autoencoder = frame_autoencoder.get_config(variant)
+  autoencoder.data.root = corpus_root
+  autoencoder.data.image_size = 64 if variant == "demo" else 32
+  parts = [train_part("frame autoencoder (corpus frames)", autoencoder, os.path.join(workdir, "frame_autoencoder"))]
+  path = write_report(workdir, corpus, parts)
   logging.info("Report written to %s", path)
   print(open(path).read())
 
