@@ -17,6 +17,7 @@ StageFactory = Callable[[ml_collections.ConfigDict], Stage]
 
 _BUILTIN: dict[str, str] = {
     "frame_autoencoder": "talking_heads.systems.frame_autoencoder:FrameAutoencoderStage",
+    "syncnet": "talking_heads.systems.syncnet_expert:SyncNetStage",
 }
 _REGISTERED: dict[str, StageFactory] = {}
 

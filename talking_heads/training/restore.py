@@ -1,0 +1,39 @@
+"""Restoring a trained stage from its workdir, for generation, evaluation and frozen experts."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import ml_collections
+
+from talking_heads.training import registry, sharding
+from talking_heads.training.checkpoint import Checkpointer, abstract_with_shardings
+from talking_heads.training.stage import Stage
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{workdir} is not a training workdir: {path} is missing.")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def restore_stage(workdir: str, step: int | None = None) -> tuple[Stage, Any, int]:
+  """(stage, train state, step) of a workdir's newest (or given) checkpoint, replicated on this host's devices."""
+  config = load_config(workdir)
+  checkpointer = Checkpointer(workdir)
+  try:
+    if checkpointer.latest_step() is None:
+      raise FileNotFoundError(f"No checkpoint in {checkpointer.directory}: train the stage first.")
+    stage = registry.build(config)
+    abstract = jax.eval_shape(stage.init_state, jax.random.PRNGKey(0))
+    mesh = sharding.make_mesh({"data": -1, "fsdp": 1}, jax.local_devices())
+    shardings = jax.tree_util.tree_map(lambda _: sharding.replicated(mesh), abstract)
+    step, state = checkpointer.restore(abstract_with_shardings(abstract, shardings), step=step)
+  finally:
+    checkpointer.close()
+  return stage, state, step
