@@ -1,0 +1,593 @@
+r"""Scores generated talking-head videos: image quality, sharpness, landmarks, flicker and lip sync.
+
+  python -m experiments.evaluate --generated=runs/gen/ --reference=dataset:/data/corpus:test \
+      --metrics=psnr,ssim,ms_ssim,lpips,fid,cpbd,lmd,flicker,lse --weights-dir=~/weights \
+      --out=eval.json
+  python -m experiments.evaluate --generated=fake.mp4 --reference=real.mp4 --metrics=lse \
+      --syncnet-workdir=runs/syncnet
+
+Inputs (`--generated`, `--reference`): an mp4 file, a directory of mp4s, or dataset clips
+`dataset:ROOT` / `dataset:ROOT:SPLIT`. Videos are decoded at 25 fps and audio at 16 kHz mono, as
+syncnet_python prepares them. Generated and reference videos pair up by name (file stem or clip
+id); a single file on each side pairs directly. Without `--reference`, only CPBD, flicker and
+LSE are computed.
+
+Metrics (`talking_heads.metrics`): psnr; ssim (two keys: ssim_wang, Wang et al.'s Gaussian
+setting, and ssim_skimage, scikit-image's default); ms_ssim (frames larger than 160 px); lpips
+(`--lpips-net`, default alex); fid (pytorch-fid Inception over all frames of all videos);
+cpbd (of the generated frames, and of the reference as cpbd_reference); lmd (the four named
+variants; landmarks from the dataset, or dlib's 68-point model for mp4s when installed);
+flicker (generated) and flicker_error (against the reference); lse (LSE-C, LSE-D, AV offset).
+Networks whose weights are not in `--weights-dir` are reported as "unavailable: <file> (<what it
+is>) missing from --weights-dir" and never computed with random weights.
+
+LSE: the official SyncNet S when `--weights-dir` holds `syncnet_v2.model` (comparable with
+papers), else a SyncNet_color trained here when `--syncnet-workdir` is given (NOT comparable
+with papers); the output names the expert. Audio: `--audio` (a file, or a directory matched by
+stem), else the generated video's own track, else the reference's. Face crops (`--lse-crop`):
+"auto" scores dataset clips as they are (they are face crops) and runs syncnet_python's face
+tracking and cropping on mp4 frames; "none" and "syncnet" force either. The crop pipeline keeps
+syncnet_python's limits (tracks over 100 detections, faces over 100 px); lower them with
+`--crop-min-track` / `--crop-min-face` for short or small videos.
+
+Lengths: paired metrics use the common length (the first frames of both) and say so; with
+`--sliding`, a generated video shorter than its reference is slid along it (LaDTalk): each
+per-frame metric (psnr, ssim, ms_ssim, lpips) takes its best window, and fid, lmd and
+flicker_error use the window PSNR picks.
+
+Output: a table on stdout and JSON (`--out`): per-video values, means over videos, notes, the
+command, machine and duration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import pathlib
+import platform
+import sys
+import time
+from typing import Any, Callable, Iterable
+
+from absl import app, flags, logging
+import jax
+import numpy as np
+
+from talking_heads.face import detect as detect_lib
+from talking_heads.io import audio as audio_io
+from talking_heads.io import dataset as dataset_lib
+from talking_heads.io import video as video_io
+from talking_heads.metrics import cpbd as cpbd_lib
+from talking_heads.metrics import fid as fid_lib
+from talking_heads.metrics import image as image_lib
+from talking_heads.metrics import landmarks as landmarks_lib
+from talking_heads.metrics import lpips as lpips_lib
+from talking_heads.metrics import sliding as sliding_lib
+from talking_heads.metrics import sync_experts
+from talking_heads.metrics import temporal as temporal_lib
+from third_party import syncnet as syncnet_convert
+from third_party import weights as weights_lib
+
+METRICS = ("psnr", "ssim", "ms_ssim", "lpips", "fid", "cpbd", "lmd", "flicker", "lse")
+NEEDS_REFERENCE = ("psnr", "ssim", "ms_ssim", "lpips", "fid", "lmd")
+FPS = 25
+SAMPLE_RATE = 16000
+DATASET_PREFIX = "dataset:"
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".mp4")
+CHUNK = 32  # frames per jitted metric call
+
+_GENERATED = flags.DEFINE_string(
+    "generated", None, "Generated videos: an mp4, a directory of mp4s, or dataset:ROOT[:SPLIT].")
+_REFERENCE = flags.DEFINE_string("reference", None, "Reference videos, in the same forms.")
+_AUDIO = flags.DEFINE_string(
+    "audio", None, "Audio for LSE: a file, or a directory of files named like the videos.")
+_METRICS = flags.DEFINE_list("metrics", list(METRICS), f"Metrics, from {', '.join(METRICS)}.")
+WEIGHTS_DIR = flags.DEFINE_string(
+    "weights-dir", None, "Folder of public checkpoints (syncnet_v2.model, LPIPS, Inception).")
+SYNCNET_WORKDIR = flags.DEFINE_string(
+    "syncnet-workdir", None, "Workdir of a SyncNet trained here, for LSE without syncnet_v2.model.")
+_SLIDING = flags.DEFINE_bool(
+    "sliding", False, "Slide generated videos shorter than their references along them (LaDTalk).")
+_LPIPS_NET = flags.DEFINE_enum("lpips-net", "alex", lpips_lib.NETS, "LPIPS backbone.")
+_LSE_CROP = flags.DEFINE_enum("lse-crop", "auto", ("auto", "none", "syncnet"),
+                              "Face crops for LSE (see the module docstring).")
+_CROP_MIN_TRACK = flags.DEFINE_integer(
+    "crop-min-track", sync_experts.CropSettings.min_track, "Face tracks need more detections.")
+_CROP_MIN_FACE = flags.DEFINE_float(
+    "crop-min-face", sync_experts.CropSettings.min_face_size, "Minimum mean face box side (px).")
+OUT = flags.DEFINE_string("out", "evaluation.json", "Where to write the JSON results.")
+
+
+@dataclasses.dataclass
+class Video:
+  """A decoded video.
+
+  Attributes:
+    name: pairing key (file stem or clip id).
+    source: where it came from.
+    frames: uint8 RGB [T, H, W, 3] at 25 fps.
+    audio: float32 mono 16 kHz samples, or None.
+    landmarks: float32 [T, 68, 2] when the source has them (dataset clips), else None.
+    face_crops: the frames are face crops already (dataset clips).
+  """
+  name: str
+  source: str
+  frames: np.ndarray
+  audio: np.ndarray | None
+  landmarks: np.ndarray | None
+  face_crops: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoRef:
+  """A video that is not decoded yet."""
+  name: str
+  source: str
+  load: Callable[[], Video]
+
+
+def _load_mp4(path: pathlib.Path) -> Video:
+  frames, _ = video_io.read_video(path, fps=FPS)
+  try:
+    audio = audio_io.load_audio(path, sample_rate=SAMPLE_RATE)
+  except audio_io.NoAudioError:
+    audio = None
+  return Video(path.stem, str(path), frames, audio, None, face_crops=False)
+
+
+def _load_clip(clip: dataset_lib.Clip, source: str) -> Video:
+  return Video(clip.id, source, np.asarray(clip.frames), np.asarray(clip.audio),
+               np.asarray(clip.landmarks), face_crops=True)
+
+
+def parse_dataset_spec(spec: str) -> tuple[str, str | None]:
+  """'dataset:ROOT[:SPLIT]' -> (ROOT, SPLIT or None)."""
+  body = spec[len(DATASET_PREFIX):]
+  if os.path.isdir(body):
+    return body, None
+  root, sep, split = body.rpartition(":")
+  if not sep or not os.path.isdir(root):
+    raise ValueError(f"{spec}: expected dataset:ROOT or dataset:ROOT:SPLIT with ROOT a dataset directory")
+  return root, split
+
+
+def list_videos(spec: str) -> list[VideoRef]:
+  """The videos named by an mp4 path, a directory of mp4s or a dataset spec, sorted by name."""
+  if spec.startswith(DATASET_PREFIX):
+    root, split = parse_dataset_spec(spec)
+    data = dataset_lib.Dataset(root)
+    if data.fps != FPS or data.sample_rate != SAMPLE_RATE:
+      raise ValueError(f"{root}: dataset is at {data.fps} fps / {data.sample_rate} Hz; evaluation "
+                       f"needs {FPS} fps / {SAMPLE_RATE} Hz")
+    if split is not None and split not in data.splits():
+      raise ValueError(f"{root}: no split {split!r} (splits: {data.splits()})")
+    return [VideoRef(c.id, f"{DATASET_PREFIX}{root}:{c.id}", functools.partial(_load_clip, c, f"{root}:{c.id}"))
+            for c in sorted(data.clips(split), key=lambda c: c.id)]
+  path = pathlib.Path(spec).expanduser()
+  if path.is_dir():
+    files = sorted(path.glob("*.mp4"))
+    if not files:
+      raise ValueError(f"{path}: directory holds no .mp4 file")
+    return [VideoRef(f.stem, str(f), functools.partial(_load_mp4, f)) for f in files]
+  if path.is_file():
+    return [VideoRef(path.stem, str(path), functools.partial(_load_mp4, path))]
+  raise FileNotFoundError(f"{spec}: not an mp4 file, a directory of mp4s, or dataset:ROOT[:SPLIT]")
+
+
+def pair_videos(generated: list[VideoRef], reference: list[VideoRef] | None
+                ) -> list[tuple[VideoRef, VideoRef | None]]:
+  """Pairs by name; a single video on each side pairs directly."""
+  if reference is None:
+    return [(g, None) for g in generated]
+  if len(generated) == 1 and len(reference) == 1:
+    return [(generated[0], reference[0])]
+  by_name = {r.name: r for r in reference}
+  missing = [g.name for g in generated if g.name not in by_name]
+  if missing:
+    raise ValueError(f"no reference video named {missing[:5]}{' ...' if len(missing) > 5 else ''} "
+                     f"({len(missing)} of {len(generated)} generated videos); references are matched "
+                     "by file stem or clip id")
+  return [(g, by_name[g.name]) for g in generated]
+
+
+# ----------------------------------------------------------------------------- weights
+
+
+def unavailable(*names: str) -> str:
+  """'unavailable: <file> (<what it is>) missing from --weights-dir' for registered weights."""
+  parts = [f"{weights_lib.WEIGHTS[n].filename} ({weights_lib.WEIGHTS[n].description})" for n in names]
+  sources = sorted({weights_lib.WEIGHTS[n].source_url for n in names})
+  return f"unavailable: {' and '.join(parts)} missing from --weights-dir (get: {'; '.join(sources)})"
+
+
+def _missing(weights_dir: str | None, *names: str) -> list[str]:
+  out = []
+  for name in names:
+    try:
+      weights_lib.require(weights_dir, name)
+    except weights_lib.MissingWeightsError:
+      out.append(name)
+  return out
+
+
+def load_s_expert(weights_dir: str | os.PathLike[str] | None, **kwargs: Any
+                  ) -> sync_experts.SyncNetSExpert:
+  """The official S from `weights_dir`/syncnet_v2.model (MissingWeightsError naming it if absent)."""
+  path = weights_lib.require(weights_dir, "syncnet_v2")
+  return sync_experts.SyncNetSExpert(syncnet_convert.load_syncnet_s(path), source=os.fspath(path),
+                                     **kwargs)
+
+
+def load_sync_expert(weights_dir: str | None, syncnet_workdir: str | None
+                     ) -> tuple[sync_experts.SyncExpert | None, str]:
+  """(expert, what was chosen and why): S if `weights_dir` has syncnet_v2.model, else the expert
+  trained in `syncnet_workdir`, else (None, the 'unavailable' message)."""
+  if not _missing(weights_dir, "syncnet_v2"):
+    expert = load_s_expert(weights_dir)
+    return expert, f"{expert.name}: comparable with papers"
+  if syncnet_workdir:
+    expert = sync_experts.TrainedSyncNetExpert.from_workdir(syncnet_workdir)
+    return expert, (f"{expert.name}: NOT comparable with papers (syncnet_v2.model is not in "
+                    "--weights-dir)")
+  return None, (unavailable("syncnet_v2") + "; or pass --syncnet-workdir for a SyncNet trained "
+                "here (not comparable with papers)")
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def _per_frame(fn: Callable[[np.ndarray, np.ndarray], Any], a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """Per-frame values of a jitted image metric, CHUNK frames per call."""
+  return np.concatenate([np.asarray(fn(a[s:s + CHUNK], b[s:s + CHUNK]), np.float64)
+                         for s in range(0, a.shape[0], CHUNK)])
+
+
+def frame_metrics(requested: Iterable[str], lpips_variables: Any, lpips_net: str
+                  ) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+  """Per-frame full-reference metrics: name -> (gen [T, ...], ref [T, ...]) -> [T]."""
+  requested = set(requested)
+  out = {}
+  if "psnr" in requested:
+    out["psnr"] = functools.partial(image_lib.psnr, data_range=255.0)
+  if "ssim" in requested:
+    out["ssim_wang"] = functools.partial(image_lib.ssim_wang, data_range=255.0)
+    out["ssim_skimage"] = functools.partial(image_lib.ssim_skimage, data_range=255.0)
+  if "ms_ssim" in requested:
+    out["ms_ssim"] = functools.partial(image_lib.ms_ssim, data_range=255.0)
+  if "lpips" in requested and lpips_variables is not None:
+    out["lpips"] = lambda g, r: lpips_lib.lpips_distance(
+        lpips_variables, np.asarray(g, np.float32) / 255.0, np.asarray(r, np.float32) / 255.0,
+        net=lpips_net, normalize=True)
+  return {k: functools.partial(_per_frame, f) for k, f in out.items()}
+
+
+HIGHER_IS_BETTER = {"psnr": True, "ssim_wang": True, "ssim_skimage": True, "ms_ssim": True,
+                    "lpips": False}
+
+
+class _Landmarker:
+  """68-point landmarks for mp4 frames: Haar face track + dlib's shape predictor, if installed."""
+
+  def __init__(self):
+    self.detector, self.description = detect_lib.load_landmark_detector()
+    self._faces = None
+
+  def __call__(self, frames: np.ndarray) -> np.ndarray:
+    if self.detector is None:
+      raise LookupError(f"unavailable: no 68-point landmark model ({self.description})")
+    self._faces = self._faces or detect_lib.make_detector("haar")
+    track = detect_lib.track_faces(frames, self._faces)
+    return self.detector.track(frames, track.boxes)
+
+
+def _lse(expert: sync_experts.SyncExpert, video: Video, audio: np.ndarray, crop_mode: str,
+         settings: sync_experts.CropSettings) -> dict[str, Any]:
+  use_as_is = crop_mode == "none" or (crop_mode == "auto" and video.face_crops)
+  if use_as_is:
+    score = sync_experts.score_clip(expert, video.frames, audio, clip_id=video.name)
+    return {"lse_c": score.confidence, "lse_d": score.distance, "av_offset": score.offset,
+            "lse_windows": score.num_windows}
+  tracks = sync_experts.face_track_crops(video.frames, audio, expert.crop_size, settings=settings)
+  if not tracks:
+    raise ValueError(f"{video.name}: no face track for LSE (Haar detector; tracks need more than "
+                     f"{settings.min_track} detections and faces over {settings.min_face_size:g} "
+                     "px: see --crop-min-track / --crop-min-face, or --lse-crop=none for face crops)")
+  scores = [sync_experts.score_clip(expert, t.frames, t.audio,
+                                    clip_id=f"{video.name} track {int(t.track.frames[0])}")
+            for t in tracks]
+  return {"lse_c": float(np.mean([s.confidence for s in scores])),
+          "lse_d": float(np.mean([s.distance for s in scores])),
+          "av_offset": [s.offset for s in scores], "lse_tracks": len(scores),
+          "lse_windows": int(sum(s.num_windows for s in scores))}
+
+
+def _audio_for(name: str, generated: Video, reference: Video | None,
+               audio_spec: str | None) -> tuple[np.ndarray | None, str]:
+  if audio_spec:
+    path = pathlib.Path(audio_spec).expanduser()
+    if path.is_dir():
+      matches = [p for p in sorted(path.iterdir()) if p.stem == name and p.suffix.lower() in AUDIO_SUFFIXES]
+      if not matches:
+        raise FileNotFoundError(f"{path}: no audio file named {name}.* ({', '.join(AUDIO_SUFFIXES)})")
+      path = matches[0]
+    return audio_io.load_audio(path, sample_rate=SAMPLE_RATE), str(path)
+  if generated.audio is not None:
+    return generated.audio, f"{generated.source} (own track)"
+  if reference is not None and reference.audio is not None:
+    return reference.audio, f"{reference.source} (reference)"
+  return None, "none"
+
+
+def _error_text(e: Exception) -> str:
+  text = str(e)
+  return text if text.startswith("unavailable:") else f"error: {type(e).__name__}: {text}"
+
+
+def _record(metrics: dict[str, Any], keys: Iterable[str], fn: Callable[[], dict[str, Any]]) -> None:
+  """Stores fn()'s values, or the same error text under every key it would have filled."""
+  try:
+    metrics.update(fn())
+  except (ValueError, LookupError, OSError, audio_io.MediaError) as e:
+    for key in keys:
+      metrics[key] = _error_text(e)
+
+
+@dataclasses.dataclass
+class Options:
+  """What to evaluate; mirrors the command-line flags."""
+  generated: str
+  reference: str | None = None
+  audio: str | None = None
+  metrics: tuple[str, ...] = METRICS
+  weights_dir: str | None = None
+  syncnet_workdir: str | None = None
+  sliding: bool = False
+  lpips_net: str = "alex"
+  lse_crop: str = "auto"
+  crop_settings: sync_experts.CropSettings = sync_experts.CropSettings()
+
+
+def _alignment(num_generated: int, num_reference: int, reference_psnr: Callable[[], int] | None,
+               sliding: bool) -> tuple[int, int, bool, list[str]]:
+  """(frames n, reference start, slide, notes) for a pair of lengths."""
+  if num_generated == num_reference:
+    return num_generated, 0, False, []
+  if sliding and num_generated < num_reference:
+    window = reference_psnr()
+    return num_generated, window, True, [
+        f"generated {num_generated} frames slid along the reference's {num_reference}; fid, lmd and "
+        f"flicker_error use the PSNR-best window at reference frame {window}"]
+  n = min(num_generated, num_reference)
+  return n, 0, False, [f"lengths differ (generated {num_generated}, reference {num_reference} "
+                       f"frames): used the first {n} of both"]
+
+
+@dataclasses.dataclass
+class _Context:
+  """What every pair is scored with (built once)."""
+  requested: list[str]
+  per_frame: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]
+  inception: fid_lib.InceptionFeatureExtractor | None
+  fid_stats: tuple[fid_lib.FeatureStatistics, fid_lib.FeatureStatistics] | None
+  landmarker: _Landmarker | None
+  expert: sync_experts.SyncExpert | None
+  options: Options
+
+
+def _evaluate_pair(gen: Video, ref: Video | None, ctx: _Context) -> dict[str, Any]:
+  """Per-video values of one generated video (and its reference)."""
+  entry: dict[str, Any] = {"name": gen.name, "generated": gen.source, "frames": int(gen.frames.shape[0])}
+  values: dict[str, Any] = {}
+  notes: list[str] = []
+  g, r = gen.frames, None
+  if ref is not None:
+    entry.update(reference=ref.source, reference_frames=int(ref.frames.shape[0]))
+    psnr = frame_metrics(["psnr"], None, "alex")["psnr"]
+    best_psnr_window = lambda: sliding_lib.sliding_frame_metric(
+        psnr, gen.frames, ref.frames, higher_is_better=True).best_offset
+    try:
+      n, window, slide, notes = _alignment(g.shape[0], ref.frames.shape[0], best_psnr_window,
+                                           ctx.options.sliding)
+    except ValueError as e:  # e.g. frame sizes differ: no PSNR window to pick
+      n, window, slide = min(g.shape[0], ref.frames.shape[0]), 0, False
+      notes = [f"sliding window not found ({e}); used the first {n} frames of both"]
+    g, r = gen.frames[:n], ref.frames[window:window + n]
+    for key, fn in ctx.per_frame.items():
+      def frame_metric(key=key, fn=fn):
+        if slide:
+          result = sliding_lib.sliding_frame_metric(fn, gen.frames, ref.frames,
+                                                    higher_is_better=HIGHER_IS_BETTER[key])
+          return {key: result.best, f"{key}_window": result.best_offset}
+        return {key: float(np.mean(fn(g, r)))}
+      _record(values, [key], frame_metric)
+    if ctx.fid_stats is not None:
+      def fid_features():
+        features = ctx.inception(g), ctx.inception(r)
+        for stats, f in zip(ctx.fid_stats, features):
+          stats.update(f)
+        return {}
+      _record(values, ["fid"], fid_features)
+    if ctx.landmarker is not None:
+      def lmd():
+        gl = gen.landmarks[:n] if gen.landmarks is not None else ctx.landmarker(g)
+        rl = ref.landmarks[window:window + n] if ref.landmarks is not None else ctx.landmarker(r)
+        return {k: float(f(gl, rl)) for k, f in landmarks_lib.LMD_VARIANTS.items()}
+      _record(values, landmarks_lib.LMD_VARIANTS, lmd)
+  if "cpbd" in ctx.requested:
+    _record(values, ["cpbd"], lambda: {"cpbd": float(cpbd_lib.video_cpbd(gen.frames))})
+    if ref is not None:
+      _record(values, ["cpbd_reference"],
+              lambda: {"cpbd_reference": float(cpbd_lib.video_cpbd(ref.frames))})
+  if "flicker" in ctx.requested:
+    _record(values, ["flicker"], lambda: {"flicker": float(temporal_lib.flicker(gen.frames))})
+    if r is not None:
+      _record(values, ["flicker_error"],
+              lambda: {"flicker_error": float(temporal_lib.flicker_error(g, r))})
+  if ctx.expert is not None:
+    def lse():
+      audio, entry["audio"] = _audio_for(gen.name, gen, ref, ctx.options.audio)
+      if audio is None:
+        raise ValueError(f"{gen.name}: no audio for LSE (the video has no audio track; pass --audio)")
+      return _lse(ctx.expert, gen, audio, ctx.options.lse_crop, ctx.options.crop_settings)
+    _record(values, ["lse_c", "lse_d"], lse)
+  entry["metrics"] = values
+  if notes:
+    entry["notes"] = notes
+  return entry
+
+
+def evaluate(options: Options) -> dict[str, Any]:
+  """Runs the evaluation and returns the JSON-ready results (see the module docstring)."""
+  start = time.time()
+  unknown = sorted(set(options.metrics) - set(METRICS))
+  if unknown:
+    raise ValueError(f"unknown metrics {unknown}; choose from {', '.join(METRICS)}")
+  requested = [m for m in METRICS if m in options.metrics]
+  generated = list_videos(options.generated)
+  reference = list_videos(options.reference) if options.reference else None
+  pairs = pair_videos(generated, reference)
+  if options.audio and len(pairs) > 1 and not os.path.isdir(options.audio):
+    raise ValueError(f"--audio {options.audio} is one file but there are {len(pairs)} generated "
+                     "videos; pass a directory of audio files named like the videos")
+  notes: list[str] = []
+  summary_override: dict[str, str] = {}
+
+  if reference is None:
+    for m in requested:
+      if m in NEEDS_REFERENCE:
+        summary_override[m] = "unavailable: needs --reference"
+
+  lpips_variables = None
+  if "lpips" in requested and "lpips" not in summary_override:
+    needed = ("alexnet", "lpips_alex") if options.lpips_net == "alex" else ("vgg16", "lpips_vgg")
+    if missing := _missing(options.weights_dir, *needed):
+      summary_override["lpips"] = unavailable(*missing)
+    else:
+      from third_party import lpips as lpips_convert  # pylint: disable=g-import-not-at-top
+      lpips_variables = lpips_convert.load_lpips(options.weights_dir, options.lpips_net)
+  inception = None
+  if "fid" in requested and "fid" not in summary_override:
+    if _missing(options.weights_dir, "pt_inception"):
+      summary_override["fid"] = unavailable("pt_inception")
+    else:
+      from third_party import inception as inception_convert  # pylint: disable=g-import-not-at-top
+      inception = fid_lib.InceptionFeatureExtractor(inception_convert.load_inception(options.weights_dir))
+  expert, expert_text = None, None
+  if "lse" in requested:
+    expert, expert_text = load_sync_expert(options.weights_dir, options.syncnet_workdir)
+    if expert is None:
+      summary_override["lse"] = expert_text
+  per_frame = frame_metrics([m for m in requested if m not in summary_override], lpips_variables,
+                            options.lpips_net)
+  landmarker = _Landmarker() if "lmd" in requested and "lmd" not in summary_override else None
+  fid_stats = (fid_lib.FeatureStatistics(), fid_lib.FeatureStatistics()) if inception else None
+
+  context = _Context(requested, per_frame, inception, fid_stats, landmarker, expert, options)
+  videos = []
+  for gen_ref, ref_ref in pairs:
+    entry = _evaluate_pair(gen_ref.load(), ref_ref.load() if ref_ref is not None else None, context)
+    logging.info("%s: %s", entry["name"], entry["metrics"])
+    videos.append(entry)
+
+  summary = _summarise(videos, summary_override, notes)
+  if fid_stats is not None:
+    try:
+      summary["fid"] = fid_lib.fid(*fid_stats)
+    except ValueError as e:
+      summary["fid"] = _error_text(e)
+  if expert is not None:
+    notes.append(f"LSE expert: {expert_text}")
+  return {
+      "command": command_line(),
+      "generated": options.generated, "reference": options.reference,
+      "metrics_requested": requested,
+      "lse_expert": expert.describe() if expert is not None else summary_override.get("lse"),
+      "summary": summary, "notes": notes, "videos": videos,
+      "machine": machine_description(), "duration_s": round(time.time() - start, 2),
+  }
+
+
+PER_VIDEO_ONLY = ("av_offset", "lse_windows", "lse_tracks")
+
+
+def _summarise(videos: list[dict[str, Any]], override: dict[str, str],
+               notes: list[str]) -> dict[str, Any]:
+  """Means over videos of each numeric per-video value; failures are counted and noted."""
+  summary: dict[str, Any] = dict(override)
+  keys = []
+  for v in videos:
+    keys += [k for k in v["metrics"] if k not in keys and k not in PER_VIDEO_ONLY and not k.endswith("_window")]
+  for key in keys:
+    values = [v["metrics"].get(key) for v in videos]
+    numbers = [x for x in values if isinstance(x, (int, float))]
+    failures = [(v["name"], x) for v, x in zip(videos, values) if isinstance(x, str)]
+    summary[key] = float(np.mean(numbers)) if numbers else failures[0][1]
+    if numbers and failures:
+      notes.append(f"{key}: mean over {len(numbers)} of {len(values)} videos; {failures[0][0]}: "
+                   f"{failures[0][1]}")
+  return summary
+
+
+def command_line() -> str:
+  """How this process was launched, as `python -m experiments.<module> <flags>` when run so."""
+  spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+  program = f"python -m {spec.name}" if spec is not None else sys.argv[0]
+  return " ".join([program, *sys.argv[1:]])
+
+
+def machine_description() -> str:
+  """CPU, core count and JAX backend, for reports."""
+  device = jax.devices()[0]
+  return (f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, "
+          f"jax {jax.__version__} on {device.platform} ({device.device_kind})").replace("  ", " ")
+
+
+def to_json(value: Any) -> Any:
+  """Non-finite floats become strings ("inf", "nan"): JSON has no such numbers."""
+  if isinstance(value, dict):
+    return {k: to_json(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [to_json(v) for v in value]
+  if isinstance(value, (float, np.floating)):
+    return float(value) if math.isfinite(value) else str(float(value))
+  if isinstance(value, np.integer):
+    return int(value)
+  return value
+
+
+def format_table(results: dict[str, Any]) -> str:
+  """The summary as an aligned text table, then the notes."""
+  rows = [(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in results["summary"].items()]
+  width = max([len("metric")] + [len(k) for k, _ in rows])
+  lines = [f"{'metric':<{width}}  value", "-" * (width + 8)]
+  lines += [f"{k:<{width}}  {v}" for k, v in rows]
+  lines += [f"note: {n}" for n in results["notes"]]
+  return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not _GENERATED.value:
+    raise app.UsageError("--generated is required")
+  options = Options(
+      generated=_GENERATED.value, reference=_REFERENCE.value, audio=_AUDIO.value,
+      metrics=tuple(m.strip() for m in _METRICS.value if m.strip()),
+      weights_dir=WEIGHTS_DIR.value, syncnet_workdir=SYNCNET_WORKDIR.value, sliding=_SLIDING.value,
+      lpips_net=_LPIPS_NET.value, lse_crop=_LSE_CROP.value,
+      crop_settings=sync_experts.CropSettings(min_track=_CROP_MIN_TRACK.value,
+                                              min_face_size=_CROP_MIN_FACE.value))
+  results = to_json(evaluate(options))
+  print(format_table(results))
+  if OUT.value:
+    path = pathlib.Path(OUT.value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+  app.run(main)
