@@ -22,11 +22,15 @@ from ml_collections import config_flags
 from experiments.logs import quiet_library_logs
 from talking_heads.training import distributed, registry, sharding
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Stage config with variant, e.g. path.py:tiny.")
-_STEPS = flags.DEFINE_integer("steps", 20, "Timed train steps.")
-_WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.")
-_OUT = flags.DEFINE_string("out", None, "Write the results as JSON here.")
-flags.mark_flags_as_required(["config"])
+
+
+def define_flags() -> None:
+  """Flags of the command line only: importing `benchmark` defines none (no clashes in tests)."""
+  config_flags.DEFINE_config_file("config", None, "Stage config with variant, e.g. path.py:tiny.")
+  flags.DEFINE_integer("steps", 20, "Timed train steps.")
+  flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.")
+  flags.DEFINE_string("out", None, "Write the results as JSON here.")
+  flags.mark_flags_as_required(["config"])
 
 
 def _memory(compiled: Any) -> dict[str, float]:
@@ -119,14 +123,16 @@ def benchmark(config, steps: int, warmup: int) -> dict[str, Any]:
 def main(argv):
   del argv
   quiet_library_logs()
-  result = benchmark(_CONFIG.value, _STEPS.value, _WARMUP.value)
+  f = flags.FLAGS
+  result = benchmark(f.config, f.steps, f.warmup)
   width = max(len(k) for k in result)
   for key, value in result.items():
     print(f"{key:<{width}}  {value:.4g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
-  if _OUT.value:
-    with open(_OUT.value, "w") as f:
-      json.dump(result, f, indent=2)
+  if f.out:
+    with open(f.out, "w") as out:
+      json.dump(result, out, indent=2)
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
