@@ -7,7 +7,10 @@ Each part resumes from what an earlier launch finished (finished clips, checkpoi
 report at `<workdir>/report.md` (+ `report.json`) is rewritten at the end. Parts so far:
   1. the synthetic talking-face corpus (`data.synthetic`, preset = the variant) in <workdir>/corpus,
      with its mel features precomputed for the audio-driven pipelines;
-  2. the frame autoencoder (the trainer's reference stage) trained on the corpus's frames.
+  2. the frame autoencoder (the trainer's reference stage) trained on the corpus's frames;
+  3. the lip-sync expert (Wav2Lip's SyncNet_color, width-reduced for CPU) trained on sync pairs;
+  4. the LSE evaluator with that expert on the test and held-out splits: recovery of planted
+     audio shifts of -6..6 frames, and LSE-C of in-sync clips vs clips with another clip's audio.
 """
 
 import json
@@ -18,8 +21,10 @@ from typing import Any
 from absl import app, flags, logging
 
 from data import synthetic
-from experiments.configs import frame_autoencoder
+from experiments import sync_eval
+from experiments.configs import frame_autoencoder, syncnet
 from experiments.logs import quiet_library_logs
+from talking_heads.metrics import sync_experts
 from talking_heads.pipelines import base as pipelines_base
 from talking_heads.training import loop
 
@@ -62,7 +67,27 @@ def corpus_part(workdir: str, preset: str, workers: int) -> tuple[str, dict[str,
                 "seconds": round(time.perf_counter() - start, 1)}
 
 
-def write_report(workdir: str, corpus: dict[str, Any], parts: list[dict[str, Any]]) -> str:
+def sync_part(syncnet_workdir: str, corpus_root: str, workdir: str, max_clips: int) -> dict[str, Any]:
+  """Offset recovery and LSE-C separation with the expert trained in `syncnet_workdir`."""
+  path = os.path.join(workdir, "sync_eval.json")
+  expert = sync_experts.TrainedSyncNetExpert.from_workdir(syncnet_workdir)
+  results = sync_eval.run(expert, "SyncNet_color trained by this job (not comparable with papers)",
+                          corpus_root, ["test", "heldout_identity", "heldout_voice"], max_shift=6,
+                          max_clips=max_clips)
+  results = sync_eval.evaluate.to_json(results)
+  with open(path, "w") as f:
+    json.dump(results, f, indent=2)
+  with open(os.path.join(workdir, "sync_eval.md"), "w") as f:
+    f.write(sync_eval.markdown(results))
+  return {split: {"clips": r["num_clips"], "shift_exact_percent": round(r["shift_exact_percent"], 1),
+                  "lse_c_in_sync": round(r["in_sync"]["lse_c"], 3),
+                  "lse_c_mismatched": round(r["mismatched"]["lse_c"], 3),
+                  "lse_c_ratio": round(r["lse_c_ratio"], 2), "frames_per_second": round(r["frames_per_second"], 1)}
+          for split, r in results["splits"].items()}
+
+
+def write_report(workdir: str, corpus: dict[str, Any], parts: list[dict[str, Any]],
+                 sync: dict[str, Any]) -> str:
   lines = ["# talking_heads main job report", "",
            f"Corpus: {corpus['clips']} clips, {corpus['frames']} frames, {corpus['audio_minutes']} min of speech, "
            f"{corpus['identities']} identities; splits {corpus['splits']} ({corpus['seconds']} s this run).", "",
@@ -72,6 +97,13 @@ def write_report(workdir: str, corpus: dict[str, Any], parts: list[dict[str, Any
     ev = ", ".join(f"{k[5:]}={v:.4g}" for k, v in p["eval"].items() if k.startswith("eval/"))
     lines.append(f"| {p['part']} | {p['stage']} | {p['variant']} | {p['steps']} | {p['seconds']} | "
                  f"{p['train'].get('loss', float('nan')):.4g} | {ev} |")
+  lines += ["", "Lip-sync evaluation with the trained expert (planted shifts -6..6 frames; "
+            "details in sync_eval.md):", "",
+            "| split | clips | shifts recovered exactly (%) | LSE-C in sync | LSE-C other audio | ratio | frames/s |",
+            "|---|---|---|---|---|---|---|"]
+  for split, r in sync.items():
+    lines.append(f"| {split} | {r['clips']} | {r['shift_exact_percent']} | {r['lse_c_in_sync']} | "
+                 f"{r['lse_c_mismatched']} | {r['lse_c_ratio']} | {r['frames_per_second']} |")
   lines.append("")
   for p in parts:
     if p["image"]:
@@ -80,7 +112,7 @@ def write_report(workdir: str, corpus: dict[str, Any], parts: list[dict[str, Any
   with open(path, "w") as f:
     f.write("\n".join(lines))
   with open(os.path.join(workdir, "report.json"), "w") as f:
-    json.dump({"corpus": corpus, "parts": parts}, f, indent=2)
+    json.dump({"corpus": corpus, "parts": parts, "sync_eval": sync}, f, indent=2)
   return path
 
 
@@ -95,8 +127,13 @@ def main(argv):
   autoencoder = frame_autoencoder.get_config(variant)
   autoencoder.data.root = corpus_root
   autoencoder.data.image_size = 64 if variant == "demo" else 32
-  parts = [train_part("frame autoencoder (corpus frames)", autoencoder, os.path.join(workdir, "frame_autoencoder"))]
-  path = write_report(workdir, corpus, parts)
+  expert = syncnet.get_config(variant)
+  expert.data.root = corpus_root
+  syncnet_workdir = os.path.join(workdir, "syncnet")
+  parts = [train_part("frame autoencoder (corpus frames)", autoencoder, os.path.join(workdir, "frame_autoencoder")),
+           train_part("lip-sync expert (SyncNet_color)", expert, syncnet_workdir)]
+  sync = sync_part(syncnet_workdir, corpus_root, workdir, max_clips=0 if variant == "demo" else 2)
+  path = write_report(workdir, corpus, parts, sync)
   logging.info("Report written to %s", path)
   print(open(path).read())
 

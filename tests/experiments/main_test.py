@@ -21,10 +21,14 @@ def test_main_job_tiny(tmp_path):
   report = json.loads((tmp_path / "report.json").read_text())
   assert report["corpus"]["clips"] > 0 and report["corpus"]["frames"] > 0
   assert set(report["corpus"]["splits"]) >= {"train", "val", "heldout_identity", "heldout_voice"}
-  (part,) = report["parts"]
+  part, expert = report["parts"]
   assert part["steps"] == 10 and part["eval"]["eval/psnr"] > 0
+  assert expert["stage"] == "syncnet" and 0 <= expert["eval"]["eval/accuracy"] <= 1
   assert (tmp_path / "report.md").read_text().startswith("# talking_heads main job report")
   assert (tmp_path / part["image"]).exists()
+  assert set(report["sync_eval"]) == {"test", "heldout_identity", "heldout_voice"}
+  assert all(r["frames_per_second"] > 0 for r in report["sync_eval"].values())
+  assert (tmp_path / "sync_eval.md").exists()
 
   second = run_main(tmp_path)   # everything finished: nothing is redone
   assert second.returncode == 0, second.stderr[-3000:]
