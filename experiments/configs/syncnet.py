@@ -28,7 +28,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.log_every, c.checkpoint_every, c.eval_every, c.image_every = 5, 5, 10, 10
   elif variant == "demo":
     c.model.width = 0.25
-    c.total_steps, c.batch_size, c.eval_batch_size = 3000, 32, 64
+    c.total_steps, c.batch_size, c.eval_batch_size = 6000, 32, 64
     c.optimizer.learning_rate = 5e-4
     c.optimizer.schedule, c.optimizer.warmup_steps, c.optimizer.end_lr_factor = "warmup_cosine", 100, 0.05
     c.log_every, c.checkpoint_every, c.eval_every, c.image_every = 50, 500, 500, 1000
