@@ -53,6 +53,7 @@ from absl import flags
 import cv2
 import numpy as np
 
+from talking_heads.audio.windows import SAMPLE_RATE
 from talking_heads.face import crop as crop_lib
 from talking_heads.face import detect as detect_lib
 from talking_heads.face import fitting
@@ -62,7 +63,6 @@ from talking_heads.io import dataset as dataset_io
 from talking_heads.io import video as video_io
 
 FPS = 25
-SAMPLE_RATE = 16000
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
 STATE_FILE = "ingest_state.json"
 SUMMARY_FILE = "ingest_summary.json"

@@ -27,9 +27,9 @@ import numpy as np
 from scipy import ndimage
 from scipy import signal
 
+from talking_heads.audio.windows import SAMPLE_RATE
 from talking_heads.face import morphable
 
-SAMPLE_RATE = 16000
 # Soft limits of the pose offsets: (yaw, pitch, roll) rad, (tx, ty, tz) mm.
 MAX_ROTATION = np.deg2rad([8.0, 6.0, 4.0])
 MAX_TRANSLATION = np.array([15.0, 15.0, 15.0])

@@ -38,7 +38,8 @@ import espeakng_loader
 import numpy as np
 import soxr
 
-SAMPLE_RATE = 16000
+from talking_heads.audio.windows import SAMPLE_RATE
+
 PAUSE = "_"
 
 # espeak-ng C API constants (speak_lib.h).

@@ -56,6 +56,7 @@ from absl import app, flags, logging
 import jax
 import numpy as np
 
+from talking_heads.audio.windows import SAMPLE_RATE
 from talking_heads.face import detect as detect_lib
 from talking_heads.io import audio as audio_io
 from talking_heads.io import dataset as dataset_lib
@@ -74,7 +75,6 @@ from third_party import weights as weights_lib
 METRICS = ("psnr", "ssim", "ms_ssim", "lpips", "fid", "cpbd", "lmd", "flicker", "lse")
 NEEDS_REFERENCE = ("psnr", "ssim", "ms_ssim", "lpips", "fid", "lmd")
 FPS = 25
-SAMPLE_RATE = 16000
 DATASET_PREFIX = "dataset:"
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".mp4")
 CHUNK = 32  # frames per jitted metric call

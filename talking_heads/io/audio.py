@@ -22,7 +22,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-DEFAULT_SAMPLE_RATE = 16000
+from talking_heads.audio.windows import SAMPLE_RATE as DEFAULT_SAMPLE_RATE
+
 
 # Extensions tried with soundfile first; on a libsndfile error ffmpeg gets a second try.
 _SOUNDFILE_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".aif", ".aiff", ".au", ".w64", ".caf"})

@@ -12,10 +12,9 @@ from typing import Sequence
 
 import numpy as np
 
+from talking_heads.audio.windows import SAMPLES_PER_FRAME
 from talking_heads.face import morphable
 from talking_heads.io import dataset as dataset_lib
-
-SAMPLES_PER_FRAME = 640
 
 
 def write_random_dataset(root: str | os.PathLike, frame_counts: Sequence[int], *,
