@@ -72,7 +72,7 @@ def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return json.loads(config.to_json_best_effort())
 
 
-def evaluate(stage: Stage, state: PyTree, batches: Iterable[Mapping[str, Any]], eval_step: Callable,
+def evaluate(state: PyTree, batches: Iterable[Mapping[str, Any]], eval_step: Callable,
              data_sharding: jax.sharding.Sharding, rng: jax.Array) -> dict[str, float]:
   """Mean of the stage's eval metrics over a finite set of batches.
 
@@ -183,7 +183,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stage
         writer.write_scalars(step, scalars)
         progress.update(len(logged), {k: v for k, v in scalars.items() if "loss" in k})
       if config.eval_every and (step % config.eval_every == 0 or final):
-        eval_metrics = evaluate(stage, state, stage.eval_batches(
+        eval_metrics = evaluate(state, stage.eval_batches(
             distributed.local_batch_size(config.eval_batch_size), shard_index, shard_count),
             eval_step, data_sharding, eval_rng)
         if eval_metrics:
