@@ -125,8 +125,7 @@ def main(argv):
   corpus_root, corpus = corpus_part(workdir, variant, _WORKERS.value)
 
   autoencoder = frame_autoencoder.get_config(variant)
-  autoencoder.data.root = corpus_root
-  autoencoder.data.image_size = 64 if variant == "demo" else 32
+  autoencoder.data.root = corpus_root   # frames resized to the config's image size
   expert = syncnet.get_config(variant)
   expert.data.root = corpus_root
   syncnet_workdir = os.path.join(workdir, "syncnet")
