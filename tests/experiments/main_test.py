@@ -15,9 +15,15 @@ def run_main(workdir):
   return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
+def failure_text(result):
+  """The crash report (the faulthandler traceback when the process died on a signal) or the log tail."""
+  crash = result.stderr.find("Fatal Python error")
+  return result.stderr[crash:crash + 6000] if crash >= 0 else result.stderr[-3000:]
+
+
 def test_main_job_tiny(tmp_path):
   first = run_main(tmp_path)
-  assert first.returncode == 0, first.stderr[-3000:]
+  assert first.returncode == 0, failure_text(first)
   report = json.loads((tmp_path / "report.json").read_text())
   assert report["corpus"]["clips"] > 0 and report["corpus"]["frames"] > 0
   assert set(report["corpus"]["splits"]) >= {"train", "val", "heldout_identity", "heldout_voice"}
@@ -31,7 +37,7 @@ def test_main_job_tiny(tmp_path):
   assert (tmp_path / "sync_eval.md").exists()
 
   second = run_main(tmp_path)   # everything finished: nothing is redone
-  assert second.returncode == 0, second.stderr[-3000:]
+  assert second.returncode == 0, failure_text(second)
   again = json.loads((tmp_path / "report.json").read_text())
   assert again["corpus"]["clips"] == report["corpus"]["clips"]
   assert again["parts"][0]["train"] == part["train"]
