@@ -392,6 +392,15 @@ def check_latents(root: str | os.PathLike, name: str,
   return tuple(frame_shape)
 
 
+def frame_index(root: str | os.PathLike, split: str | None, stride: int
+                ) -> tuple[WindowIndex, ClipReader]:
+  """Every `stride`-th (clip, frame) pair of a split, and a reader over its clips."""
+  _, clips = open_split(root, split)
+  index = build_index(root, clips, lambda c: (np.ones(c.num_frames, bool), "no frames"),
+                      stride=stride, what="frame")
+  return index, ClipReader(root, [c.id for c in clips])
+
+
 class FixedSeedMap(grain.transforms.Map):
   """Applies a sampler with a generator seeded by (seed, the element's global index).
 

@@ -173,10 +173,7 @@ def _build(root: str | os.PathLike, split: str | None, stride: int, image_size: 
            ) -> tuple[base.WindowIndex, FrameSampler]:
   if image_size is not None and image_size < 1:
     raise ValueError(f"image_size must be positive, got {image_size}")
-  _, clips = base.open_split(root, split)
-  index = base.build_index(root, clips, lambda c: (np.ones(c.num_frames, bool), "no frames"),
-                           stride=stride, what="frame")
-  reader = base.ClipReader(root, [c.id for c in clips])
+  index, reader = base.frame_index(root, split, stride)
   return index, FrameSampler(reader, image_size, degradations, reference)
 
 

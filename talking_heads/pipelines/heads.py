@@ -115,10 +115,7 @@ def _build(root: str | os.PathLike, split: str | None, stride: int, image_size: 
     raise ValueError(f"image_size must be positive, got {image_size}")
   if crown <= 0 or margin <= -1:
     raise ValueError(f"need crown > 0 and margin > -1, got {crown}, {margin}")
-  _, clips = base.open_split(root, split)
-  index = base.build_index(root, clips, lambda c: (np.ones(c.num_frames, bool), "no frames"),
-                           stride=stride, what="frame")
-  reader = base.ClipReader(root, [c.id for c in clips])
+  index, reader = base.frame_index(root, split, stride)
   return index, HeadSampler(reader, image_size, crown, margin)
 
 
