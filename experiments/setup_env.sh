@@ -15,4 +15,6 @@ echo "Setting up .venv (installing requirements.txt; about a minute)..." >&2
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >&2
 .venv/bin/python -m pip install -q -r requirements.txt >&2
+# Compile librosa's numba kernels before anything runs in parallel (see experiments/warm_caches.py).
+.venv/bin/python -m experiments.warm_caches >&2
 echo "$want" > "$stamp"
