@@ -1,0 +1,1 @@
+"""Diffusion toolkit: noise schedules, parameterisations, DDPM/DDIM samplers and DDIM inversion."""
