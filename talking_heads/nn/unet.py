@@ -1,0 +1,260 @@
+"""Reusable diffusion-UNet pieces: timestep embedding, conditioned ResBlock, attention, resampling.
+
+Dimensions: B batch, H, W spatial size, C input channels, D output channels, E embedding width
+(time), Z latent width (a per-example condition vector), F sinusoidal frequency width,
+L = H W positions, N heads, K channels per head. NHWC throughout.
+
+The blocks follow ADM / diffae (`phizaz/diffae` `model/blocks.py`, `model/nn.py`):
+  * `timestep_embedding`: [cos(t w_i), sin(t w_i)] with w_i = max_period^(-i / (F/2)), cos first
+    (ADM and diffae; DiT uses the same order), a zero column when F is odd.
+  * `TimestepEmbedding`: sinusoid(F) -> Dense E -> SiLU -> Dense E.
+  * `ResBlock`: in layers GN -> SiLU -> [resample h and x] -> conv3x3; when conditioned, out
+    layers GN -> AdaGN -> SiLU -> dropout -> conv3x3 (zero-initialised) with
+      (scale_t, shift_t) = Dense_2D(SiLU(time_emb)),  h = h (1 + scale_t) + shift_t,
+      scale_c = Dense_D(SiLU(cond)),                  h = h (1 + scale_c),
+    time first, then the latent (diffae's `two_cond`); the skip is a 1x1 conv when C != D. An
+    unconditioned block (diffae's semantic encoder) has no out layers at all: x + in_layers(x).
+  * `AttentionBlock`: GN -> 1x1 qkv -> softmax(q k / sqrt(K)) v -> zero-initialised 1x1 proj,
+    plus the input. The qkv channels are laid out per head as (q, k, v) (ADM's "legacy" order,
+    diffae's default), which is what a checkpoint converter has to preserve.
+  * Resampling: nearest x2 up, 2x2 average-pool down (inside ResBlocks, diffae's
+    `resblock_updown`), or `Upsample`/`Downsample` with an optional 3x3 conv (stride 2, padding 1).
+GroupNorm uses min(32, C) groups and PyTorch's epsilon 1e-5; norms and softmax run in float32
+whatever the compute dtype. Convolutions pad explicitly like PyTorch (padding 1).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Resample = Literal["none", "up", "down"]
+
+RESAMPLES = ("none", "up", "down")
+GROUPNORM_EPS = 1e-5   # PyTorch's nn.GroupNorm default, used by ADM and diffae.
+MAX_PERIOD = 10000.0
+PAD1 = ((1, 1), (1, 1))
+
+
+def timestep_embedding(t: jax.Array, dim: int, max_period: float = MAX_PERIOD) -> jax.Array:
+  """[B] timesteps (integer or fractional) -> [B, dim] float32 sinusoidal features, cos first."""
+  t = jnp.asarray(t, jnp.float32)
+  if t.ndim != 1:
+    raise ValueError(f"timestep_embedding: timesteps must be [B], got shape {t.shape}")
+  if dim < 2:
+    raise ValueError(f"timestep_embedding: dim must be >= 2, got {dim}")
+  half = dim // 2
+  freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)
+  args = t[:, None] * freqs[None]                                   # [B, F/2]
+  emb = jnp.concatenate([jnp.cos(args), jnp.sin(args)], axis=-1)    # [B, 2 (F/2)]
+  if dim % 2:
+    emb = jnp.pad(emb, ((0, 0), (0, 1)))
+  return emb
+
+
+def group_norm(channels: int, groups: int, param_dtype: Any, name: str) -> nn.GroupNorm:
+  """A float32 GroupNorm with min(groups, C) groups (ADM's `normalization`)."""
+  n = min(groups, channels)
+  if channels % n:
+    raise ValueError(f"{name}: GroupNorm with {n} groups needs channels divisible by {n}, got "
+                     f"{channels}")
+  return nn.GroupNorm(num_groups=n, epsilon=GROUPNORM_EPS, dtype=jnp.float32,
+                      param_dtype=param_dtype, name=name)
+
+
+def upsample_nearest(x: jax.Array) -> jax.Array:
+  """[B, H, W, C] -> [B, 2H, 2W, C], each pixel repeated 2x2."""
+  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def downsample_average(x: jax.Array) -> jax.Array:
+  """[B, H, W, C] -> [B, H/2, W/2, C], the mean of each 2x2 block (H and W must be even)."""
+  b, h, w, c = x.shape
+  if h % 2 or w % 2:
+    raise ValueError(f"downsample_average: spatial size must be even, got {h}x{w}")
+  return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+def _resample(x: jax.Array, resample: Resample) -> jax.Array:
+  if resample == "up":
+    return upsample_nearest(x)
+  if resample == "down":
+    return downsample_average(x)
+  return x
+
+
+class TimestepEmbedding(nn.Module):
+  """Timesteps [B] -> sinusoid [B, F] -> Dense E -> SiLU -> Dense E, i.e. [B, E].
+
+  Attributes:
+    features: E (diffae: 512).
+    frequency_dim: F (diffae: the UNet's base width, 128 at ffhq256).
+    max_period: the slowest sinusoid's period.
+  """
+  features: int = 512
+  frequency_dim: int = 128
+  max_period: float = MAX_PERIOD
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, t: jax.Array) -> jax.Array:
+    dense = lambda name: nn.Dense(self.features, dtype=self.dtype, param_dtype=self.param_dtype,
+                                  name=name)
+    h = timestep_embedding(t, self.frequency_dim, self.max_period)   # [B, F]
+    return dense("dense_1")(nn.silu(dense("dense_0")(h)))            # [B, E]
+
+
+class ResBlock(nn.Module):
+  """A residual block with AdaGN conditioning hooks and optional up/down resampling.
+
+  Attributes:
+    features: D; None keeps C.
+    resample: "none", "up" (nearest x2) or "down" (2x2 average), applied after the first
+      GN -> SiLU on the main path and to the skip input (diffae's `resblock_updown`).
+    conditional: True builds the out layers with the time (and optional latent) modulation;
+      False is diffae's unconditioned encoder block, x + conv(SiLU(GN(x))), with no dropout.
+    dropout: rate before the last conv (conditional blocks only).
+    norm_groups: GroupNorm groups (capped at the channel count).
+    zero_init: zero-initialise the last conv so a fresh block is its skip path.
+  """
+  features: int | None = None
+  resample: Resample = "none"
+  conditional: bool = True
+  dropout: float = 0.0
+  norm_groups: int = 32
+  zero_init: bool = True
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, time_emb: jax.Array | None = None,
+               cond: jax.Array | None = None, train: bool = False) -> jax.Array:
+    """x [B, H, W, C], time_emb [B, E], cond [B, Z] -> [B, H', W', D] (H' = 2H, H/2 or H).
+
+    A conditional block needs `time_emb`; `cond` is optional (without it the block is ADM's
+    scale-shift-norm block, e.g. for a UNet conditioned by cross-attention instead).
+    """
+    if self.resample not in RESAMPLES:
+      raise ValueError(f"ResBlock {self.name}: resample must be one of {RESAMPLES}, got "
+                       f"{self.resample!r}")
+    c = x.shape[-1]
+    d = self.features or c
+    conv = lambda k, name, **kw: nn.Conv(d, (k, k), padding=PAD1 if k == 3 else "VALID",
+                                         dtype=self.dtype, param_dtype=self.param_dtype,
+                                         name=name, **kw)
+    h = nn.silu(group_norm(c, self.norm_groups, self.param_dtype, "in_norm")(x))
+    h = _resample(h.astype(self.dtype), self.resample)
+    x = _resample(x, self.resample)
+    h = conv(3, "in_conv")(h)                                         # [B, H', W', D]
+    if self.conditional:
+      if time_emb is None:
+        raise ValueError(f"ResBlock {self.name}: a conditional block needs time_emb [B, E]")
+      dense = lambda n, name: nn.Dense(n, dtype=self.dtype, param_dtype=self.param_dtype,
+                                       name=name)
+      scale_t, shift_t = jnp.split(dense(2 * d, "time_proj")(nn.silu(time_emb)), 2, axis=-1)
+      h = group_norm(d, self.norm_groups, self.param_dtype, "out_norm")(h)
+      h = h * (1.0 + scale_t[:, None, None].astype(jnp.float32)) + shift_t[:, None, None].astype(
+          jnp.float32)
+      if cond is not None:
+        scale_c = dense(d, "cond_proj")(nn.silu(cond))                # [B, D]
+        h = h * (1.0 + scale_c[:, None, None].astype(jnp.float32))
+      h = nn.Dropout(self.dropout, deterministic=not train)(nn.silu(h).astype(self.dtype))
+      zeros = nn.initializers.zeros_init()
+      h = conv(3, "out_conv", **(dict(kernel_init=zeros, bias_init=zeros)
+                                 if self.zero_init else {}))(h)
+    if c != d:
+      x = conv(1, "skip")(x)
+    return x.astype(self.dtype) + h
+
+
+class AttentionBlock(nn.Module):
+  """Self-attention over the H W positions of a feature map, added to the input.
+
+  Attributes:
+    num_heads: N, used when `head_channels` is None (diffae: 1).
+    head_channels: K; when set, N = C / K.
+    norm_groups: GroupNorm groups (capped at the channel count).
+    zero_init: zero-initialise the output projection so a fresh block is the identity.
+  """
+  num_heads: int = 1
+  head_channels: int | None = None
+  norm_groups: int = 32
+  zero_init: bool = True
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    b, h, w, c = x.shape
+    heads = c // self.head_channels if self.head_channels else self.num_heads
+    if heads < 1 or c % heads:
+      raise ValueError(f"AttentionBlock {self.name}: {c} channels do not split into "
+                       f"{heads} heads")
+    k = c // heads
+    dense = lambda n, name, **kw: nn.Dense(n, dtype=self.dtype, param_dtype=self.param_dtype,
+                                           name=name, **kw)
+    y = group_norm(c, self.norm_groups, self.param_dtype, "norm")(x).astype(self.dtype)
+    qkv = dense(3 * c, "qkv")(y.reshape(b, h * w, c))                 # [B, L, 3C]
+    qkv = qkv.reshape(b, h * w, heads, 3, k)                          # per head (q, k, v)
+    q, key, v = qkv[..., 0, :], qkv[..., 1, :], qkv[..., 2, :]        # [B, L, N, K]
+    logits = jnp.einsum("bqnk,bsnk->bnqs", q, key).astype(jnp.float32) / math.sqrt(k)
+    weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)      # [B, N, L, L]
+    out = jnp.einsum("bnqs,bsnk->bqnk", weights, v).reshape(b, h * w, c)
+    zeros = nn.initializers.zeros_init()
+    out = dense(c, "proj_out", **(dict(kernel_init=zeros, bias_init=zeros)
+                                  if self.zero_init else {}))(out)
+    return x.astype(self.dtype) + out.reshape(b, h, w, c)
+
+
+class Upsample(nn.Module):
+  """Nearest x2, then a 3x3 conv to `features` when `use_conv` (ADM's `Upsample`).
+
+  Attributes:
+    use_conv: apply the conv (without it the channel count cannot change).
+    features: D; None keeps C.
+  """
+  use_conv: bool = True
+  features: int | None = None
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    d = self.features or x.shape[-1]
+    x = upsample_nearest(x)
+    if self.use_conv:
+      return nn.Conv(d, (3, 3), padding=PAD1, dtype=self.dtype, param_dtype=self.param_dtype,
+                     name="conv")(x)
+    if d != x.shape[-1]:
+      raise ValueError(f"Upsample {self.name}: changing channels {x.shape[-1]} -> {d} needs "
+                       "use_conv=True")
+    return x
+
+
+class Downsample(nn.Module):
+  """A 3x3 stride-2 conv (padding 1) when `use_conv`, else 2x2 average pooling (ADM's `Downsample`).
+
+  Attributes:
+    use_conv: strided conv instead of pooling (without it the channel count cannot change).
+    features: D; None keeps C.
+  """
+  use_conv: bool = True
+  features: int | None = None
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    d = self.features or x.shape[-1]
+    if self.use_conv:
+      return nn.Conv(d, (3, 3), strides=(2, 2), padding=PAD1, dtype=self.dtype,
+                     param_dtype=self.param_dtype, name="conv")(x)
+    if d != x.shape[-1]:
+      raise ValueError(f"Downsample {self.name}: changing channels {x.shape[-1]} -> {d} needs "
+                       "use_conv=True")
+    return downsample_average(x)
