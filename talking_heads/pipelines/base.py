@@ -317,13 +317,29 @@ class ClipReader:
     return array
 
 
-def open_split(root: str | os.PathLike, split: str | None
+def open_split(root: str | os.PathLike, split: str | None,
+               identities: Sequence[str] | None = None
                ) -> tuple[dataset_lib.Dataset, list[dataset_lib.Clip]]:
-  """The dataset and the clips of `split` (all if None); ValueError naming the splits if none."""
+  """The dataset and the clips of `split` (all if None), optionally only those of `identities`.
+
+  Raises:
+    ValueError: no clip in the split (naming the splits), or none of the given identities
+      (naming the split's identities).
+  """
   data = dataset_lib.Dataset(root)
   clips = data.clips(split)
   if not clips:
     raise ValueError(f"dataset {root}: split {split!r} has no clips (splits: {data.splits()})")
+  if identities is not None:
+    if isinstance(identities, str):
+      raise ValueError(f"identities must be a sequence of names, got the string {identities!r}")
+    wanted = set(identities)
+    chosen = [c for c in clips if c.identity in wanted]
+    if not chosen:
+      available = sorted({c.identity for c in clips})
+      raise ValueError(f"dataset {root}: split {split!r} has no clips of identities "
+                       f"{sorted(wanted)} (its identities: {available})")
+    clips = chosen
   return data, clips
 
 
@@ -392,10 +408,10 @@ def check_latents(root: str | os.PathLike, name: str,
   return tuple(frame_shape)
 
 
-def frame_index(root: str | os.PathLike, split: str | None, stride: int
-                ) -> tuple[WindowIndex, ClipReader]:
-  """Every `stride`-th (clip, frame) pair of a split, and a reader over its clips."""
-  _, clips = open_split(root, split)
+def frame_index(root: str | os.PathLike, split: str | None, stride: int,
+                identities: Sequence[str] | None = None) -> tuple[WindowIndex, ClipReader]:
+  """Every `stride`-th (clip, frame) pair of a split (of `identities` if given), and a reader."""
+  _, clips = open_split(root, split, identities)
   index = build_index(root, clips, lambda c: (np.ones(c.num_frames, bool), "no frames"),
                       stride=stride, what="frame")
   return index, ClipReader(root, [c.id for c in clips])

@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Any
+from typing import Any, Sequence
 
 import cv2
 import grain
@@ -169,18 +169,19 @@ class FrameSampler(grain.transforms.RandomMap):
 
 
 def _build(root: str | os.PathLike, split: str | None, stride: int, image_size: int | None,
-           degradations: Degradations | None, reference: bool
-           ) -> tuple[base.WindowIndex, FrameSampler]:
+           degradations: Degradations | None, reference: bool,
+           identities: Sequence[str] | None) -> tuple[base.WindowIndex, FrameSampler]:
   if image_size is not None and image_size < 1:
     raise ValueError(f"image_size must be positive, got {image_size}")
-  index, reader = base.frame_index(root, split, stride)
+  index, reader = base.frame_index(root, split, stride, identities)
   return index, FrameSampler(reader, image_size, degradations, reference)
 
 
 def make_frames_iterator(root: str | os.PathLike, *, batch_size: int, shard_index: int,
                          shard_count: int, seed: int, num_workers: int, split: str | None = "train",
                          image_size: int | None = None, degradations: Degradations | None = None,
-                         reference: bool = False, **grain_options: Any) -> grain.DatasetIterator:
+                         reference: bool = False, identities: Sequence[str] | None = None,
+                         **grain_options: Any) -> grain.DatasetIterator:
   """Shuffled, repeated batches of random frames (module docstring keys, with a leading B).
 
   Args:
@@ -190,9 +191,10 @@ def make_frames_iterator(root: str | os.PathLike, *, batch_size: int, shard_inde
     image_size: resize frames to this size (None: the dataset's).
     degradations: how to degrade the input; None for degraded == image.
     reference: also return a second random frame of the same clip.
+    identities: only clips of these identities (None: all); e.g. LaDTalk's per-identity SOVQAE.
     **grain_options: read_threads, prefetch, worker_buffer_size (`base.build_iterator`).
   """
-  index, sampler = _build(root, split, 1, image_size, degradations, reference)
+  index, sampler = _build(root, split, 1, image_size, degradations, reference, identities)
   return base.build_iterator(index, sampler, batch_size=batch_size, shard_index=shard_index,
                              shard_count=shard_count, seed=seed, num_workers=num_workers,
                              train=True, **grain_options)
@@ -203,9 +205,11 @@ def make_frames_eval_iterator(root: str | os.PathLike, *, batch_size: int, shard
                               split: str | None = "val", stride: int = 1,
                               image_size: int | None = None,
                               degradations: Degradations | None = None, reference: bool = False,
+                              identities: Sequence[str] | None = None,
                               **grain_options: Any) -> grain.DatasetIterator:
-  """One pass over every `stride`-th frame of each clip, degradations fixed per frame by `seed`."""
-  index, sampler = _build(root, split, stride, image_size, degradations, reference)
+  """One pass over every `stride`-th frame of each clip (of `identities` if given), degradations
+  fixed per frame by `seed`."""
+  index, sampler = _build(root, split, stride, image_size, degradations, reference, identities)
   return base.build_iterator(index, sampler, batch_size=batch_size, shard_index=shard_index,
                              shard_count=shard_count, seed=seed, num_workers=num_workers,
                              train=False, **grain_options)

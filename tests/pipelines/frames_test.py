@@ -131,3 +131,20 @@ def test_batch_feeds_a_jitted_step(root):
 
   expected = np.mean(np.abs(batch["degraded"] / 255.0 - batch["image"] / 255.0))
   np.testing.assert_allclose(float(l1(batch)), expected, rtol=1e-5)
+
+
+def test_identity_filter(root):
+  # The fixture's clips 0, 1, 2 belong to id0, id1, id0 (splits train, train, val).
+  data = dataset_lib.Dataset(root)
+  for batch in _batches(root, n=3, identities=["id1"]):
+    assert set(batch["clip"].tolist()) == {0}   # position in the filtered list: clip001 only
+    for b in range(4):
+      np.testing.assert_array_equal(batch["image"][b], data.clip("clip001").frames[batch["start"][b]])
+  it = frames.make_frames_eval_iterator(root, batch_size=4, shard_index=0, shard_count=1, seed=0,
+                                        num_workers=0, split=None, identities=("id0",))
+  seen = [(int(c), int(s)) for b in it for c, s, v in zip(b["clip"], b["start"], b["valid"]) if v]
+  assert sorted(seen) == [(0, f) for f in range(12)] + [(1, f) for f in range(9)]
+  with pytest.raises(ValueError, match=r"split 'train' has no clips of identities \['nobody'\].*\['id0', 'id1'\]"):
+    _batches(root, identities=["nobody"])
+  with pytest.raises(ValueError, match="sequence of names"):
+    _batches(root, identities="id0")

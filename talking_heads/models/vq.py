@@ -1,0 +1,255 @@
+"""LaDTalk's Space-Optimized VQ autoencoder (SOVQAE): a VQGAN-style encoder, codebook and decoder.
+
+Architecture (LaDTalk Table 6, built from taming-transformers' blocks, no skip connections):
+
+  encoder  conv_in; m x {ResnetBlock, Downsample}; ResnetBlock; NonLocalBlock; ResnetBlock;
+           GroupNorm-swish-conv_out -> z_e [B, h, w, c]
+  codebook nearest of N codes (channel-wise 1-NN), straight-through gradient to the encoder
+  decoder  conv_in; ResnetBlock; NonLocalBlock; ResnetBlock; m x {ResnetBlock, Upsample};
+           GroupNorm-swish-conv_out -> x_hat [B, H, W, 3]
+
+The encoder output goes straight to the quantizer (Table 6 has no 1x1 quant_conv), so its width
+is the code width c. Images are NHWC in [-1, 1]; the decoder output is not squashed (taming's
+decoder has no tanh) and is compared with the target in that range.
+
+Dimensions: B batch, H, W image size, h = H / 2^m, w = W / 2^m latent size (f = 2^m),
+C channels, c code width, N codebook size, M = B h w latent vectors.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from talking_heads.losses import vq as vq_losses
+
+GROUPNORM_EPS = 1e-6
+MAX_GROUPS = 32
+
+
+def num_groups(channels: int) -> int:
+  """taming's GroupNorm(32) where 32 divides C; otherwise the largest divisor of C below 32."""
+  return max(g for g in range(1, min(MAX_GROUPS, channels) + 1) if channels % g == 0)
+
+
+def group_norm(channels: int, param_dtype: Any, name: str) -> nn.GroupNorm:
+  # Normalisation runs in float32 whatever the compute dtype.
+  return nn.GroupNorm(num_groups=num_groups(channels), epsilon=GROUPNORM_EPS, dtype=jnp.float32,
+                      param_dtype=param_dtype, name=name)
+
+
+class ResnetBlock(nn.Module):
+  """GN -> swish -> conv3x3 -> GN -> swish -> conv3x3, plus the input (1x1 `nin_shortcut` if C changes)."""
+  features: int
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    conv = lambda k, name: nn.Conv(self.features, (k, k), padding="SAME", dtype=self.dtype,
+                                   param_dtype=self.param_dtype, name=name)
+    h = nn.swish(group_norm(x.shape[-1], self.param_dtype, "norm1")(x))
+    h = conv(3, "conv1")(h)                                      # [B, H, W, D]
+    h = nn.swish(group_norm(self.features, self.param_dtype, "norm2")(h))
+    h = conv(3, "conv2")(h)
+    if x.shape[-1] != self.features:
+      x = conv(1, "nin_shortcut")(x)
+    return (x + h).astype(self.dtype)
+
+
+class Downsample(nn.Module):
+  """Halves H and W: zero pad 0 top/left, 1 bottom/right, then a 3x3 stride-2 `conv` (taming)."""
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return nn.Conv(x.shape[-1], (3, 3), strides=(2, 2), padding=((0, 1), (0, 1)), dtype=self.dtype,
+                   param_dtype=self.param_dtype, name="conv")(x)   # [B, H/2, W/2, C]
+
+
+class Upsample(nn.Module):
+  """Doubles H and W: nearest-neighbour x2, then a 3x3 `conv`."""
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)           # [B, 2H, 2W, C]
+    return nn.Conv(x.shape[-1], (3, 3), padding="SAME", dtype=self.dtype,
+                   param_dtype=self.param_dtype, name="conv")(x)
+
+
+class NonLocalBlock(nn.Module):
+  """Single-head self-attention over all positions (taming's AttnBlock), residual."""
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    b, height, width, c = x.shape
+    conv1 = lambda name: nn.Conv(c, (1, 1), dtype=self.dtype, param_dtype=self.param_dtype,
+                                 name=name)
+    h = group_norm(c, self.param_dtype, "norm")(x)
+    q, k, v = (conv1(n)(h).reshape(b, height * width, c).astype(jnp.float32)
+               for n in ("q", "k", "v"))                          # [B, hw, C] each
+    logits = jnp.einsum("bic,bjc->bij", q, k) / jnp.sqrt(jnp.float32(c))   # [B, hw, hw]
+    out = jnp.einsum("bij,bjc->bic", jax.nn.softmax(logits, axis=-1), v)
+    out = conv1("proj_out")(out.reshape(b, height, width, c).astype(self.dtype))
+    return (x + out).astype(self.dtype)
+
+
+class SOVQEncoder(nn.Module):
+  """Image [B, H, W, 3] -> z_e [B, H/2^m, W/2^m, z_channels] (module docstring).
+
+  Attributes:
+    channels: width of each level's ResnetBlock (m = len(channels) levels, one Downsample each);
+      the middle blocks keep channels[-1].
+    z_channels: output width (the code width c).
+  """
+  channels: Sequence[int]
+  z_channels: int
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    x = nn.Conv(self.channels[0], (3, 3), padding="SAME", name="conv_in", **kw)(
+        x.astype(self.dtype))                                     # [B, H, W, C0]
+    for i, features in enumerate(self.channels):
+      x = ResnetBlock(features, name=f"down_{i}_res", **kw)(x)
+      x = Downsample(name=f"down_{i}_down", **kw)(x)              # [B, H/2^(i+1), W/2^(i+1), Ci]
+    x = ResnetBlock(self.channels[-1], name="mid_res_0", **kw)(x)
+    x = NonLocalBlock(name="mid_attn", **kw)(x)
+    x = ResnetBlock(self.channels[-1], name="mid_res_1", **kw)(x)
+    x = nn.swish(group_norm(self.channels[-1], self.param_dtype, "norm_out")(x))
+    return nn.Conv(self.z_channels, (3, 3), padding="SAME", name="conv_out", **kw)(x)   # [B, h, w, c]
+
+
+class SOVQDecoder(nn.Module):
+  """z_q [B, h, w, c] -> image [B, h 2^m, w 2^m, 3], the encoder mirrored.
+
+  Level i (applied in order i = 0 .. m-1, from the latent up) is `up_{i}_res`, a ResnetBlock of
+  width channels[m-1-i], then `up_{i}_up` (Upsample).
+
+  Attributes:
+    channels: the encoder's per-level widths.
+    out_channels: image channels.
+  """
+  channels: Sequence[int]
+  out_channels: int = 3
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, z: jax.Array, return_features: bool = False
+               ) -> jax.Array | tuple[jax.Array, jax.Array]:
+    """The image in float32; with `return_features` also conv_out's input [B, H, W, channels[0]]."""
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    x = nn.Conv(self.channels[-1], (3, 3), padding="SAME", name="conv_in", **kw)(
+        z.astype(self.dtype))                                     # [B, h, w, C_{m-1}]
+    x = ResnetBlock(self.channels[-1], name="mid_res_0", **kw)(x)
+    x = NonLocalBlock(name="mid_attn", **kw)(x)
+    x = ResnetBlock(self.channels[-1], name="mid_res_1", **kw)(x)
+    for i, features in enumerate(reversed(self.channels)):
+      x = ResnetBlock(features, name=f"up_{i}_res", **kw)(x)
+      x = Upsample(name=f"up_{i}_up", **kw)(x)                    # [B, h 2^(i+1), w 2^(i+1), C]
+    features = nn.swish(group_norm(self.channels[0], self.param_dtype, "norm_out")(x))
+    out = nn.Conv(self.out_channels, (3, 3), padding="SAME", name="conv_out", **kw)(features)
+    out = out.astype(jnp.float32)                                 # [B, H, W, 3]
+    return (out, features) if return_features else out
+
+
+def _uniform_init(num_codes: int):
+  def init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+    return jax.random.uniform(key, shape, dtype, -1.0 / num_codes, 1.0 / num_codes)
+  return init
+
+
+class VectorQuantizer(nn.Module):
+  """Nearest-code quantisation of [..., c] vectors with a straight-through gradient.
+
+  Parameter `codebook` [N, c], initialised uniform(-1/N, 1/N) as in taming. Distances are
+  ||z||^2 + ||e||^2 - 2 z.e in float32.
+
+  Attributes:
+    num_codes: N.
+    code_dim: c.
+  """
+  num_codes: int
+  code_dim: int
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, z_e: jax.Array) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+    """(z + sg(z_q - z) [..., c], indices [...] int32, {"codebook_loss", "commitment_loss"})."""
+    if z_e.shape[-1] != self.code_dim:
+      raise ValueError(f"VectorQuantizer: latents have width {z_e.shape[-1]}, codes {self.code_dim}")
+    codebook = self.param("codebook", _uniform_init(self.num_codes), (self.num_codes, self.code_dim),
+                          self.param_dtype).astype(jnp.float32)   # [N, c]
+    z = z_e.astype(jnp.float32)
+    flat = z.reshape(-1, self.code_dim)                           # [M, c]
+    distances = (jnp.sum(flat**2, axis=1, keepdims=True) + jnp.sum(codebook**2, axis=1)[None]
+                 - 2.0 * flat @ codebook.T)                       # [M, N]
+    indices = jnp.argmin(distances, axis=1).astype(jnp.int32).reshape(z.shape[:-1])
+    z_q = jnp.take(codebook, indices, axis=0)                     # [..., c]
+    codebook_term, commitment_term = vq_losses.codebook_and_commitment(z, z_q)
+    z_st = z + jax.lax.stop_gradient(z_q - z)
+    return z_st, indices, {"codebook_loss": codebook_term, "commitment_loss": commitment_term}
+
+
+class SOVQAE(nn.Module):
+  """Encoder, codebook and decoder (module docstring); images in [-1, 1].
+
+  Attributes:
+    channels: per-level widths (m = len(channels) downsamplings, f = 2^m).
+    num_codes: N.
+    code_dim: c, also the encoder's output width.
+  """
+  channels: Sequence[int]
+  num_codes: int
+  code_dim: int
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  def setup(self):
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    self.encoder = SOVQEncoder(tuple(self.channels), self.code_dim, **kw)
+    self.quantizer = VectorQuantizer(self.num_codes, self.code_dim, param_dtype=self.param_dtype)
+    self.decoder = SOVQDecoder(tuple(self.channels), **kw)
+
+  def encode(self, x: jax.Array) -> jax.Array:
+    """Images [B, H, W, 3] in [-1, 1] -> z_e [B, h, w, c]."""
+    factor = 2 ** len(self.channels)
+    if x.ndim != 4 or x.shape[-1] != 3 or x.shape[1] % factor or x.shape[2] % factor:
+      raise ValueError(f"SOVQAE: expected images [B, H, W, 3] with H, W multiples of {factor}, "
+                       f"got {x.shape}")
+    return self.encoder(x)
+
+  def quantize(self, z_e: jax.Array) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+    """z_e -> (z_q straight-through [B, h, w, c], indices [B, h, w], VQ loss terms)."""
+    return self.quantizer(z_e)
+
+  def decode(self, z_q: jax.Array, return_features: bool = False
+             ) -> jax.Array | tuple[jax.Array, jax.Array]:
+    """z_q [B, h, w, c] -> x_hat [B, H, W, 3] (and conv_out's input with `return_features`)."""
+    return self.decoder(z_q, return_features)
+
+  def __call__(self, x: jax.Array, return_features: bool = False
+               ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """x [B, H, W, 3] -> (x_hat [B, H, W, 3], aux).
+
+    aux: "indices" [B, h, w], "codebook_loss", "commitment_loss" (scalars), and with
+    `return_features` "decoder_features" (the decoder's conv_out input).
+    """
+    z_q, indices, aux = self.quantize(self.encode(x))
+    out = self.decode(z_q, return_features)
+    if return_features:
+      x_hat, aux["decoder_features"] = out
+    else:
+      x_hat = out
+    return x_hat, {**aux, "indices": indices}

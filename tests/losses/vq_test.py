@@ -1,0 +1,110 @@
+"""VQ loss (Eq. 12, legacy switch), codebook regulariser (Eq. 11) and codebook statistics."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.spatial import distance
+
+from talking_heads.losses import vq
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_beta_lands_on_the_term_the_legacy_switch_names(legacy):
+  rng = np.random.default_rng(0)
+  z_e = jnp.asarray(rng.normal(size=(6, 4)).astype(np.float32))
+  z_q = jnp.asarray(rng.normal(size=(6, 4)).astype(np.float32))
+  beta = 0.25
+
+  def loss(z_e, z_q):
+    return vq.vq_loss(*vq.codebook_and_commitment(z_e, z_q), beta=beta, legacy=legacy)
+
+  g_e, g_q = jax.grad(loss, argnums=(0, 1))(z_e, z_q)
+  unit = 2 * np.asarray(z_e - z_q) / z_e.size   # d/dz_e of mean((z_e - z_q)^2)
+  encoder_weight, codebook_weight = (1.0, beta) if legacy else (beta, 1.0)
+  np.testing.assert_allclose(np.asarray(g_e), encoder_weight * unit, rtol=1e-5)
+  np.testing.assert_allclose(np.asarray(g_q), -codebook_weight * unit, rtol=1e-5)
+  mse = float(np.mean(np.asarray(z_e - z_q) ** 2))
+  np.testing.assert_allclose(float(loss(z_e, z_q)), (1 + beta) * mse, rtol=1e-5)
+
+
+def test_paper_beta_weighs_both_terms_equally():
+  assert float(vq.vq_loss(2.0, 3.0)) == float(vq.vq_loss(2.0, 3.0, legacy=True)) == 5.0
+
+
+def _codebook():
+  """Five codes; codes 1 and 3 are the closest pair (distance 0.1)."""
+  return jnp.asarray([[0.0, 0.0], [1.0, 0.0], [0.0, 1.5], [1.0, 0.1], [-1.2, -0.4]], jnp.float32)
+
+
+def test_distances_match_scipy():
+  codebook = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
+  pairwise = distance.pdist(codebook)
+  np.testing.assert_allclose(float(vq.minimal_distance(jnp.asarray(codebook))), pairwise.min(), rtol=1e-5)
+  np.testing.assert_allclose(float(vq.average_distance(jnp.asarray(codebook))), pairwise.mean(), rtol=1e-5)
+  assert tuple(int(i) for i in vq.closest_pair(_codebook())) in ((1, 3), (3, 1))
+
+
+def test_minimal_regulariser_pushes_only_the_closest_pair_apart():
+  codebook = _codebook()
+  loss, d = vq.codebook_regulariser(codebook, "minimal", theta=1.0)
+  np.testing.assert_allclose(float(d), 0.1, rtol=1e-5)
+  np.testing.assert_allclose(float(loss), 0.9, rtol=1e-5)
+  grad = np.asarray(jax.grad(lambda c: vq.codebook_regulariser(c, "minimal", 1.0)[0])(codebook))
+  assert not grad[[0, 2, 4]].any()            # far codes: exactly zero
+  # Unit-length pushes along the pair's axis, in opposite directions.
+  np.testing.assert_allclose(grad[1], [0.0, 1.0], atol=1e-5)
+  np.testing.assert_allclose(grad[3], [0.0, -1.0], atol=1e-5)
+  stepped = codebook - 0.01 * grad
+  assert float(jnp.linalg.norm(stepped[1] - stepped[3])) > 0.1
+  # Above theta the same loss pulls the pair together.
+  wide = codebook * 20.0                      # closest distance 2.0
+  grad = np.asarray(jax.grad(lambda c: vq.codebook_regulariser(c, "minimal", 1.0)[0])(wide))
+  stepped = wide - 0.01 * grad
+  assert float(jnp.linalg.norm(stepped[1] - stepped[3])) < 2.0
+
+
+def test_average_regulariser_moves_every_code_and_raises_the_mean():
+  codebook = _codebook()
+  loss, d = vq.codebook_regulariser(codebook, "average", theta=2.0)
+  mean = distance.pdist(np.asarray(codebook)).mean()
+  np.testing.assert_allclose(float(d), mean, rtol=1e-5)
+  np.testing.assert_allclose(float(loss), abs(mean - 2.0), rtol=1e-5)
+  grad = jax.grad(lambda c: vq.codebook_regulariser(c, "average", 2.0)[0])(codebook)
+  assert np.all(np.linalg.norm(np.asarray(grad), axis=1) > 0)
+  assert float(vq.average_distance(codebook - 0.01 * grad)) > float(d)
+
+
+def test_regulariser_off_and_bad_mode():
+  loss, d = vq.codebook_regulariser(_codebook(), "off")
+  assert float(loss) == 0.0
+  np.testing.assert_allclose(float(d), 0.1, rtol=1e-5)
+  grad = jax.grad(lambda c: vq.codebook_regulariser(c, "off")[0])(_codebook())
+  assert not np.asarray(grad).any()
+  with pytest.raises(ValueError, match="minimal"):
+    vq.codebook_regulariser(_codebook(), "median")
+
+
+def test_identical_codes_give_finite_gradients():
+  codebook = jnp.asarray([[0.5, 0.5], [0.5, 0.5], [2.0, 0.0]], jnp.float32)
+  for mode in ("minimal", "average"):
+    grad = jax.grad(lambda c: vq.codebook_regulariser(c, mode, 1.0)[0])(codebook)
+    assert np.all(np.isfinite(np.asarray(grad)))
+  assert float(vq.minimal_distance(codebook)) < 1e-5
+
+
+def test_codebook_stats_hand_cases():
+  stats = vq.codebook_stats(jnp.asarray([[0, 0], [1, 1]]), num_codes=4)
+  np.testing.assert_allclose([float(stats["usage"]), float(stats["perplexity"]), float(stats["dead_codes"])],
+                             [0.5, 2.0, 2.0], rtol=1e-6)
+  one = vq.codebook_stats(jnp.full((3, 2, 2), 5), num_codes=8)
+  assert float(one["perplexity"]) == pytest.approx(1.0) and float(one["dead_codes"]) == 7
+  every = vq.codebook_stats(jnp.arange(16).reshape(2, 8), num_codes=16)
+  assert float(every["perplexity"]) == pytest.approx(16.0) and float(every["usage"]) == 1.0
+  # p = (3/4, 1/4): exp(-(0.75 ln 0.75 + 0.25 ln 0.25)).
+  skewed = vq.codebook_stats(jnp.asarray([[2, 2, 2, 7]]), num_codes=8)
+  entropy = -(0.75 * np.log(0.75) + 0.25 * np.log(0.25))
+  np.testing.assert_allclose(float(skewed["perplexity"]), np.exp(entropy), rtol=1e-6)
+  # A zero-weight (padding) example does not count.
+  padded = vq.codebook_stats(jnp.asarray([[0, 1], [2, 3]]), num_codes=4, weights=jnp.asarray([1.0, 0.0]))
+  assert float(padded["usage"]) == 0.5 and float(padded["perplexity"]) == pytest.approx(2.0)
