@@ -44,18 +44,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import os
 import pathlib
-import platform
-import sys
 import time
 from typing import Any, Callable, Iterable
 
 from absl import app, flags, logging
-import jax
 import numpy as np
 
+from experiments import reports
 from talking_heads.audio.windows import SAMPLE_RATE
 from talking_heads.face import detect as detect_lib
 from talking_heads.io import audio as audio_io
@@ -501,12 +498,12 @@ def evaluate(options: Options) -> dict[str, Any]:
   if expert is not None:
     notes.append(f"LSE expert: {expert_text}")
   return {
-      "command": command_line(),
+      "command": reports.command_line(),
       "generated": options.generated, "reference": options.reference,
       "metrics_requested": requested,
       "lse_expert": expert.describe() if expert is not None else summary_override.get("lse"),
       "summary": summary, "notes": notes, "videos": videos,
-      "machine": machine_description(), "duration_s": round(time.time() - start, 2),
+      "machine": reports.machine_description(), "duration_s": round(time.time() - start, 2),
   }
 
 
@@ -531,31 +528,10 @@ def _summarise(videos: list[dict[str, Any]], override: dict[str, str],
   return summary
 
 
-def command_line() -> str:
-  """How this process was launched, as `python -m experiments.<module> <flags>` when run so."""
-  spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-  program = f"python -m {spec.name}" if spec is not None else sys.argv[0]
-  return " ".join([program, *sys.argv[1:]])
 
 
-def machine_description() -> str:
-  """CPU, core count and JAX backend, for reports."""
-  device = jax.devices()[0]
-  return (f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, "
-          f"jax {jax.__version__} on {device.platform} ({device.device_kind})").replace("  ", " ")
 
 
-def to_json(value: Any) -> Any:
-  """Non-finite floats become strings ("inf", "nan"): JSON has no such numbers."""
-  if isinstance(value, dict):
-    return {k: to_json(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [to_json(v) for v in value]
-  if isinstance(value, (float, np.floating)):
-    return float(value) if math.isfinite(value) else str(float(value))
-  if isinstance(value, np.integer):
-    return int(value)
-  return value
 
 
 def format_table(results: dict[str, Any]) -> str:
@@ -580,7 +556,7 @@ def main(argv: list[str]) -> None:
       lpips_net=_LPIPS_NET.value, lse_crop=_LSE_CROP.value,
       crop_settings=sync_experts.CropSettings(min_track=_CROP_MIN_TRACK.value,
                                               min_face_size=_CROP_MIN_FACE.value))
-  results = to_json(evaluate(options))
+  results = reports.to_json(evaluate(options))
   print(format_table(results))
   if OUT.value:
     path = pathlib.Path(OUT.value)

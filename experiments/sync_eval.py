@@ -32,6 +32,7 @@ from typing import Any
 from absl import app, flags, logging
 import numpy as np
 
+from experiments import reports
 from experiments import evaluate
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.metrics import lse
@@ -140,8 +141,8 @@ def run(expert: sync_experts.SyncExpert, expert_text: str, dataset_root: str, sp
     logging.info("sync_eval: split %s, %d clips", split, len(clips))
     results[split] = evaluate_split(expert, clips, max_shift)
   return {
-      "command": evaluate.command_line(),
-      "machine": evaluate.machine_description(),
+      "command": reports.command_line(),
+      "machine": reports.machine_description(),
       "expert": expert.describe(), "expert_note": expert_text,
       "dataset": dataset_root, "max_shift": max_shift,
       "skipped_splits": [s for s in splits if s not in present],
@@ -188,7 +189,7 @@ def main(argv: list[str]) -> None:
   if expert is None:
     raise app.UsageError(expert_text)
   splits = [_SPLIT.value] + [s for s in _HELDOUT.value if s and s != _SPLIT.value]
-  results = evaluate.to_json(run(expert, expert_text, _DATASET.value, splits, _MAX_SHIFT.value,
+  results = reports.to_json(run(expert, expert_text, _DATASET.value, splits, _MAX_SHIFT.value,
                                  _MAX_CLIPS.value))
   report = markdown(results)
   print(report)

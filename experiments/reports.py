@@ -1,0 +1,39 @@
+"""What every result file records: the command, the machine, JSON-safe values."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import sys
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def command_line() -> str:
+  """How this process was launched, as `python -m experiments.<module> <flags>` when run so."""
+  spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+  program = f"python -m {spec.name}" if spec is not None else sys.argv[0]
+  return " ".join([program, *sys.argv[1:]])
+
+
+def machine_description() -> str:
+  """CPU, core count and JAX backend, for reports."""
+  device = jax.devices()[0]
+  return (f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, "
+          f"jax {jax.__version__} on {device.platform} ({device.device_kind})").replace("  ", " ")
+
+
+def to_json(value: Any) -> Any:
+  """Tuples to lists, numpy scalars to Python, non-finite floats to strings (JSON has none)."""
+  if isinstance(value, dict):
+    return {str(k): to_json(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [to_json(v) for v in value]
+  if isinstance(value, (float, np.floating)):
+    return float(value) if math.isfinite(value) else str(float(value))
+  if isinstance(value, np.integer):
+    return int(value)
+  return value
