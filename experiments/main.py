@@ -10,7 +10,11 @@ report at `<workdir>/report.md` (+ `report.json`) is rewritten at the end. Parts
   2. the frame autoencoder (the trainer's reference stage) trained on the corpus's frames;
   3. the lip-sync expert (Wav2Lip's SyncNet_color, width-reduced for CPU) trained on sync pairs;
   4. the LSE evaluator with that expert on the test and held-out splits: recovery of planted
-     audio shifts of -6..6 frames, and LSE-C of in-sync clips vs clips with another clip's audio.
+     audio shifts of -6..6 frames, and LSE-C of in-sync clips vs clips with another clip's audio;
+  5. LaDTalk: Wav2Lip trained against that expert, a SOVQAE trained on one identity (id01 in the
+     demo corpus), Wav2Lip and LaDTalk videos for that identity driven by held-out-voice audio
+     (<workdir>/ladtalk_heldout_voice.mp4, wav2lip_heldout_voice.mp4), and LaDTalk Tables 1/2 at
+     small scale (`experiments.ladtalk_eval`: PSNR, LSE-C/D on test and held-out-voice clips).
 """
 
 import json
@@ -20,12 +24,17 @@ from typing import Any
 
 from absl import app, flags, logging
 
+from experiments import reports
 from data import synthetic
+from experiments import ladtalk_eval
 from experiments import sync_eval
-from experiments.configs import frame_autoencoder, syncnet
+from experiments.configs import frame_autoencoder, sovqae, syncnet, wav2lip
 from experiments.logs import quiet_library_logs
+from talking_heads.io import dataset as dataset_lib
 from talking_heads.metrics import sync_experts
 from talking_heads.pipelines import base as pipelines_base
+from talking_heads.systems import ladtalk_pipeline
+from talking_heads.systems import wav2lip_pipeline
 from talking_heads.training import loop
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/main", "Where every part writes its outputs.")
@@ -74,7 +83,7 @@ def sync_part(syncnet_workdir: str, corpus_root: str, workdir: str, max_clips: i
   results = sync_eval.run(expert, "SyncNet_color trained by this job (not comparable with papers)",
                           corpus_root, ["test", "heldout_identity", "heldout_voice"], max_shift=6,
                           max_clips=max_clips)
-  results = sync_eval.evaluate.to_json(results)
+  results = reports.to_json(results)
   with open(path, "w") as f:
     json.dump(results, f, indent=2)
   with open(os.path.join(workdir, "sync_eval.md"), "w") as f:
@@ -86,8 +95,55 @@ def sync_part(syncnet_workdir: str, corpus_root: str, workdir: str, max_clips: i
           for split, r in results["splits"].items()}
 
 
+def ladtalk_identity(corpus_root: str) -> str:
+  """id01 when the corpus has it (the demo's), else its first painted training identity."""
+  identities = sorted({c.identity for c in dataset_lib.Dataset(corpus_root).clips("train")})
+  painted = [i for i in identities if i != "astronaut"] or identities
+  return "id01" if "id01" in identities else painted[0]
+
+
+def ladtalk_videos(corpus_root: str, identity: str, wav2lip_workdir: str, sovqae_workdir: str,
+                   workdir: str) -> dict[str, Any]:
+  """Wav2Lip and LaDTalk mp4s: the identity's first training clip driven by held-out-voice audio."""
+  data = dataset_lib.Dataset(corpus_root)
+  video = next(c for c in data.clips("train") if c.identity == identity)
+  audio = next(c for c in data.clips("heldout_voice") if c.identity == identity)
+  w2l = wav2lip_pipeline.load_wav2lip_workdir(wav2lip_workdir)
+  vq = ladtalk_pipeline.load_sovqae_workdir(sovqae_workdir)
+  options = wav2lip_pipeline.Options(box="full")   # corpus frames are face crops
+  inputs = wav2lip_pipeline.prepare_arrays(audio.audio, video.frames, w2l.image_size, options,
+                                           audio_id=audio.id, video_id=video.id)
+  out = {"identity": identity, "video_clip": video.id, "audio_clip": audio.id}
+  for name, generate in (("wav2lip", lambda: wav2lip_pipeline.run(w2l, inputs, options)),
+                         ("ladtalk", lambda: ladtalk_pipeline.run(w2l, vq, inputs, options))):
+    start = time.perf_counter()
+    result = generate()
+    seconds = time.perf_counter() - start
+    path = os.path.join(workdir, f"{name}_heldout_voice.mp4")
+    wav2lip_pipeline.write_mp4(path, result)
+    out[name] = {"video": os.path.basename(path), "frames": int(result.frames.shape[0]),
+                 "frames_per_second": round(result.frames.shape[0] / seconds, 1)}
+  return out
+
+
+def ladtalk_tables(corpus_root: str, identity: str, wav2lip_workdir: str, sovqae_workdir: str,
+                   syncnet_workdir: str, workdir: str, max_clips: int) -> dict[str, Any]:
+  """LaDTalk Tables 1/2 on the identity's test and held-out-voice clips (those it has)."""
+  data = dataset_lib.Dataset(corpus_root)
+  splits = [s for s in ("test", "heldout_voice") if any(c.identity == identity for c in data.clips(s))]
+  results = ladtalk_eval.run(corpus_root, identity, splits, wav2lip_workdir, sovqae_workdir,
+                             syncnet_workdir, max_clips=max_clips)
+  results.update(command="experiments.main (ladtalk_eval.run)", machine=reports.machine_description(),
+                 duration_s="see report")
+  with open(os.path.join(workdir, "ladtalk_tables.md"), "w") as f:
+    f.write(ladtalk_eval.markdown(results))
+  with open(os.path.join(workdir, "ladtalk_tables.json"), "w") as f:
+    json.dump(reports.to_json(results), f, indent=2)
+  return {split: r["summary"] for split, r in results["splits"].items()}
+
+
 def write_report(workdir: str, corpus: dict[str, Any], parts: list[dict[str, Any]],
-                 sync: dict[str, Any]) -> str:
+                 sync: dict[str, Any], videos: dict[str, Any], tables: dict[str, Any]) -> str:
   lines = ["# talking_heads main job report", "",
            f"Corpus: {corpus['clips']} clips, {corpus['frames']} frames, {corpus['audio_minutes']} min of speech, "
            f"{corpus['identities']} identities; splits {corpus['splits']} ({corpus['seconds']} s this run).", "",
@@ -104,6 +160,16 @@ def write_report(workdir: str, corpus: dict[str, Any], parts: list[dict[str, Any
   for split, r in sync.items():
     lines.append(f"| {split} | {r['clips']} | {r['shift_exact_percent']} | {r['lse_c_in_sync']} | "
                  f"{r['lse_c_mismatched']} | {r['lse_c_ratio']} | {r['frames_per_second']} |")
+  lines += ["", f"LaDTalk on identity {videos['identity']} (clip {videos['video_clip']} driven by the "
+            f"held-out-voice audio of {videos['audio_clip']}): [Wav2Lip]({videos['wav2lip']['video']}) "
+            f"({videos['wav2lip']['frames_per_second']} frames/s), [LaDTalk]({videos['ladtalk']['video']}) "
+            f"({videos['ladtalk']['frames_per_second']} frames/s). Tables 1/2 at small scale "
+            "(details in ladtalk_tables.md; LSE with the expert trained here):", "",
+            "| split | system | PSNR | PSNR lower half | LSE-C | LSE-D |", "|---|---|---|---|---|---|"]
+  for split, summary in tables.items():
+    for name, s in summary.items():
+      lines.append(f"| {split} | {name} | {s['psnr']:.2f} | {s['psnr_lower_half']:.2f} | "
+                   f"{s['lse_c']:.3f} | {s['lse_d']:.3f} |")
   lines.append("")
   for p in parts:
     if p["image"]:
@@ -112,7 +178,8 @@ def write_report(workdir: str, corpus: dict[str, Any], parts: list[dict[str, Any
   with open(path, "w") as f:
     f.write("\n".join(lines))
   with open(os.path.join(workdir, "report.json"), "w") as f:
-    json.dump({"corpus": corpus, "parts": parts, "sync_eval": sync}, f, indent=2)
+    json.dump(reports.to_json({"corpus": corpus, "parts": parts, "sync_eval": sync,
+                               "ladtalk_videos": videos, "ladtalk_tables": tables}), f, indent=2)
   return path
 
 
@@ -132,7 +199,19 @@ def main(argv):
   parts = [train_part("frame autoencoder (corpus frames)", autoencoder, os.path.join(workdir, "frame_autoencoder")),
            train_part("lip-sync expert (SyncNet_color)", expert, syncnet_workdir)]
   sync = sync_part(syncnet_workdir, corpus_root, workdir, max_clips=0 if variant == "demo" else 2)
-  path = write_report(workdir, corpus, parts, sync)
+
+  identity = ladtalk_identity(corpus_root)
+  lipsync = wav2lip.get_config(variant)
+  lipsync.data.root, lipsync.sync_expert.workdir = corpus_root, syncnet_workdir
+  restorer = sovqae.get_config(variant)
+  restorer.data.root, restorer.data.identities = corpus_root, identity
+  wav2lip_workdir, sovqae_workdir = os.path.join(workdir, "wav2lip"), os.path.join(workdir, "sovqae")
+  parts += [train_part("LaDTalk base model (Wav2Lip)", lipsync, wav2lip_workdir),
+            train_part(f"LaDTalk SOVQAE ({identity})", restorer, sovqae_workdir)]
+  videos = ladtalk_videos(corpus_root, identity, wav2lip_workdir, sovqae_workdir, workdir)
+  tables = ladtalk_tables(corpus_root, identity, wav2lip_workdir, sovqae_workdir, syncnet_workdir,
+                          workdir, max_clips=0 if variant == "demo" else 1)
+  path = write_report(workdir, corpus, parts, sync, videos, tables)
   logging.info("Report written to %s", path)
   print(open(path).read())
 

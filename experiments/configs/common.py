@@ -6,6 +6,7 @@ optionally followed by comma-separated `key=value` overrides, e.g. `tiny,total_s
 
 from __future__ import annotations
 
+import re
 from typing import Any, NamedTuple
 
 import ml_collections
@@ -19,9 +20,13 @@ class ParsedArg(NamedTuple):
 
 
 def parse_arg(arg: str | None, default_variant: str = "demo") -> ParsedArg:
-  """'tiny,a.b=3' -> ParsedArg('tiny', {'a.b': 3}); values parsed as int/float/bool when possible."""
+  """'tiny,a.b=3,c=(1,2)' -> ParsedArg('tiny', {'a.b': 3, 'c': (1, 2)}).
+
+  Values are parsed as int/float/bool when possible; a parenthesised, comma-separated value is a
+  tuple of such values (commas inside parentheses do not separate overrides).
+  """
   variant, overrides = default_variant, {}
-  for part in (p for p in (arg or "").split(",") if p):
+  for part in (p for p in re.split(r",(?![^()]*\))", arg or "") if p):
     if "=" in part:
       key, value = part.split("=", 1)
       overrides[key] = _parse_value(value)
@@ -33,6 +38,8 @@ def parse_arg(arg: str | None, default_variant: str = "demo") -> ParsedArg:
 
 
 def _parse_value(value: str):
+  if value.startswith("(") and value.endswith(")"):
+    return tuple(_parse_value(v.strip()) for v in value[1:-1].split(",") if v.strip())
   for cast in (int, float):
     try:
       return cast(value)

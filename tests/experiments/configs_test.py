@@ -45,3 +45,8 @@ def test_overrides_in_the_config_argument():
   assert config.total_steps == 7 and config.optimizer.learning_rate == 0.5
   with pytest.raises(ValueError, match="variant"):
     module.get_config("huge")
+
+
+def test_config_argument_tuples_keep_their_commas():
+  parsed = common.parse_arg("tiny,model.channels=(8,16),seed=3")
+  assert parsed == common.ParsedArg("tiny", {"model.channels": (8, 16), "seed": 3})

@@ -27,7 +27,7 @@ def test_main_job_tiny(tmp_path):
   report = json.loads((tmp_path / "report.json").read_text())
   assert report["corpus"]["clips"] > 0 and report["corpus"]["frames"] > 0
   assert set(report["corpus"]["splits"]) >= {"train", "val", "heldout_identity", "heldout_voice"}
-  part, expert = report["parts"]
+  part, expert, lipsync, restorer = report["parts"]
   assert part["steps"] == 10 and part["eval"]["eval/psnr"] > 0
   assert expert["stage"] == "syncnet" and 0 <= expert["eval"]["eval/accuracy"] <= 1
   assert (tmp_path / "report.md").read_text().startswith("# talking_heads main job report")
@@ -35,6 +35,16 @@ def test_main_job_tiny(tmp_path):
   assert set(report["sync_eval"]) == {"test", "heldout_identity", "heldout_voice"}
   assert all(r["frames_per_second"] > 0 for r in report["sync_eval"].values())
   assert (tmp_path / "sync_eval.md").exists()
+  assert lipsync["stage"] == "wav2lip" and restorer["stage"] == "sovqae"
+  assert restorer["eval"]["eval/psnr"] > 0
+  videos = report["ladtalk_videos"]
+  for system in ("wav2lip", "ladtalk"):
+    assert (tmp_path / videos[system]["video"]).stat().st_size > 0
+    assert videos[system]["frames"] > 0
+  for summary in report["ladtalk_tables"].values():
+    assert set(summary) == {"wav2lip", "ladtalk", "ground_truth"}
+    assert all(summary[s]["psnr"] > 0 for s in ("wav2lip", "ladtalk"))
+  assert (tmp_path / "ladtalk_tables.md").exists()
 
   second = run_main(tmp_path)   # everything finished: nothing is redone
   assert second.returncode == 0, failure_text(second)
