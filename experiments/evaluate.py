@@ -528,12 +528,6 @@ def _summarise(videos: list[dict[str, Any]], override: dict[str, str],
   return summary
 
 
-
-
-
-
-
-
 def format_table(results: dict[str, Any]) -> str:
   """The summary as an aligned text table, then the notes."""
   rows = [(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in results["summary"].items()]

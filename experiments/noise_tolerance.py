@@ -58,12 +58,6 @@ def define_flags() -> None:
   flags.mark_flags_as_required(["workdir"])
 
 
-
-
-
-
-
-
 def load_sovqae(workdir: str) -> tuple[ladtalk.SOVQAEStage, Any, int]:
   """(stage, evaluation parameters on the host, step) of a SOVQAE workdir."""
   stage, state, step = restore.restore_stage(workdir)
