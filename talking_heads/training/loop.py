@@ -2,8 +2,8 @@
 
 Flow (big_vision style): mesh -> data iterator (this process's shard) -> abstract state via
 `jax.eval_shape` -> shardings by rule -> restore the newest checkpoint or jitted init straight
-into those shardings -> jitted, donated train step -> logging, NaN guard, evaluation, images and
-checkpoints at their intervals.
+into those shardings -> jitted, donated train step -> logging, NaN guard, evaluation (followed by
+the stage's `after_eval`), images and checkpoints at their intervals.
 
 Trainer config fields (see `experiments/configs/common.py` for defaults):
   stage, seed, total_steps, batch_size (global), mesh{data,fsdp,num_devices},
@@ -189,6 +189,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stage
         if eval_metrics:
           eval_history.append({"step": step, **eval_metrics})
           writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
+          state = stage.after_eval(state, eval_metrics)
       if config.image_every and (step % config.image_every == 0 or final):
         writer.write_images(step, jax.device_get(images_fn(state, batch, jax.random.fold_in(eval_rng, step))))
       if step % config.checkpoint_every == 0 or final:

@@ -17,7 +17,9 @@ StageFactory = Callable[[ml_collections.ConfigDict], Stage]
 
 _BUILTIN: dict[str, str] = {
     "frame_autoencoder": "talking_heads.systems.frame_autoencoder:FrameAutoencoderStage",
+    "sovqae": "talking_heads.systems.ladtalk:SOVQAEStage",
     "syncnet": "talking_heads.systems.syncnet_expert:SyncNetStage",
+    "wav2lip": "talking_heads.systems.wav2lip:Wav2LipStage",
 }
 _REGISTERED: dict[str, StageFactory] = {}
 

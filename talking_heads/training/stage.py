@@ -22,8 +22,8 @@ class Stage(abc.ABC):
   """Base class of training stages; subclasses override the methods they use.
 
   Required: `init_state`, `train_step`, `train_iterator`.
-  Optional: `eval_step` + `eval_batches` (periodic evaluation), `images` (image grids),
-  `inference` (benchmarked by `experiments.bench`).
+  Optional: `eval_step` + `eval_batches` (periodic evaluation), `after_eval` (schedules driven
+  by evaluation results), `images` (image grids), `inference` (benchmarked by `experiments.bench`).
   """
 
   def __init__(self, config: ml_collections.ConfigDict):
@@ -48,6 +48,15 @@ class Stage(abc.ABC):
   def eval_batches(self, batch_size: int, shard_index: int, shard_count: int) -> Iterable[Batch]:
     """A finite iterable of process-local eval batches; empty when the stage has no evaluation."""
     return ()
+
+  def after_eval(self, state: PyTree, eval_metrics: Mapping[str, float]) -> PyTree:
+    """The state to train on after an evaluation with these (host) metrics; runs outside jit.
+
+    A returned state must keep every leaf's shape, dtype and sharding (replace values, e.g. a
+    loss weight switched on once an eval loss is low enough); it is checkpointed like any other.
+    """
+    del eval_metrics
+    return state
 
   def images(self, state: PyTree, batch: Batch, rng: jax.Array) -> Mapping[str, jax.Array]:
     """Named image batches [N, H, W, 3] in [0, 1] for TensorBoard/PNG grids."""

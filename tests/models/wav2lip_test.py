@@ -123,9 +123,15 @@ def test_discriminator_parameter_count_and_lower_half(discriminator):
   np.testing.assert_allclose(probs, jax.nn.sigmoid(logits), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("kernel,stride,padding,output_padding", [
-    (3, 1, 0, 0), (3, 2, 1, 1), ((3, 2), (2, 3), (1, 0), (0, 2))])
-def test_conv_transpose_block_matches_scatter_definition(kernel, stride, padding, output_padding):
+TRANSPOSE_CASES = [(3, 1, 0, 0), (3, 2, 1, 1), ((3, 2), (2, 3), (1, 0), (0, 2)), (4, 1, 0, 0),
+                   (1, 2, 0, 1), (5, 3, 3, 2)]
+
+
+@pytest.mark.parametrize("block_cls", [conv_blocks.ConvTransposeBlock, wav2lip.ConvTransposeBlock],
+                         ids=["conv_blocks", "phases"])
+@pytest.mark.parametrize("kernel,stride,padding,output_padding", TRANSPOSE_CASES)
+def test_conv_transpose_block_matches_scatter_definition(block_cls, kernel, stride, padding,
+                                                         output_padding):
   """PyTorch's ConvTranspose2d: out[i*s + a - p] += x[i] * w[cin, cout, a], cropped to its size."""
   rng = np.random.default_rng(0)
   (kh, kw), (sh, sw), (ph, pw), (oh, ow) = map(conv_blocks.pair,
@@ -141,7 +147,7 @@ def test_conv_transpose_block_matches_scatter_definition(kernel, stride, padding
                                                                    w_torch)
   ref = np.maximum(full[:, ph:ph + h_out, pw:pw + w_out] + bias, 0)       # identity BN, ReLU
 
-  block = conv_blocks.ConvTransposeBlock(6, kernel, stride, padding, output_padding)
+  block = block_cls(6, kernel, stride, padding, output_padding)
   variables = {"params": {"conv": {"kernel": convert.conv_transpose_kernel(w_torch), "bias": bias},
                           "bn": {"scale": np.ones(6, np.float32), "bias": np.zeros(6, np.float32)}},
                "batch_stats": {"bn": {"mean": np.zeros(6, np.float32),
@@ -149,3 +155,75 @@ def test_conv_transpose_block_matches_scatter_definition(kernel, stride, padding
   out = block.apply(variables, x, use_running_average=True)
   assert out.shape == (2, h_out, w_out, 6)
   np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel,stride,padding,output_padding", TRANSPOSE_CASES[:3])
+def test_phase_conv_transpose_has_the_same_variables_and_gradients(kernel, stride, padding,
+                                                                   output_padding):
+  x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 4, 5, 3)), jnp.float32)
+  slow = conv_blocks.ConvTransposeBlock(6, kernel, stride, padding, output_padding)
+  fast = wav2lip.ConvTransposeBlock(6, kernel, stride, padding, output_padding)
+  variables = slow.init(jax.random.key(3), x, use_running_average=False)
+  # Same names, shapes and initial values from the same key.
+  jax.tree.map(np.testing.assert_array_equal, variables,
+               fast.init(jax.random.key(3), x, use_running_average=False))
+
+  def loss(block, params, x):
+    # Running statistics: with batch statistics the bias gradient is 0 up to round-off.
+    return jnp.sum(jnp.sin(block.apply({**variables, "params": params}, x,
+                                       use_running_average=True)))
+
+  grads = [jax.grad(lambda p, x: loss(b, p, x), argnums=(0, 1))(variables["params"], x)
+           for b in (slow, fast)]
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), *grads)
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_other_sizes_and_widths(size):
+  k = size // 32
+  generator = wav2lip.Wav2LipGenerator(width=0.125, image_size=size)
+  rng = np.random.default_rng(0)
+  mels = jnp.asarray(rng.uniform(-4, 4, (2, 5, 80, 16, 1)), jnp.float32)
+  faces = jnp.asarray(rng.uniform(0, 1, (2, 5, size, size, 6)), jnp.float32)
+  variables = _random_variables(jax.eval_shape(lambda: generator.init(
+      jax.random.key(0), mels[0], faces[0], use_running_average=False)), 0)
+  out = jax.jit(lambda v, m, f: generator.apply(v, m, f, use_running_average=True))(
+      variables, mels, faces)
+  assert out.shape == (2, 5, size, size, 3)
+  p = variables["params"]
+  # The S/32 -> 1 conv and the 1 -> S/32 transposed conv take kernel S/32 (3 at 96 px).
+  assert p["face_encoder_blocks_6_0"]["conv"]["kernel"].shape == (k, k, 64, 64)
+  assert p["face_decoder_blocks_1_0"]["conv"]["kernel"].shape == (k, k, 64 + 64, 64)
+  # 1/8 of every width, at least 8 channels; the output stays RGB.
+  assert p["face_encoder_blocks_0_0"]["conv"]["kernel"].shape == (7, 7, 6, 8)
+  assert p["output_block_0"]["conv"]["kernel"].shape == (3, 3, 8 + 8, 8)
+  assert p["output_block_1"]["kernel"].shape == (1, 1, 8, 3)
+
+  disc = wav2lip.Wav2LipDiscriminator(width=0.125, image_size=size)
+  d_variables = _random_variables(jax.eval_shape(lambda: disc.init(jax.random.key(1),
+                                                                    faces[0, ..., :3])), 1)
+  score = jax.jit(lambda v, f: disc.apply(v, f, return_logits=True))
+  logits = score(d_variables, faces[..., :3])
+  assert logits.shape == (10, 1)
+  assert d_variables["params"]["face_encoder_blocks_6_0"]["conv"]["kernel"].shape == (k, k, 64, 64)
+  # Only the lower half is scored at this size too.
+  changed = faces[..., :3].at[:, :, :size // 2].set(0.5)
+  np.testing.assert_array_equal(score(d_variables, changed), logits)
+
+
+@pytest.mark.parametrize("size", [100, 16, 0, 96.0])
+def test_bad_sizes_are_rejected(size):
+  with pytest.raises(ValueError, match=r"image_size must be a positive multiple of 32"):
+    wav2lip.bottleneck_kernel(size)
+  for model, channels in ((wav2lip.Wav2LipGenerator(image_size=size), 6),
+                          (wav2lip.Wav2LipDiscriminator(image_size=size), 3)):
+    with pytest.raises(ValueError, match=rf"got {size!r}"):
+      args = (jnp.zeros((1, 80, 16, 1)),) if channels == 6 else ()
+      jax.eval_shape(lambda: model.init(jax.random.key(0), *args, jnp.zeros((1, 96, 96, channels)),
+                                        **({"use_running_average": True} if channels == 6 else {})))
+
+
+def test_published_size_keeps_the_published_tables():
+  assert wav2lip.face_encoder_blocks() == wav2lip.FACE_ENCODER_BLOCKS
+  assert wav2lip.face_decoder_blocks() == wav2lip.FACE_DECODER_BLOCKS
+  assert wav2lip.disc_blocks() == wav2lip.DISC_BLOCKS

@@ -1,0 +1,58 @@
+"""Wav2Lip's generator trained against a frozen lip-sync expert (LaDTalk's base model).
+
+Launch (the expert is a workdir of `experiments/configs/syncnet.py`, or the public file):
+  python -m experiments.train --config=experiments/configs/wav2lip.py:demo \
+      --config.data.root=/tmp/demo_corpus --config.sync_expert.workdir=runs/syncnet_demo \
+      --workdir=runs/wav2lip_demo
+  python -m experiments.train --config=experiments/configs/wav2lip.py:paper \
+      --config.data.root=... --config.sync_expert.checkpoint=weights/lipsync_expert.pth \
+      --workdir=...
+GAN variant (visual-quality discriminator, `hq_wav2lip_train.py`): `--config.gan.enabled=true`
+or the argument `demo,gan.enabled=true`.
+Variants: tiny (tests: 1/8 width, 64 px), demo (1/8 width, 64 px, batch 8, 1000 steps: about
+20 minutes on 2 CPU cores on the demo corpus with the demo expert `runs/syncnet_demo`), paper
+(the published network and recipe: 96 px, batch 16, Adam 1e-4, evaluation every 3000 steps, sync
+weight 0.01 (GAN: 0.03, adversarial 0.07) once the eval sync loss is below 0.75; the reference
+trains until its eval sync loss is about 0.2, so `total_steps` is a budget, not a paper number).
+"""
+
+import ml_collections
+
+from experiments.configs import common
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  parsed = common.parse_arg(arg)
+  variant = parsed.variant
+  c = common.trainer_config("wav2lip", variant)
+  c.model = ml_collections.ConfigDict({"width": 1.0, "dtype": "float32"})
+  c.data = ml_collections.ConfigDict({
+      "root": "", "image_size": 96, "bgr": True, "eval_split": "val", "eval_stride": 5,
+      "eval_seed": 0, "num_workers": 0})
+  c.loss = ml_collections.ConfigDict({"sync_weight": 0.01, "sync_threshold": 0.75})
+  c.sync_expert = ml_collections.ConfigDict({
+      "workdir": "", "checkpoint": "", "use_running_average": True})
+  c.optimizer.learning_rate = 1e-4
+  c.gan = ml_collections.ConfigDict({
+      "enabled": False, "adv_weight": 0.07, "sync_weight": 0.03, "generator_b1": 0.5,
+      "optimizer": {**c.optimizer.to_dict(), "b1": 0.5}})
+  if variant == "tiny":
+    c.model.width = 0.125
+    c.data.image_size = 64
+    c.total_steps, c.batch_size, c.eval_batch_size = 4, 8, 8
+    c.log_every, c.checkpoint_every, c.eval_every, c.image_every = 2, 2, 4, 4
+  elif variant == "demo":
+    # LaDTalk's premise at CPU scale: a small, blurry base model (1/8 width, 64 px faces) whose
+    # output the SOVQAE sharpens. Measured: 1.19 s a step (experiments/results/ladtalk_demo).
+    c.model.width = 0.125
+    c.data.image_size = 64
+    c.sync_expert.workdir = "runs/syncnet_demo"
+    c.data.eval_stride = 10
+    c.total_steps, c.batch_size, c.eval_batch_size = 1000, 8, 64
+    c.optimizer.learning_rate = c.gan.optimizer.learning_rate = 3e-4
+    c.log_every, c.checkpoint_every, c.eval_every, c.image_every = 50, 250, 250, 500
+  elif variant == "paper":
+    c.total_steps, c.batch_size, c.eval_batch_size = 500_000, 16, 16
+    c.data.num_workers = 8
+    c.log_every, c.checkpoint_every, c.eval_every, c.image_every = 100, 3000, 3000, 3000
+  return common.apply_overrides(c, parsed)
