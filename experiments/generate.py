@@ -1,0 +1,235 @@
+r"""Generates a talking-head mp4 from speech and an identity video with a trained system.
+
+  python -m experiments.generate --system=ladtalk --audio=speech.wav --video=identity.mp4 \
+      --out=out.mp4 --wav2lip_workdir=runs/wav2lip --sovqae_workdir=runs/sovqae
+  python -m experiments.generate --system=wav2lip --audio=speech.m4a --video=identity.mp4 \
+      --out=out.mp4 --wav2lip_checkpoint=weights/wav2lip_gan.pth
+  python -m experiments.generate --system=wav2lip ... --box=full        # frames are face crops
+
+Systems (`SYSTEMS`): wav2lip (`talking_heads.systems.wav2lip_pipeline`) and ladtalk
+(`talking_heads.systems.ladtalk_pipeline`). The Wav2Lip generator comes from a trained workdir
+(`--wav2lip_workdir`) or the public `wav2lip.pth` / `wav2lip_gan.pth` (`--wav2lip_checkpoint`,
+read without torch by `third_party.wav2lip`); LaDTalk also needs the identity's SOVQAE workdir.
+Missing weights are an error naming the file; nothing runs with random weights.
+
+Audio: any file ffmpeg reads (a video's sound track too), resampled to 16 kHz mono; the output
+is as long as the audio, looping the video when the audio is longer. Face boxes (`--box`):
+"detect" (OpenCV Haar, padded by `--pads`, smoothed), "full" (the whole frame, for datasets of
+face crops such as the synthetic corpus), or a static x0,y0,x1,y1.
+
+Prints the output's frame count and generation speed: frames/s end to end (reading the inputs to
+the written mp4, jit compilation included, which dominates short clips) and of each network after
+its first batch (steady state). `generate(request)` is the same as a function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from typing import Any, Callable
+
+from absl import app, flags
+
+from talking_heads.audio import windows
+from talking_heads.io import video as video_io
+from talking_heads.models import wav2lip as wav2lip_lib
+from talking_heads.systems import ladtalk_pipeline
+from talking_heads.systems import wav2lip_pipeline
+from third_party import wav2lip as wav2lip_convert
+from third_party import weights as weights_lib
+
+Options = wav2lip_pipeline.Options
+Result = wav2lip_pipeline.Result
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+  """One generation.
+
+  Attributes:
+    system: a key of `SYSTEMS`.
+    audio: the driving speech (any ffmpeg-readable file).
+    video: the identity video.
+    out: the mp4 to write.
+    wav2lip_workdir: a trained Wav2Lip stage workdir, or
+    wav2lip_checkpoint: the public `wav2lip.pth` / `wav2lip_gan.pth` (exactly one of the two).
+    sovqae_workdir: the identity's trained SOVQAE workdir (ladtalk).
+    options: face boxes, batching, paste-back and looping.
+  """
+  system: str
+  audio: str
+  video: str
+  out: str
+  wav2lip_workdir: str | None = None
+  wav2lip_checkpoint: str | None = None
+  sovqae_workdir: str | None = None
+  options: Options = Options()
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedSystem:
+  """A system's networks, ready to run.
+
+  Attributes:
+    generate: (audio path, video path, options) -> a result with `frames` [T, H, W, 3],
+      `audio` [N] at 16 kHz, `fps` and `seconds` (network wall times by step).
+    sources: where each network's weights come from.
+  """
+  generate: Callable[[str, str, Options], Any]
+  sources: dict[str, str]
+
+
+def load_wav2lip(workdir: str | None, checkpoint: str | None) -> wav2lip_pipeline.Wav2LipModel:
+  """The Wav2Lip generator from a workdir or the public checkpoint (exactly one).
+
+  Raises:
+    ValueError: neither or both given.
+    weights_lib.MissingWeightsError: the checkpoint file does not exist.
+    FileNotFoundError: the workdir has no config or checkpoint.
+  """
+  if (workdir is None) == (checkpoint is None):
+    raise ValueError("the Wav2Lip generator needs exactly one of --wav2lip_workdir (a trained "
+                     "workdir) and --wav2lip_checkpoint (wav2lip.pth / wav2lip_gan.pth)")
+  if workdir is not None:
+    return wav2lip_pipeline.load_wav2lip_workdir(workdir)
+  if not os.path.isfile(checkpoint):
+    entry = weights_lib.WEIGHTS["wav2lip_gan"]
+    raise weights_lib.MissingWeightsError(
+        f"missing {checkpoint}: expected Wav2Lip's public generator checkpoint (wav2lip.pth or "
+        f"{entry.filename}); get it from {entry.source_url}")
+  variables = wav2lip_convert.load_generator(checkpoint)
+  # The published generator takes BGR faces (it was trained on cv2-read frames).
+  return wav2lip_pipeline.Wav2LipModel(wav2lip_lib.Wav2LipGenerator(), variables, bgr=True,
+                                       source=os.fspath(checkpoint))
+
+
+def _wav2lip_system(request: Request) -> LoadedSystem:
+  model = load_wav2lip(request.wav2lip_workdir, request.wav2lip_checkpoint)
+
+  def generate(audio: str, video: str, options: Options) -> Result:
+    inputs = wav2lip_pipeline.prepare(audio, video, model.image_size, options)
+    return wav2lip_pipeline.run(model, inputs, options)
+
+  return LoadedSystem(generate, {"wav2lip": model.source})
+
+
+def _ladtalk_system(request: Request) -> LoadedSystem:
+  if request.sovqae_workdir is None:
+    raise ValueError("--system=ladtalk needs --sovqae_workdir (the identity's trained SOVQAE)")
+  wav2lip = load_wav2lip(request.wav2lip_workdir, request.wav2lip_checkpoint)
+  sovqae = ladtalk_pipeline.load_sovqae_workdir(request.sovqae_workdir)
+
+  def generate(audio: str, video: str, options: Options) -> Result:
+    inputs = wav2lip_pipeline.prepare(audio, video, wav2lip.image_size, options)
+    return ladtalk_pipeline.run(wav2lip, sovqae, inputs, options)
+
+  return LoadedSystem(generate, {"wav2lip": wav2lip.source, "sovqae": sovqae.source})
+
+
+# A new system adds its loader here (and its model paths to `Request` and the flags).
+SYSTEMS: dict[str, Callable[[Request], LoadedSystem]] = {
+    "wav2lip": _wav2lip_system,
+    "ladtalk": _ladtalk_system,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Generation:
+  """What `generate` made: the system's result and a JSON-able summary."""
+  result: Any
+  summary: dict[str, Any]
+
+
+def network_speeds(seconds: dict[str, float], num_frames: int,
+                   batch_size: int) -> dict[str, float]:
+  """Frames/s of each network after its first batch (which includes jit compilation), for the
+  networks that ran more than one batch."""
+  speeds = {}
+  for name, first in seconds.items():
+    if not name.endswith("_first_batch") or num_frames <= batch_size:
+      continue
+    network = name[:-len("_first_batch")]
+    rest = seconds[network] - first
+    speeds[network] = round((num_frames - batch_size) / rest, 2) if rest > 0 else float("inf")
+  return speeds
+
+
+def generate(request: Request) -> Generation:
+  """Loads the system's networks, generates and writes `request.out` (mp4 with the audio)."""
+  if request.system not in SYSTEMS:
+    raise ValueError(f"unknown system {request.system!r}; choose one of {sorted(SYSTEMS)}")
+  start = time.perf_counter()
+  system = SYSTEMS[request.system](request)
+  loaded = time.perf_counter()
+  result = system.generate(request.audio, request.video, request.options)
+  video_io.write_video_with_audio(request.out, result.frames, result.audio, fps=result.fps,
+                                  sample_rate=windows.SAMPLE_RATE)
+  done = time.perf_counter()
+  num_frames = int(result.frames.shape[0])
+  summary = {
+      "system": request.system, "out": os.fspath(request.out), "frames": num_frames,
+      "fps": result.fps, "size": list(result.frames.shape[1:3]),
+      "audio_seconds": round(result.audio.shape[0] / windows.SAMPLE_RATE, 3),
+      "sources": system.sources,
+      "seconds": {"load": round(loaded - start, 3), "generate": round(done - loaded, 3),
+                  **{k: round(v, 3) for k, v in result.seconds.items()}},
+      "frames_per_second": {"end_to_end": round(num_frames / (done - loaded), 2),
+                            **network_speeds(result.seconds, num_frames,
+                                             request.options.batch_size)},
+  }
+  return Generation(result, summary)
+
+
+_SYSTEM = flags.DEFINE_enum("system", None, sorted(SYSTEMS), "The talking-head system.")
+_AUDIO = flags.DEFINE_string("audio", None, "Driving speech: any file ffmpeg reads.")
+_VIDEO = flags.DEFINE_string("video", None, "Identity video.")
+_OUT = flags.DEFINE_string("out", None, "Output mp4.")
+_WAV2LIP_WORKDIR = flags.DEFINE_string("wav2lip_workdir", None, "Trained Wav2Lip workdir.")
+_WAV2LIP_CHECKPOINT = flags.DEFINE_string(
+    "wav2lip_checkpoint", None, "Public wav2lip.pth / wav2lip_gan.pth (instead of a workdir).")
+_SOVQAE_WORKDIR = flags.DEFINE_string("sovqae_workdir", None, "Trained SOVQAE workdir (ladtalk).")
+_BOX = flags.DEFINE_string("box", "detect", "'detect', 'full' (whole frame) or x0,y0,x1,y1.")
+_DETECTOR = flags.DEFINE_string("detector", "haar", "Face detector backend for --box=detect.")
+_PADS = flags.DEFINE_string("pads", "0,10,0,0", "Detected box padding top,bottom,left,right.")
+_SMOOTHING = flags.DEFINE_integer("smoothing", wav2lip_pipeline.REFERENCE_SMOOTHING,
+                                  "Frames in the box moving average (1: off).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Frames per network call.")
+_FEATHER = flags.DEFINE_float("feather", 0.1, "Paste-back feather as a fraction of the crop.")
+_LOOP = flags.DEFINE_enum("loop", "plain", wav2lip_pipeline.LOOP_MODES,
+                          "Frame order when the audio outlasts the video.")
+_FPS = flags.DEFINE_integer("fps", 25, "Output frame rate (the video is resampled to it).")
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  for flag in (_SYSTEM, _AUDIO, _VIDEO, _OUT):
+    if flag.value is None:
+      raise app.UsageError(f"--{flag.name} is required")
+  try:
+    request = Request(
+        system=_SYSTEM.value, audio=_AUDIO.value, video=_VIDEO.value, out=_OUT.value,
+        wav2lip_workdir=_WAV2LIP_WORKDIR.value, wav2lip_checkpoint=_WAV2LIP_CHECKPOINT.value,
+        sovqae_workdir=_SOVQAE_WORKDIR.value,
+        options=Options(fps=_FPS.value, box=_BOX.value, detector=_DETECTOR.value, pads=_PADS.value,
+                        smoothing=_SMOOTHING.value, batch_size=_BATCH_SIZE.value,
+                        feather=_FEATHER.value, loop=_LOOP.value))
+    summary = generate(request).summary
+  except (FileNotFoundError, ValueError) as e:   # bad input: the message says what and where
+    sys.exit(f"generate: {e}")
+  speed = dict(summary["frames_per_second"])
+  seconds = summary["seconds"]
+  print(f"wrote {summary['out']}: {summary['frames']} frames at {summary['fps']} fps "
+        f"({summary['audio_seconds']} s of audio), {summary['size'][1]}x{summary['size'][0]}")
+  print(f"generation: {speed.pop('end_to_end')} frames/s end to end ({seconds['generate']} s "
+        f"after {seconds['load']} s of loading)")
+  for name, value in speed.items():
+    print(f"  {name}: {value} frames/s after its first batch "
+          f"({seconds[name + '_first_batch']} s, with jit compilation)")
+  print("weights: " + ", ".join(f"{k} = {v}" for k, v in summary["sources"].items()))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,486 @@
+"""Wav2Lip inference: audio + an identity video -> lip-synced faces pasted back -> mp4 with audio.
+
+Dimension legend: T output frames, V source video frames used (V <= T), H, W frame size,
+S generator face size (96 for the published weights), M mel bins (80), F mel frames (16 per chunk).
+
+The reference (`Rudrabha/Wav2Lip` `inference.py`, facts in wav2lip_syncnet_metrics.md §1.6), step
+by step, with what differs here:
+  * audio: any file ffmpeg reads, downmixed and resampled to 16 kHz mono; Wav2Lip's log-mel
+    (`audio.mel.WAV2LIP_MEL`). Silent audio (RMS below -60 dBFS) and audio shorter than one mel
+    window (16 mel frames = 3000 samples) are errors naming the file.
+  * video: decoded at `fps` (25; ffmpeg's fps filter drops or repeats frames of other rates),
+    only as many frames as the output needs.
+  * mel chunks: chunk i starts at int(i * 80 / fps) and spans 16 mel frames; the reference's last
+    chunk is the final 16 mel frames. The reference stops there (about 2.7 frames short of the
+    audio at 25 fps); we go on to T = ceil(audio seconds * fps) frames, every chunk past the end
+    also being the final 16 mel frames, so the mp4 is as long as its audio. The first frames are
+    exactly the reference's (`reference_chunk_count`).
+  * looping: when the audio outlasts the video, frames repeat in a plain loop (frame i % V, the
+    reference) or, with ``loop="pingpong"``, forwards then backwards (no jump at the seam).
+  * face boxes: "detect" runs `face.detect` (OpenCV Haar by default, not the reference's S3FD)
+    on every used frame; a frame without a face is an error naming it. Boxes are padded by
+    `pads` (top, bottom, left, right; reference default 0,10,0,0), clamped to the frame as the
+    reference does, then smoothed over 5 frames (`face.crop.smooth_boxes`, centred, where the
+    reference averages the next 5 boxes). "full" takes the whole frame (for datasets whose
+    frames already are face crops); a static box (x0, y0, x1, y1) is used as given (the
+    reference's `--box` is y0, y1, x0, x1), neither padded nor smoothed.
+  * crops: the box grown to a square (`face.crop.crop_face`; the reference squashes the box to
+    S x S), resized to the generator's S. Input = the crop with rows S/2..S-1 zeroed (channels
+    0-2) and the same crop unmasked as reference (3-5), / 255, BGR when the generator was
+    trained on BGR (the published weights are).
+  * generator: jitted, fixed batches (`batch_size`, last one padded); output rounded to uint8
+    (the reference truncates).
+  * paste-back: the generated crop resized to the box's square and blended with a feathered
+    mask (`face.crop.feather_mask`; the reference pastes a hard box); pixels outside the square
+    are the source frame's.
+  * mp4: H.264 with the 16 kHz mono audio as AAC (the reference muxes the original audio file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import itertools
+import os
+import time
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import numpy as np
+
+from talking_heads.audio import mel as mel_lib
+from talking_heads.audio import windows
+from talking_heads.face import crop as crop_lib
+from talking_heads.face import detect as detect_lib
+from talking_heads.io import audio as audio_io
+from talking_heads.io import video as video_io
+from talking_heads.models import wav2lip as wav2lip_lib
+
+PathLike = str | os.PathLike[str]
+Box = tuple[float, float, float, float]
+
+REFERENCE_PADS: crop_lib.Pads = (0, 10, 0, 0)
+REFERENCE_SMOOTHING = 5
+LOOP_MODES = ("plain", "pingpong")
+MEL_SPEC = windows.WAV2LIP_WINDOWS
+
+
+class FaceNotFoundError(ValueError):
+  """The face detector found no face in a frame of the identity video."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Wav2LipModel:
+  """A Wav2Lip generator ready for inference.
+
+  Attributes:
+    module: a `Wav2LipGenerator` (its `image_size` field, when it has one, gives S).
+    variables: {"params": ..., "batch_stats": ...}.
+    bgr: the generator takes and returns BGR channels (True for the published weights).
+    source: where the weights come from, for logs and reports.
+  """
+  module: nn.Module
+  variables: Any
+  bgr: bool
+  source: str
+
+  @property
+  def image_size(self) -> int:
+    return int(getattr(self.module, "image_size", wav2lip_lib.FACE_SIZE))
+
+
+def find_module(stage: Any, cls: type[nn.Module], workdir: str) -> nn.Module:
+  """The stage attribute holding a `cls` network (stages name it as they like)."""
+  found = [v for v in vars(stage).values() if isinstance(v, cls)]
+  if len(found) != 1:
+    raise ValueError(f"{workdir}: stage {stage.config.stage!r} has {len(found)} {cls.__name__} "
+                     "networks; expected exactly one")
+  return found[0]
+
+
+def generator_variables(stage: Any, state: Any) -> dict[str, Any]:
+  """Inference variables of a restored stage's (generator) network, on the host.
+
+  The stage's own `variables(state)` when it has one, else {"params": eval params,
+  **model_state} of the TrainState or of a GanTrainState's generator.
+  """
+  if callable(getattr(stage, "variables", None)):
+    return jax.device_get(stage.variables(state))
+  player = getattr(state, "generator", state)
+  return jax.device_get({"params": player.eval_params, **player.model_state})
+
+
+def load_wav2lip_workdir(workdir: PathLike, step: int | None = None) -> Wav2LipModel:
+  """The generator of a trained Wav2Lip stage workdir (newest checkpoint, or `step`).
+
+  Raises:
+    FileNotFoundError: not a workdir, or no checkpoint in it.
+    ValueError: the workdir's stage has no (or several) Wav2Lip generators.
+  """
+  # Imported here: restoring pulls in the training stack, which the .pth path does not need.
+  from talking_heads.training import restore  # pylint: disable=g-import-not-at-top
+  workdir = os.fspath(workdir)
+  stage, state, restored = restore.restore_stage(workdir, step)
+  module = find_module(stage, wav2lip_lib.Wav2LipGenerator, workdir)
+  variables = generator_variables(stage, state)
+  return Wav2LipModel(module, variables, bgr=bool(stage.config.data.get("bgr", True)),
+                      source=f"{workdir} step {restored}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """Inference settings shared by the Wav2Lip and LaDTalk pipelines.
+
+  Attributes:
+    fps: output (and video decoding) frame rate; an integer so mel chunks align exactly.
+    box: "detect", "full" (the whole frame), or a static (x0, y0, x1, y1) in frame pixels.
+    detector: `face.detect` backend for "detect".
+    pads: (top, bottom, left, right) pixels added to detected boxes.
+    smoothing: frames in the box moving average (1 turns smoothing off).
+    batch_size: frames per generator call.
+    feather: paste-back mask ramp as a fraction of the crop side (0 = hard box).
+    loop: "plain" or "pingpong" frame order when the audio outlasts the video.
+    silence_db: audio whose RMS level is below this (dBFS) is rejected as silent.
+  """
+  fps: int = windows.VIDEO_FPS
+  box: str | Box = "detect"
+  detector: str = "haar"
+  pads: crop_lib.Pads = REFERENCE_PADS
+  smoothing: int = REFERENCE_SMOOTHING
+  batch_size: int = 16
+  feather: float = 0.1
+  loop: str = "plain"
+  silence_db: float = -60.0
+
+  def __post_init__(self):
+    if isinstance(self.fps, bool) or not isinstance(self.fps, (int, np.integer)) or self.fps <= 0:
+      raise ValueError(f"Options.fps must be a positive integer, got {self.fps!r}")
+    if self.loop not in LOOP_MODES:
+      raise ValueError(f"Options.loop must be one of {LOOP_MODES}, got {self.loop!r}")
+    if self.batch_size < 1 or self.smoothing < 1:
+      raise ValueError(f"Options.batch_size and smoothing must be >= 1, got {self.batch_size} "
+                       f"and {self.smoothing}")
+    object.__setattr__(self, "box", parse_box(self.box))
+    object.__setattr__(self, "pads", crop_lib.parse_pads(self.pads))
+
+
+def parse_box(spec: str | Sequence[float]) -> str | Box:
+  """"detect", "full" or "x0,y0,x1,y1" (or a 4-sequence) -> "detect", "full" or a Box."""
+  if isinstance(spec, str) and spec.strip() in ("detect", "full"):
+    return spec.strip()
+  parts = spec.replace(" ", "").split(",") if isinstance(spec, str) else list(spec)
+  try:
+    box = tuple(float(p) for p in parts)
+  except (TypeError, ValueError):
+    box = ()
+  if len(box) != 4 or not np.all(np.isfinite(box)) or box[2] <= box[0] or box[3] <= box[1]:
+    raise ValueError(f"face box {spec!r}: expected 'detect', 'full' or x0,y0,x1,y1 with "
+                     "x1 > x0 and y1 > y0 (frame pixels)")
+  return box  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------------------ audio
+
+
+def output_frame_count(num_samples: int, fps: int,
+                       sample_rate: int = windows.SAMPLE_RATE) -> int:
+  """T = ceil(num_samples * fps / sample_rate): the frames that cover the audio."""
+  return -(-int(num_samples) * int(fps) // int(sample_rate))
+
+
+def reference_chunk_count(num_mel_frames: int, fps: int = windows.VIDEO_FPS) -> int:
+  """Frames the reference generates for F mel frames (its chunk loop's length)."""
+  spec = dataclasses.replace(MEL_SPEC, fps=fps)
+  return len(windows.inference_chunk_starts(num_mel_frames, spec))
+
+
+def mel_chunk_starts(num_mel_frames: int, num_frames: int, fps: int = windows.VIDEO_FPS, *,
+                     clip_id: str = "audio") -> np.ndarray:
+  """Start mel frame of each output frame's 16-frame chunk, [num_frames] int64.
+
+  min(int(i * 80 / fps), F - 16): the reference's chunks, then the final chunk repeated.
+
+  Raises:
+    ValueError: fewer than 16 mel frames.
+  """
+  spec = dataclasses.replace(MEL_SPEC, fps=fps)
+  if num_mel_frames < spec.window:
+    raise ValueError(f"{clip_id}: audio too short: {num_mel_frames} mel frames, one chunk needs "
+                     f"{spec.window}")
+  return np.minimum(windows.window_starts(np.arange(num_frames), spec),
+                    num_mel_frames - spec.window)
+
+
+def min_audio_samples() -> int:
+  """Fewest 16 kHz samples with one full mel chunk: 1 + N // hop >= 16."""
+  return (MEL_SPEC.window - 1) * MEL_SPEC.hop_length
+
+
+def audio_chunks(audio: np.ndarray, fps: int = windows.VIDEO_FPS, *, silence_db: float = -60.0,
+                 clip_id: str = "audio") -> np.ndarray:
+  """Mel chunks [T, 80, 16] of 16 kHz mono audio [N], one per output frame.
+
+  Raises:
+    windows.SilentAudioError: the audio is silent.
+    ValueError: the audio is not 1-D, or shorter than one mel chunk.
+  """
+  audio = np.asarray(audio)
+  if audio.ndim != 1:
+    raise ValueError(f"{clip_id}: expected mono audio [N], got shape {audio.shape}")
+  if audio.shape[0] < min_audio_samples():
+    raise ValueError(f"{clip_id}: audio too short: {audio.shape[0]} samples "
+                     f"({audio.shape[0] / windows.SAMPLE_RATE:.3f} s) at 16 kHz; Wav2Lip needs one "
+                     f"mel window of {MEL_SPEC.window} frames ({min_audio_samples()} samples)")
+  windows.check_not_silent(audio, clip_id=clip_id, threshold_db=silence_db)
+  mel = mel_lib.mel_spectrogram(audio, mel_lib.WAV2LIP_MEL, clip_id=clip_id)    # [80, F]
+  starts = mel_chunk_starts(mel.shape[1], output_frame_count(audio.shape[0], fps), fps,
+                            clip_id=clip_id)
+  chunks = mel[:, starts[:, None] + np.arange(MEL_SPEC.window)]                 # [80, T, 16]
+  return np.ascontiguousarray(chunks.transpose(1, 0, 2))
+
+
+# ------------------------------------------------------------------------------ video
+
+
+def frame_order(num_frames: int, num_video_frames: int, loop: str = "plain") -> np.ndarray:
+  """Source video frame of each output frame, [num_frames] int64."""
+  if num_video_frames < 1:
+    raise ValueError(f"frame_order: the video has no frames ({num_video_frames})")
+  i = np.arange(num_frames, dtype=np.int64)
+  if loop == "plain" or num_video_frames == 1:
+    return i % num_video_frames
+  if loop != "pingpong":
+    raise ValueError(f"frame_order: loop must be one of {LOOP_MODES}, got {loop!r}")
+  period = 2 * num_video_frames - 2
+  j = i % period
+  return np.where(j < num_video_frames, j, period - j)
+
+
+def read_frames(path: PathLike, max_frames: int, fps: int) -> np.ndarray:
+  """The first `max_frames` frames of a video at `fps`, RGB uint8 [V, H, W, 3]."""
+  # Closing the generator stops ffmpeg once enough frames are read.
+  with contextlib.closing(video_io.iter_frames(path, fps=fps)) as frames:
+    return np.stack(list(itertools.islice(frames, max_frames)))
+
+
+def face_boxes(frames: np.ndarray, options: Options, *, clip_id: str = "video") -> np.ndarray:
+  """The box [V, 4] each frame's face is cut from and pasted back into (see module docstring).
+
+  Raises:
+    FaceNotFoundError: "detect" found no face in some frame (the first one is named).
+  """
+  num, height, width = frames.shape[:3]
+  if options.box == "full":
+    return np.tile(np.asarray([0, 0, width, height], np.float32), (num, 1))
+  if options.box != "detect":
+    return np.tile(np.asarray(options.box, np.float32), (num, 1))
+  track = detect_lib.track_faces(frames, detect_lib.make_detector(options.detector))
+  if not track.found.all():
+    missing = np.flatnonzero(~track.found)
+    raise FaceNotFoundError(
+        f"{clip_id}: no face in frame {missing[0]} ({len(missing)} of {num} frames without a "
+        f"face, detector {options.detector!r}); pass a static box x0,y0,x1,y1, or 'full' when "
+        "the frames are face crops")
+  boxes = crop_lib.pad_boxes(track.boxes, options.pads)
+  boxes = np.clip(boxes, 0, np.asarray([width, height, width, height], np.float32))
+  return crop_lib.smooth_boxes(boxes, options.smoothing)
+
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+  """What the audio and the video give, before any network.
+
+  Attributes:
+    audio: [N] float32 at 16 kHz, the output's sound track.
+    mel_chunks: [T, 80, 16] one Wav2Lip mel window per output frame.
+    frames: [V, H, W, 3] RGB uint8 source frames (the first V of the video, V <= T).
+    boxes: [V, 4] face box of each source frame.
+    crops: [V, S, S, 3] RGB uint8 face crops at the generator's size.
+    order: [T] source frame of each output frame.
+    fps: frame rate.
+  """
+  audio: np.ndarray
+  mel_chunks: np.ndarray
+  frames: np.ndarray
+  boxes: np.ndarray
+  crops: np.ndarray
+  order: np.ndarray
+  fps: int
+
+  @property
+  def num_frames(self) -> int:
+    return int(self.order.shape[0])
+
+
+def _inputs(audio: np.ndarray, chunks: np.ndarray, frames: np.ndarray, image_size: int,
+            options: Options, video_id: str) -> Inputs:
+  frames = np.asarray(frames)
+  if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or not len(frames):
+    raise ValueError(f"{video_id}: expected RGB uint8 frames [V, H, W, 3], got {frames.dtype} "
+                     f"{frames.shape}")
+  frames = frames[:chunks.shape[0]]
+  boxes = face_boxes(frames, options, clip_id=video_id)
+  crops = crop_lib.crop_faces(frames, boxes, image_size)
+  order = frame_order(chunks.shape[0], frames.shape[0], options.loop)
+  return Inputs(np.asarray(audio, np.float32), chunks, frames, boxes, crops, order, options.fps)
+
+
+def prepare_arrays(audio: np.ndarray, frames: np.ndarray, image_size: int, options: Options, *,
+                   audio_id: str = "audio", video_id: str = "video") -> Inputs:
+  """Inputs from 16 kHz mono audio [N] and RGB uint8 frames [V', H, W, 3] at `options.fps`
+  (only the first T are used); `audio_id` and `video_id` name them in errors."""
+  chunks = audio_chunks(audio, options.fps, silence_db=options.silence_db, clip_id=audio_id)
+  return _inputs(audio, chunks, frames, image_size, options, video_id)
+
+
+def prepare(audio_path: PathLike, video_path: PathLike, image_size: int,
+            options: Options) -> Inputs:
+  """Inputs from an audio file (any format ffmpeg reads; a video's sound track too) and an
+  identity video, decoded at `options.fps`.
+
+  Raises:
+    FileNotFoundError, audio_io.MediaError (video_io.VideoError): a file is missing or
+      unreadable (or, for the audio, has no audio stream).
+    windows.SilentAudioError, ValueError, FaceNotFoundError: see `audio_chunks`, `face_boxes`.
+  """
+  audio = audio_io.load_audio(audio_path, sample_rate=windows.SAMPLE_RATE)
+  # The audio is checked before the (slower) video decode.
+  chunks = audio_chunks(audio, options.fps, silence_db=options.silence_db,
+                        clip_id=os.fspath(audio_path))
+  frames = read_frames(video_path, chunks.shape[0], options.fps)
+  return _inputs(audio, chunks, frames, image_size, options, os.fspath(video_path))
+
+
+# ------------------------------------------------------------------------------ networks
+
+
+def batched(fn: Callable[..., Any], make_batch: Callable[[np.ndarray], tuple[Any, ...]],
+            count: int, batch_size: int, *,
+            on_first_batch: Callable[[float], None] | None = None) -> Any:
+  """Runs `fn(*make_batch(indices))` over fixed-size index batches of range(count).
+
+  The last batch is padded by repeating its final index, so `fn` compiles once; each output
+  leaf (`fn` may return a pytree) comes back as numpy, concatenated along the batch axis with
+  the padding dropped. `on_first_batch` receives the first batch's wall seconds (it includes
+  jit compilation on a first call).
+  """
+  outs = []
+  for start in range(0, count, batch_size):
+    begin = time.perf_counter()
+    index = np.arange(start, min(count, start + batch_size))
+    padded = np.pad(index, (0, batch_size - index.size), mode="edge")
+    outs.append(jax.tree.map(lambda x, n=index.size: np.asarray(x)[:n], fn(*make_batch(padded))))
+    if start == 0 and on_first_batch is not None:
+      on_first_batch(time.perf_counter() - begin)
+  return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
+
+
+@functools.lru_cache(maxsize=8)
+def _generator_fn(module: nn.Module) -> Callable[..., jax.Array]:
+  return jax.jit(functools.partial(module.apply, use_running_average=True))
+
+
+def generator_inputs(crops: np.ndarray, bgr: bool) -> np.ndarray:
+  """Face crops uint8 [B, S, S, 3] RGB -> generator input float32 [B, S, S, 6]: the crop with
+  its lower half zeroed, then the crop itself as reference; channels flipped to BGR if `bgr`."""
+  reference = crops.astype(np.float32) / 255.0
+  if bgr:
+    reference = reference[..., ::-1]
+  masked = reference.copy()
+  masked[:, crops.shape[1] // 2:] = 0.0
+  return np.concatenate([masked, reference], axis=-1)
+
+
+def generate_faces(model: Wav2LipModel, inputs: Inputs, batch_size: int = 16, *,
+                   on_first_batch: Callable[[float], None] | None = None) -> np.ndarray:
+  """Lip-synced faces [T, S, S, 3] RGB uint8, one per output frame (`on_first_batch`: see
+  `batched`)."""
+  size = inputs.crops.shape[1]
+  if size != model.image_size:
+    raise ValueError(f"crops are {size} px but the generator ({model.source}) takes "
+                     f"{model.image_size} px")
+  fn = _generator_fn(model.module)
+  variables = jax.device_put(model.variables)   # once, not with every batch
+
+  def make_batch(index: np.ndarray) -> tuple[Any, ...]:
+    mels = inputs.mel_chunks[index][..., None]                           # [B, 80, 16, 1]
+    return variables, mels, generator_inputs(inputs.crops[inputs.order[index]], model.bgr)
+
+  faces = batched(fn, make_batch, inputs.num_frames, batch_size,
+                  on_first_batch=on_first_batch)                        # [T, S, S, 3] in [0, 1]
+  if model.bgr:
+    faces = faces[..., ::-1]
+  return np.clip(np.rint(faces * 255.0), 0, 255).astype(np.uint8)
+
+
+def paste_faces(inputs: Inputs, faces: np.ndarray, feather: float) -> np.ndarray:
+  """Output frames [T, H, W, 3]: each face [T, S', S', 3] (any S') blended into its source frame."""
+  if faces.shape[0] != inputs.num_frames:
+    raise ValueError(f"paste_faces: {faces.shape[0]} faces for {inputs.num_frames} frames")
+  mask = crop_lib.feather_mask(faces.shape[1], feather)
+  out = np.empty((inputs.num_frames, *inputs.frames.shape[1:]), np.uint8)
+  for t, source in enumerate(inputs.order):
+    out[t] = crop_lib.paste_face(inputs.frames[source], faces[t], inputs.boxes[source], mask=mask)
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+  """A generated video before encoding.
+
+  Attributes:
+    frames: [T, H, W, 3] RGB uint8 output frames.
+    faces: [T, S', S', 3] RGB uint8 generated face crops that were pasted (the system's last stage).
+    inputs: what the audio and video gave.
+    stage_faces: intermediate face crops by stage name (e.g. LaDTalk's "wav2lip").
+    seconds: wall time per step (see `run`).
+  """
+  frames: np.ndarray
+  faces: np.ndarray
+  inputs: Inputs
+  stage_faces: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+
+  @property
+  def audio(self) -> np.ndarray:
+    """[N] 16 kHz sound track."""
+    return self.inputs.audio
+
+  @property
+  def fps(self) -> int:
+    return self.inputs.fps
+
+
+def run(model: Wav2LipModel, inputs: Inputs, options: Options = Options(), *,
+        refine: Callable[..., np.ndarray] | None = None, refine_name: str = "refine") -> Result:
+  """Wav2Lip on prepared inputs (crops at `model.image_size`).
+
+  `refine(faces, on_first_batch=...)` (e.g. LaDTalk's SOVQAE) maps the faces [T, S, S, 3] to
+  the crops that are pasted (any square size). `Result.seconds` has each step's wall time
+  ("wav2lip", `refine_name`, "paste") and each network's "<name>_first_batch".
+  """
+  seconds: dict[str, float] = {}
+
+  def timed(name: str, fn: Callable[..., Any], *args: Any, network: bool = True) -> Any:
+    start = time.perf_counter()
+    kwargs = {"on_first_batch": lambda s: seconds.update({f"{name}_first_batch": s})}
+    out = fn(*args, **kwargs) if network else fn(*args)
+    seconds[name] = time.perf_counter() - start
+    return out
+
+  faces = timed("wav2lip", functools.partial(generate_faces, batch_size=options.batch_size),
+                model, inputs)
+  stages = {}
+  if refine is not None:
+    stages["wav2lip"] = faces
+    faces = timed(refine_name, refine, faces)
+  frames = timed("paste", paste_faces, inputs, faces, options.feather, network=False)
+  return Result(frames, faces, inputs, stages, seconds)
+
+
+def write_mp4(path: PathLike, result: Result) -> os.PathLike[str]:
+  """Encodes the frames with the audio (16 kHz mono, AAC) into an mp4."""
+  return video_io.write_video_with_audio(path, result.frames, result.audio, fps=result.fps,
+                                         sample_rate=windows.SAMPLE_RATE)

@@ -1,0 +1,240 @@
+"""experiments.generate: both systems from stage workdirs (function API and CLI), the public
+Wav2Lip checkpoint path, and clear errors for missing weights and bad requests. Workdirs hold
+randomly initialised states of the real tiny stages; a slow test trains them first."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+from absl import flags
+from absl.testing import flagsaver
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import generate
+from experiments.configs import sovqae as sovqae_config
+from experiments.configs import syncnet as syncnet_config
+from experiments.configs import wav2lip as wav2lip_config
+from talking_heads.audio import windows
+from talking_heads.io import audio as audio_io
+from talking_heads.io import video as video_io
+from talking_heads.pipelines import testing as pipeline_testing
+from talking_heads.systems import wav2lip_pipeline
+from talking_heads.systems.ladtalk import SOVQAEStage
+from talking_heads.systems.wav2lip import Wav2LipStage
+from talking_heads.training import loop
+from talking_heads.training.checkpoint import Checkpointer
+from third_party import wav2lip as wav2lip_convert
+from third_party import weights
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+MANIFEST = ROOT / "tests" / "third_party" / "manifests" / "wav2lip_generator.json"
+AUDIO_SECONDS = 0.8   # 20 frames at 25 fps
+
+
+def _random_leaf(rng):
+  def leaf(path, x):
+    key = path[-1]
+    name = getattr(key, "key", getattr(key, "name", None))
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+      return jnp.zeros(x.shape, x.dtype)
+    if name in ("kernel", "codebook"):
+      fan_in = np.prod(x.shape[:-1]) if name == "kernel" else 1
+      return jnp.asarray(rng.normal(size=x.shape) * np.sqrt(2.0 / fan_in), x.dtype)
+    return jnp.full(x.shape, 1.0 if name in ("scale", "var") else 0.0, x.dtype)
+  return leaf
+
+
+def save_random_workdir(workdir, config, stage_cls):
+  """A workdir of `stage_cls` holding a random state at step 1 (no compiled init or training)."""
+  stage = stage_cls(config)
+  abstract = jax.eval_shape(stage.init_state, jax.random.PRNGKey(0))
+  state = jax.tree_util.tree_map_with_path(_random_leaf(np.random.default_rng(0)), abstract)
+  (workdir / "config.json").write_text(json.dumps(config.to_dict()))
+  checkpointer = Checkpointer(str(workdir), async_save=False)
+  checkpointer.save(1, state)
+  checkpointer.close()
+  return str(workdir)
+
+
+@pytest.fixture(scope="module")
+def workdirs(tmp_path_factory):
+  root = tmp_path_factory.mktemp("workdirs")
+  (root / "wav2lip").mkdir()
+  (root / "sovqae").mkdir()
+  return {"wav2lip": save_random_workdir(root / "wav2lip", wav2lip_config.get_config("tiny"),
+                                         Wav2LipStage),
+          "sovqae": save_random_workdir(root / "sovqae", sovqae_config.get_config("tiny"),
+                                        SOVQAEStage)}
+
+
+def speech_like(num_samples):
+  t = np.arange(num_samples) / windows.SAMPLE_RATE
+  tone = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((150, 300, 900), 1))
+  return (0.2 * tone * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+  """An 8-frame 48x64 identity video, and speech as wav, m4a (AAC) and an mp4's sound track."""
+  root = tmp_path_factory.mktemp("media")
+  rng = np.random.default_rng(0)
+  frames = rng.integers(0, 256, (8, 48, 64, 3), dtype=np.uint8)
+  speech = speech_like(int(AUDIO_SECONDS * windows.SAMPLE_RATE))
+  wav = audio_io.write_wav(root / "speech.wav", speech)
+  m4a = root / "speech.m4a"
+  audio_io.run_ffmpeg(["-y", "-i", wav, "-c:a", "aac", "-b:a", "64k", m4a], m4a, "encode m4a")
+  return {"video": video_io.write_video(root / "identity.mp4", frames), "wav": wav, "m4a": m4a,
+          "mp4": video_io.write_video_with_audio(root / "talk.mp4", frames[:2].repeat(10, 0),
+                                                 speech)}
+
+
+def check_output(path, num_frames, size=(48, 64)):
+  info = video_io.probe(path)
+  assert (info.height, info.width) == size and info.fps == 25 and info.has_audio
+  frames, _ = video_io.read_video(path)
+  assert frames.shape[0] == num_frames
+  assert info.duration == pytest.approx(num_frames / 25, abs=0.05)
+
+
+def test_both_systems_from_workdirs(media, workdirs, tmp_path):
+  options = generate.Options(box="full", batch_size=8)
+  ladtalk = generate.generate(generate.Request(
+      "ladtalk", str(media["m4a"]), str(media["video"]), str(tmp_path / "ladtalk.mp4"),
+      wav2lip_workdir=workdirs["wav2lip"], sovqae_workdir=workdirs["sovqae"], options=options))
+  summary = ladtalk.summary
+  assert summary["frames"] == 20 and summary["size"] == [48, 64] and summary["fps"] == 25
+  assert summary["sources"] == {"wav2lip": f"{workdirs['wav2lip']} step 1",
+                                "sovqae": f"{workdirs['sovqae']} step 1"}
+  assert set(summary["frames_per_second"]) == {"end_to_end", "wav2lip", "sovqae"}
+  check_output(tmp_path / "ladtalk.mp4", 20)
+  # The tiny stages: Wav2Lip at 64 px, SOVQAE at 32 px.
+  assert ladtalk.result.stage_faces["wav2lip"].shape == (20, 64, 64, 3)
+  assert ladtalk.result.faces.shape == (20, 32, 32, 3)
+  np.testing.assert_array_equal(ladtalk.result.inputs.order, np.arange(20) % 8)
+
+  # Wav2Lip alone, driven by an mp4's sound track: the same faces LaDTalk started from.
+  wav2lip = generate.generate(generate.Request(
+      "wav2lip", str(media["mp4"]), str(media["video"]), str(tmp_path / "wav2lip.mp4"),
+      wav2lip_workdir=workdirs["wav2lip"], options=options))
+  check_output(tmp_path / "wav2lip.mp4", 20)
+  assert wav2lip.result.faces.shape == (20, 64, 64, 3)
+  decoded_mp4_audio = audio_io.load_audio(media["mp4"])
+  np.testing.assert_array_equal(wav2lip.result.audio, decoded_mp4_audio)
+  assert not np.array_equal(wav2lip.result.frames, ladtalk.result.frames)
+
+
+def test_command_line(media, workdirs, tmp_path, capsys):
+  out = tmp_path / "cli.mp4"
+  with flagsaver.flagsaver():
+    flags.FLAGS(["generate", "--system=wav2lip", f"--audio={media['wav']}",
+                 f"--video={media['video']}", f"--out={out}",
+                 f"--wav2lip_workdir={workdirs['wav2lip']}", "--box=2,0,50,48", "--loop=pingpong",
+                 "--batch_size=8"])
+    generate.main(["generate"])
+  printed = capsys.readouterr().out
+  assert f"wrote {out}: 20 frames at 25 fps" in printed
+  assert "frames/s end to end" in printed and "wav2lip:" in printed
+  check_output(out, 20)
+
+  with flagsaver.flagsaver():
+    flags.FLAGS(["generate", "--system=ladtalk", f"--audio={media['wav']}",
+                 f"--video={media['video']}", f"--out={tmp_path / 'x.mp4'}",
+                 f"--wav2lip_workdir={workdirs['wav2lip']}"])
+    with pytest.raises(SystemExit, match="--system=ladtalk needs --sovqae_workdir"):
+      generate.main(["generate"])
+
+
+def test_public_checkpoint_runs_through_the_converter(media, tmp_path, monkeypatch):
+  # A state dict with the published file's keys and shapes (random values) stands in for it.
+  rng = np.random.default_rng(0)
+
+  def value(key, shape):
+    if len(shape) == 4:   # conv kernels, He-normal
+      return rng.standard_normal(shape, np.float32) * np.float32(np.sqrt(2.0 / np.prod(shape[1:])))
+    if key.endswith("num_batches_tracked"):
+      return np.zeros(shape, np.int64)
+    identity = key.endswith("running_var") or (key.endswith(".weight") and ".conv_block.1." in key)
+    return np.full(shape, 1.0 if identity else 0.0, np.float32)
+
+  state_dict = {k: value(k, s) for k, s in json.loads(MANIFEST.read_text()).items()}
+  checkpoint = tmp_path / "wav2lip_gan.pth"
+  checkpoint.write_bytes(b"stand-in")
+  monkeypatch.setattr(generate.wav2lip_convert, "load_generator",
+                      lambda path: wav2lip_convert.convert_generator(state_dict, source=str(path)))
+  model = generate.load_wav2lip(None, str(checkpoint))
+  assert model.image_size == 96 and model.bgr and model.source == str(checkpoint)
+  inputs = wav2lip_pipeline.prepare(media["wav"], media["video"], 96,
+                                    generate.Options(box="full"))
+  faces = wav2lip_pipeline.generate_faces(model, inputs, batch_size=20)
+  assert faces.shape == (20, 96, 96, 3) and faces.dtype == np.uint8 and faces.std() > 0
+
+
+def test_missing_weights_and_bad_requests(media, workdirs, tmp_path):
+  request = lambda system, **kw: generate.Request(system, str(media["wav"]), str(media["video"]),
+                                                  str(tmp_path / "out.mp4"), **kw)
+  missing = str(tmp_path / "nowhere" / "wav2lip_gan.pth")
+  with pytest.raises(weights.MissingWeightsError,
+                     match=r"missing .*nowhere/wav2lip_gan.pth.*Wav2Lip README"):
+    generate.generate(request("wav2lip", wav2lip_checkpoint=missing))
+  with pytest.raises(ValueError, match="exactly one of --wav2lip_workdir"):
+    generate.generate(request("wav2lip"))
+  with pytest.raises(ValueError, match="exactly one of --wav2lip_workdir"):
+    generate.generate(request("wav2lip", wav2lip_workdir=workdirs["wav2lip"],
+                              wav2lip_checkpoint="x.pth"))
+  with pytest.raises(FileNotFoundError, match="is not a training workdir"):
+    generate.generate(request("wav2lip", wav2lip_workdir=str(tmp_path)))
+  empty = tmp_path / "untrained"
+  empty.mkdir()
+  (empty / "config.json").write_text(json.dumps(wav2lip_config.get_config("tiny").to_dict()))
+  with pytest.raises(FileNotFoundError, match="No checkpoint in .*untrained"):
+    generate.generate(request("wav2lip", wav2lip_workdir=str(empty)))
+  with pytest.raises(ValueError, match="stage 'sovqae' has 0 Wav2LipGenerator networks"):
+    generate.generate(request("wav2lip", wav2lip_workdir=workdirs["sovqae"]))
+  with pytest.raises(ValueError, match="unknown system 'dae_talker'"):
+    generate.generate(request("dae_talker"))
+  assert not (tmp_path / "out.mp4").exists()
+
+
+def test_network_speeds_skip_single_batch_runs():
+  seconds = {"wav2lip": 3.0, "wav2lip_first_batch": 2.0, "paste": 0.1}
+  assert generate.network_speeds(seconds, 26, 16) == {"wav2lip": 10.0}
+  assert generate.network_speeds(seconds, 16, 16) == {}
+
+
+@pytest.mark.slow
+def test_tiny_stages_train_then_generate_from_the_command_line(tmp_path, media):
+  """syncnet -> wav2lip (against that expert) and sovqae tiny configs train for a few steps,
+  then the CLI generates with both systems (several minutes on 2 CPU cores)."""
+  root = tmp_path / "corpus"
+  pipeline_testing.write_random_dataset(root, [30, 30, 30, 30], image_size=64,
+                                        splits=["train", "train", "val", "test"])
+
+  def config(module, **overrides):
+    c = module.get_config("tiny")
+    c.data.root, c.progress_bar = str(root), False
+    c.update(eval_every=0, image_every=0, **overrides)
+    return c
+
+  loop.train_and_evaluate(config(syncnet_config, total_steps=2, checkpoint_every=2),
+                          str(tmp_path / "syncnet"))
+  c = config(wav2lip_config)
+  c.sync_expert.workdir = str(tmp_path / "syncnet")
+  assert loop.train_and_evaluate(c, str(tmp_path / "wav2lip")).step == c.total_steps
+  assert loop.train_and_evaluate(config(sovqae_config, total_steps=2, checkpoint_every=2),
+                                 str(tmp_path / "sovqae")).step == 2
+
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+  for system in ("wav2lip", "ladtalk"):
+    out = tmp_path / f"{system}.mp4"
+    cmd = [sys.executable, "-m", "experiments.generate", f"--system={system}",
+           f"--audio={media['m4a']}", f"--video={media['video']}", f"--out={out}", "--box=full",
+           f"--wav2lip_workdir={tmp_path / 'wav2lip'}", f"--sovqae_workdir={tmp_path / 'sovqae'}"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "frames/s end to end" in proc.stdout
+    check_output(out, 20)
