@@ -182,40 +182,45 @@ def generate(request: Request) -> Generation:
   return Generation(result, summary)
 
 
-_SYSTEM = flags.DEFINE_enum("system", None, sorted(SYSTEMS), "The talking-head system.")
-_AUDIO = flags.DEFINE_string("audio", None, "Driving speech: any file ffmpeg reads.")
-_VIDEO = flags.DEFINE_string("video", None, "Identity video.")
-_OUT = flags.DEFINE_string("out", None, "Output mp4.")
-_WAV2LIP_WORKDIR = flags.DEFINE_string("wav2lip_workdir", None, "Trained Wav2Lip workdir.")
-_WAV2LIP_CHECKPOINT = flags.DEFINE_string(
-    "wav2lip_checkpoint", None, "Public wav2lip.pth / wav2lip_gan.pth (instead of a workdir).")
-_SOVQAE_WORKDIR = flags.DEFINE_string("sovqae_workdir", None, "Trained SOVQAE workdir (ladtalk).")
-_BOX = flags.DEFINE_string("box", "detect", "'detect', 'full' (whole frame) or x0,y0,x1,y1.")
-_DETECTOR = flags.DEFINE_string("detector", "haar", "Face detector backend for --box=detect.")
-_PADS = flags.DEFINE_string("pads", "0,10,0,0", "Detected box padding top,bottom,left,right.")
-_SMOOTHING = flags.DEFINE_integer("smoothing", wav2lip_pipeline.REFERENCE_SMOOTHING,
-                                  "Frames in the box moving average (1: off).")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Frames per network call.")
-_FEATHER = flags.DEFINE_float("feather", 0.1, "Paste-back feather as a fraction of the crop.")
-_LOOP = flags.DEFINE_enum("loop", "plain", wav2lip_pipeline.LOOP_MODES,
-                          "Frame order when the audio outlasts the video.")
-_FPS = flags.DEFINE_integer("fps", 25, "Output frame rate (the video is resampled to it).")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command's flags (only when run as a program: the module is also imported)."""
+  flags.DEFINE_enum("system", None, sorted(SYSTEMS), "The talking-head system.")
+  flags.DEFINE_string("audio", None, "Driving speech: any file ffmpeg reads.")
+  flags.DEFINE_string("video", None, "Identity video.")
+  flags.DEFINE_string("out", None, "Output mp4.")
+  flags.DEFINE_string("wav2lip_workdir", None, "Trained Wav2Lip workdir.")
+  flags.DEFINE_string(
+      "wav2lip_checkpoint", None, "Public wav2lip.pth / wav2lip_gan.pth (instead of a workdir).")
+  flags.DEFINE_string("sovqae_workdir", None, "Trained SOVQAE workdir (ladtalk).")
+  flags.DEFINE_string("box", "detect", "'detect', 'full' (whole frame) or x0,y0,x1,y1.")
+  flags.DEFINE_string("detector", "haar", "Face detector backend for --box=detect.")
+  flags.DEFINE_string("pads", "0,10,0,0", "Detected box padding top,bottom,left,right.")
+  flags.DEFINE_integer("smoothing", wav2lip_pipeline.REFERENCE_SMOOTHING,
+      "Frames in the box moving average (1: off).")
+  flags.DEFINE_integer("batch_size", 16, "Frames per network call.")
+  flags.DEFINE_float("feather", 0.1, "Paste-back feather as a fraction of the crop.")
+  flags.DEFINE_enum("loop", "plain", wav2lip_pipeline.LOOP_MODES,
+      "Frame order when the audio outlasts the video.")
+  flags.DEFINE_integer("fps", 25, "Output frame rate (the video is resampled to it).")
 
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  for flag in (_SYSTEM, _AUDIO, _VIDEO, _OUT):
-    if flag.value is None:
-      raise app.UsageError(f"--{flag.name} is required")
+  for name in ("system", "audio", "video", "out"):
+    if FLAGS[name].value is None:
+      raise app.UsageError(f"--{name} is required")
   try:
     request = Request(
-        system=_SYSTEM.value, audio=_AUDIO.value, video=_VIDEO.value, out=_OUT.value,
-        wav2lip_workdir=_WAV2LIP_WORKDIR.value, wav2lip_checkpoint=_WAV2LIP_CHECKPOINT.value,
-        sovqae_workdir=_SOVQAE_WORKDIR.value,
-        options=Options(fps=_FPS.value, box=_BOX.value, detector=_DETECTOR.value, pads=_PADS.value,
-                        smoothing=_SMOOTHING.value, batch_size=_BATCH_SIZE.value,
-                        feather=_FEATHER.value, loop=_LOOP.value))
+        system=FLAGS.system, audio=FLAGS.audio, video=FLAGS.video, out=FLAGS.out,
+        wav2lip_workdir=FLAGS.wav2lip_workdir, wav2lip_checkpoint=FLAGS.wav2lip_checkpoint,
+        sovqae_workdir=FLAGS.sovqae_workdir,
+        options=Options(fps=FLAGS.fps, box=FLAGS.box, detector=FLAGS.detector, pads=FLAGS.pads,
+                        smoothing=FLAGS.smoothing, batch_size=FLAGS.batch_size,
+                        feather=FLAGS.feather, loop=FLAGS.loop))
     summary = generate(request).summary
   except (FileNotFoundError, ValueError) as e:   # bad input: the message says what and where
     sys.exit(f"generate: {e}")
@@ -232,4 +237,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -42,15 +42,20 @@ VARIANTS = (("off", "off", 1.0), ("average_theta2", "average", 2.0),
             ("average_theta1", "average", 1.0), ("minimal_theta2", "minimal", 2.0),
             ("minimal_theta1", "minimal", 1.0))
 
-_DATASET = flags.DEFINE_string("dataset", None, "Dataset root.")
-_BASE = flags.DEFINE_string("base", "demo,data.image_size=64,total_steps=600",
-                            "Argument of experiments/configs/sovqae.py for every variant.")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/regulariser_ablation", "Parent of the variants' workdirs.")
-_WAV2LIP = flags.DEFINE_string("wav2lip_workdir", "", "Trained wav2lip workdir (LaDTalk LSE); optional.")
-_SYNCNET = flags.DEFINE_string("syncnet_workdir", "", "Trained syncnet workdir (LSE).")
-_LSE_CLIPS = flags.DEFINE_integer("lse_clips", 2, "Held-out-voice clips per variant for LSE.")
-_FRAMES = flags.DEFINE_integer("frames", 24, "Held-out frames in the region experiment.")
-_OUT = flags.DEFINE_string("out", "regulariser_ablation.json", "JSON output; markdown beside it.")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command's flags (only when run as a program: the module is also imported)."""
+  flags.DEFINE_string("dataset", None, "Dataset root.")
+  flags.DEFINE_string("base", "demo,data.image_size=64,total_steps=600",
+      "Argument of experiments/configs/sovqae.py for every variant.")
+  flags.DEFINE_string("workdir", "runs/regulariser_ablation", "Parent of the variants' workdirs.")
+  flags.DEFINE_string("wav2lip_workdir", "", "Trained wav2lip workdir (LaDTalk LSE); optional.")
+  flags.DEFINE_string("syncnet_workdir", "", "Trained syncnet workdir (LSE).")
+  flags.DEFINE_integer("lse_clips", 2, "Held-out-voice clips per variant for LSE.")
+  flags.DEFINE_integer("frames", 24, "Held-out frames in the region experiment.")
+  flags.DEFINE_string("out", "regulariser_ablation.json", "JSON output; markdown beside it.")
 
 
 def variant_config(base: str, mode: str, theta: float, root: str):
@@ -122,17 +127,17 @@ def main(argv):
   del argv
   quiet_library_logs()
   start = time.time()
-  parent = os.path.abspath(_WORKDIR.value)
+  parent = os.path.abspath(FLAGS.workdir)
   rows = []
   for name, mode, theta in VARIANTS:
     logging.info("regulariser ablation: %s", name)
-    rows.append(run_variant(name, mode, theta, _BASE.value, _DATASET.value,
-                            os.path.join(parent, name), _WAV2LIP.value, _SYNCNET.value,
-                            _LSE_CLIPS.value, _FRAMES.value))
+    rows.append(run_variant(name, mode, theta, FLAGS.base, FLAGS.dataset,
+                            os.path.join(parent, name), FLAGS.wav2lip_workdir, FLAGS.syncnet_workdir,
+                            FLAGS.lse_clips, FLAGS.frames))
   results = {"command": reports.command_line(), "machine": reports.machine_description(),
-             "base": _BASE.value, "seed": sovqae_config.get_config(_BASE.value).seed,
+             "base": FLAGS.base, "seed": sovqae_config.get_config(FLAGS.base).seed,
              "variants": rows, "duration_s": round(time.time() - start, 1)}
-  out = pathlib.Path(_OUT.value)
+  out = pathlib.Path(FLAGS.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps(reports.to_json(results), indent=2))
   out.with_suffix(".md").write_text(markdown(results))
@@ -140,5 +145,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   flags.mark_flags_as_required(["dataset"])
   app.run(main)

@@ -13,6 +13,7 @@ from skimage import data as skdata
 from skimage import metrics as skmetrics
 
 from experiments import evaluate
+from experiments import reports
 from experiments import sync_eval
 from experiments.configs import syncnet as syncnet_config
 from talking_heads.io import audio as audio_io
@@ -237,7 +238,7 @@ def test_sync_eval_plumbing(tmp_path, corpus, syncnet_workdir):
   wrong = sum(sum(e.values()) for e in split["shift_errors"].values())
   assert wrong == round(6 * (1 - split["shift_exact_percent"] / 100))
   assert split["clips"][0]["mismatched_audio"] == "clip001"
-  report = sync_eval.markdown(evaluate.to_json(results))
+  report = sync_eval.markdown(reports.to_json(results))
   assert "| test | 2 |" in report and "comparable with papers: no" in report
   with pytest.raises(ValueError, match="no split 'val'"):
     sync_eval.run(expert, "trained", str(corpus / "ref"), ["val"], max_shift=1)

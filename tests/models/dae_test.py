@@ -193,6 +193,7 @@ def test_ffhq256_parameter_counts_match_the_derived_layout():
   assert counts == {"encoder": 30_150_400, "unet": 138_341_891, "total": 168_492_291}
 
 
+@pytest.mark.slow
 def test_tiny_autoencoder_overfits_one_noising_batch(tiny, fresh, batch):
   model, _ = tiny
   x0, noise, t, x_t = batch

@@ -13,6 +13,9 @@ from talking_heads.pipelines import testing
 from talking_heads.systems.ladtalk import SOVQAEStage, parse_identities
 from talking_heads.training import loop, restore
 
+# Slow: the stage's train/resume/eval compiles dominate: about 2 minutes on 2 cores; main_test trains the tiny stage in the default suite.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):

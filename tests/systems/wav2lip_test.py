@@ -22,6 +22,9 @@ from talking_heads.training import checkpoint, loop, restore
 from talking_heads.training.state import GanTrainState
 from third_party import weights
 
+# Slow: two training runs and their compiles: about 2 minutes on 2 cores; main_test trains the tiny stage in the default suite.
+pytestmark = pytest.mark.slow
+
 TRAIN_KEYS = ("frames", "masked", "reference", "mel", "indiv_mels")
 
 
