@@ -26,8 +26,6 @@ Writes JSON (`--out`) and a markdown table beside it with the command, machine a
 
 from __future__ import annotations
 
-import json
-import pathlib
 import time
 from typing import Any
 
@@ -183,10 +181,7 @@ def main(argv):
                 FLAGS.sovqae_workdir, FLAGS.syncnet_workdir, FLAGS.weights_dir, FLAGS.max_clips)
   results.update(command=reports.command_line(),
                  machine=reports.machine_description(), duration_s=round(time.time() - start, 1))
-  out = pathlib.Path(FLAGS.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(reports.to_json(results), indent=2))
-  out.with_suffix(".md").write_text(markdown(results))
+  reports.write_results(FLAGS.out, results, markdown(results))
   print(markdown(results))
 
 

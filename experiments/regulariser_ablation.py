@@ -21,9 +21,7 @@ SOVQAE (`experiments.ladtalk_eval`; LSE with the SyncNet trained here). JSON + m
 
 from __future__ import annotations
 
-import json
 import os
-import pathlib
 import time
 from typing import Any
 
@@ -137,10 +135,7 @@ def main(argv):
   results = {"command": reports.command_line(), "machine": reports.machine_description(),
              "base": FLAGS.base, "seed": sovqae_config.get_config(FLAGS.base).seed,
              "variants": rows, "duration_s": round(time.time() - start, 1)}
-  out = pathlib.Path(FLAGS.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(reports.to_json(results), indent=2))
-  out.with_suffix(".md").write_text(markdown(results))
+  reports.write_results(FLAGS.out, results, markdown(results))
   print(markdown(results))
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import pathlib
 import platform
 import sys
 from typing import Any
@@ -37,3 +39,11 @@ def to_json(value: Any) -> Any:
   if isinstance(value, np.integer):
     return int(value)
   return value
+
+
+def write_results(path: str | os.PathLike[str], results: dict[str, Any], markdown: str) -> None:
+  """`results` as JSON at `path` and `markdown` beside it (same stem, .md); creates the folder."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(to_json(results), indent=2))
+  path.with_suffix(".md").write_text(markdown)
