@@ -40,15 +40,16 @@ import numpy as np
 
 from talking_heads.analysis import lipschitz
 from talking_heads.pipelines import frames as frames_pipeline
+from talking_heads.systems import ladtalk
 
 KINDS = ("blur", "noise")
 # Latent vectors per chunk of the nearest-code search (bounds the [M, N] distance matrix).
 _CHUNK = 4096
 
 
-def to_model_range(images: np.ndarray) -> np.ndarray:
-  """uint8 [..., 3] -> float32 in [-1, 1], the SOVQAE input convention."""
-  return np.asarray(images, np.float32) / 127.5 - 1.0
+def _model_range(images: np.ndarray) -> np.ndarray:
+  """uint8 frames -> float32 in [-1, 1] on the host (the SOVQAE stage's own conversion)."""
+  return np.asarray(ladtalk.to_model_range(np.asarray(images)))
 
 
 def min_codebook_distance(codebook: Any) -> tuple[float, tuple[int, int]]:
@@ -130,7 +131,7 @@ def encode_frames(encode: Callable[[jax.Array], jax.Array], images: np.ndarray,
   """uint8 [F, S, S, 3] -> latents z_e [F, h, w, c] (float32), `batch_size` frames per call."""
   if len(images) == 0:
     raise ValueError("encode_frames: no frames")
-  parts = [np.asarray(encode(jnp.asarray(to_model_range(images[i:i + batch_size]))))
+  parts = [np.asarray(encode(jnp.asarray(_model_range(images[i:i + batch_size]))))
            for i in range(0, len(images), batch_size)]
   return np.concatenate(parts)
 
@@ -169,7 +170,7 @@ def index_stability(encode: Callable[[jax.Array], jax.Array], codebook: Any, ima
   """One `StabilityRow` per blur sigma, then per noise std (module docstring)."""
   clean_latents = encode_frames(encode, images, batch_size)
   clean_indices, _ = nearest_codes(clean_latents, codebook)
-  clean_x = to_model_range(images)
+  clean_x = _model_range(images)
   rows = []
   for kind, strengths in (("blur", blur_sigmas), ("noise", noise_stds)):
     for i, strength in enumerate(strengths):
@@ -177,7 +178,7 @@ def index_stability(encode: Callable[[jax.Array], jax.Array], codebook: Any, ima
       latents = encode_frames(encode, degraded, batch_size)
       indices, _ = nearest_codes(latents, codebook)
       same = (indices == clean_indices).reshape(len(images), -1)              # [F, h w]
-      noise = np.sqrt(np.sum((to_model_range(degraded) - clean_x).astype(np.float64) ** 2,
+      noise = np.sqrt(np.sum((_model_range(degraded) - clean_x).astype(np.float64) ** 2,
                              axis=(1, 2, 3)))                                 # [F]
       shift = np.sqrt(np.sum((latents - clean_latents).astype(np.float64) ** 2, axis=(1, 2, 3)))
       ratio = np.where(noise > 0, shift / np.where(noise > 0, noise, 1.0), 0.0)
@@ -248,7 +249,7 @@ def analyse(model: Any, params: Any, train_images: np.ndarray, eval_images: np.n
   d_c, pair = min_codebook_distance(codebook)
   _, train_distances = nearest_codes(encode_frames(encode, train_images, batch_size), codebook)
   gamma_eval = latent_gamma(encode_frames(encode, eval_images, batch_size), codebook)
-  calibration = to_model_range(eval_images[:max(1, num_calibration)])
+  calibration = _model_range(eval_images[:max(1, num_calibration)])
   bound = lipschitz.encoder_lipschitz_bound(model, {"params": params}, calibration,
                                             method="encode", num_iters=num_iters,
                                             rng=jax.random.PRNGKey(seed))
