@@ -2,10 +2,11 @@
 encoder.
 
 DAE-Talker trains on pseudo-sentences: a random start and a random length (5 to 20 s, i.e.
-min_length=125, max_length=500 at 25 fps); FD2Talk on fixed windows (min_length = max_length =
-25). Both papers feed wav2vec2 features, whose weights cannot be downloaded here, so a sample
-carries the raw 16 kHz audio aligned to its frames and the mel frames aligned to them; a stage
-with a wav2vec2 encoder runs it on `audio`.
+min_length=125, max_length=500 at 25 fps); its ablation (Table 2, "w/o data aug") on segments
+cut at fixed timestamps; FD2Talk on fixed windows (min_length = max_length = 25). Both papers
+feed wav2vec2 features, whose weights cannot be downloaded here, so a sample carries the raw
+16 kHz audio aligned to its frames and the mel frames aligned to them; a stage with a wav2vec2
+encoder runs it on `audio`.
 
 Index space: every start s with at least min_length frames, audio samples and mel frames after
 it. Sample, zero-padded to L = max_length for fixed shapes (n = the drawn length; P audio samples
@@ -25,14 +26,21 @@ and R mel frames per video frame, e.g. 640 and 4 with RADIO_MEL at 16 kHz / 25 f
   start      int32   []               s
   valid      bool    []               eval variant only: False for padding entries
 
+Sampling of the train variant (`SAMPLINGS`):
+  pseudo_sentence  every start s with room for min_length frames; length uniform in
+                   [min_length, min(max_length, frames left)].
+  fixed_segments   starts 0, L, 2L, ... of each clip (L = max_length), each segment taken whole:
+                   L frames, or the clip's shorter tail if it has at least min_length frames.
+                   The segments are shuffled and repeated like any index.
+
 The eval variant walks each clip in consecutive windows of max_length frames (the last one
-shorter, if at least min_length).
+shorter, if at least min_length), the fixed segments in a fixed order.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Sequence
 
 import grain
 import numpy as np
@@ -42,6 +50,7 @@ from talking_heads.io import dataset as dataset_lib
 from talking_heads.pipelines import base
 
 _PER_FRAME = ("expression", "pose", "landmarks")
+SAMPLINGS = ("pseudo_sentence", "fixed_segments")
 
 
 def mel_frames_per_video_frame(config: mel_lib.MelConfig, fps: int) -> int:
@@ -114,12 +123,14 @@ class SequenceSampler(grain.transforms.RandomMap):
 
 def _build(root: str | os.PathLike, split: str | None, min_length: int, max_length: int,
            mel: mel_lib.MelConfig | None, latents: str | None, frames: bool,
-           image_size: int | None, longest: bool) -> tuple[base.WindowIndex, SequenceSampler]:
+           image_size: int | None, longest: bool, identities: Sequence[str] | None
+           ) -> tuple[base.WindowIndex, SequenceSampler]:
+  """The index and sampler; `longest` walks starts 0, L, 2L, ... and takes whole segments."""
   if not 1 <= min_length <= max_length:
     raise ValueError(f"need 1 <= min_length <= max_length, got {min_length}, {max_length}")
   if image_size is not None and image_size < 1:
     raise ValueError(f"image_size must be positive, got {image_size}")
-  data, clips = base.open_split(root, split)
+  data, clips = base.open_split(root, split, identities)
   if data.sample_rate % data.fps:
     raise ValueError(f"dataset {root}: {data.sample_rate} Hz is not a whole number of samples "
                      f"per frame at {data.fps} fps")
@@ -150,6 +161,8 @@ def make_sequence_iterator(root: str | os.PathLike, *, batch_size: int, shard_in
                            max_length: int = 25, mel: mel_lib.MelConfig | None = mel_lib.RADIO_MEL,
                            latents: str | None = None, frames: bool = False,
                            image_size: int | None = None,
+                           identities: Sequence[str] | None = None,
+                           sampling: str = "pseudo_sentence",
                            **grain_options: Any) -> grain.DatasetIterator:
   """Shuffled, repeated batches of padded sequences (module docstring keys, with a leading B).
 
@@ -162,10 +175,15 @@ def make_sequence_iterator(root: str | os.PathLike, *, batch_size: int, shard_in
     latents: name of per-frame latents under `<root>/latents/` to include, or None.
     frames: also return the frames.
     image_size: resize frames to this size (None: the dataset's).
+    identities: only clips of these identities (None: all).
+    sampling: "pseudo_sentence" (random start and length) or "fixed_segments" (whole segments
+      cut at multiples of max_length); see the module docstring.
     **grain_options: read_threads, prefetch, worker_buffer_size (`base.build_iterator`).
   """
+  if sampling not in SAMPLINGS:
+    raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
   index, sampler = _build(root, split, min_length, max_length, mel, latents, frames, image_size,
-                          longest=False)
+                          longest=sampling == "fixed_segments", identities=identities)
   return base.build_iterator(index, sampler, batch_size=batch_size, shard_index=shard_index,
                              shard_count=shard_count, seed=seed, num_workers=num_workers,
                              train=True, **grain_options)
@@ -178,10 +196,11 @@ def make_sequence_eval_iterator(root: str | os.PathLike, *, batch_size: int, sha
                                 mel: mel_lib.MelConfig | None = mel_lib.RADIO_MEL,
                                 latents: str | None = None, frames: bool = False,
                                 image_size: int | None = None,
+                                identities: Sequence[str] | None = None,
                                 **grain_options: Any) -> grain.DatasetIterator:
-  """One pass over consecutive max_length windows of each clip (no randomness)."""
+  """One pass over consecutive max_length windows of each clip (of `identities`, if given)."""
   index, sampler = _build(root, split, min_length, max_length, mel, latents, frames, image_size,
-                          longest=True)
+                          longest=True, identities=identities)
   return base.build_iterator(index, sampler, batch_size=batch_size, shard_index=shard_index,
                              shard_count=shard_count, seed=seed, num_workers=num_workers,
                              train=False, **grain_options)

@@ -16,8 +16,11 @@ from talking_heads.training.stage import Stage
 StageFactory = Callable[[ml_collections.ConfigDict], Stage]
 
 _BUILTIN: dict[str, str] = {
+    "dae": "talking_heads.systems.dae_talker:DAEStage",
+    "face_regressor": "talking_heads.systems.face_regressor:FaceRegressorStage",
     "frame_autoencoder": "talking_heads.systems.frame_autoencoder:FrameAutoencoderStage",
     "sovqae": "talking_heads.systems.ladtalk:SOVQAEStage",
+    "speech2latent": "talking_heads.systems.speech2latent:Speech2LatentStage",
     "syncnet": "talking_heads.systems.syncnet_expert:SyncNetStage",
     "wav2lip": "talking_heads.systems.wav2lip:Wav2LipStage",
 }

@@ -110,3 +110,43 @@ def test_batch_feeds_a_jitted_step(root):
     return (err * mask).sum() / mask.sum()
 
   np.testing.assert_allclose(float(jax.jit(masked_mse)(s)), masked_mse(s), rtol=1e-4)
+
+
+def test_fixed_segments_are_cut_at_multiples_of_max_length(root):
+  data = dataset_lib.Dataset(root)
+  s = _samples(root, n=6, min_length=10, max_length=25, sampling="fixed_segments")
+  got = {(int(c), int(st), int(n)) for c, st, n in zip(s["clip"], s["start"], s["length"])}
+  # Same segments as the eval walk: clip001 has 44 frames of audio, clip002 20 frames.
+  assert got == {(0, 0, 25), (0, 25, 25), (0, 50, 10), (1, 0, 25), (1, 25, 19), (2, 0, 20)}
+  per_epoch = [tuple(map(int, t)) for t in zip(s["clip"], s["start"])]
+  assert len(set(per_epoch[:6])) == 6 and len(set(per_epoch[6:12])) == 6  # each epoch whole
+  for k in range(len(s["clip"])):
+    clip = data.clips()[s["clip"][k]]
+    start, n = int(s["start"][k]), int(s["length"][k])
+    np.testing.assert_array_equal(s["mask"][k], np.arange(25) < n)
+    np.testing.assert_array_equal(s["audio"][k, :n * 640],
+                                  clip.audio[start * 640:(start + n) * 640])
+  default = _samples(root, n=2, min_length=10, max_length=25)
+  explicit = _samples(root, n=2, min_length=10, max_length=25, sampling="pseudo_sentence")
+  for key in default:
+    np.testing.assert_array_equal(default[key], explicit[key])
+  with pytest.raises(ValueError, match="sampling must be one of"):
+    _samples(root, n=1, sampling="sentences")
+
+
+def test_identity_filter(root):
+  data = dataset_lib.Dataset(root)
+  s = _samples(root, n=3, min_length=8, max_length=20, identities=["id1"])
+  assert (s["clip"] == 0).all()  # positions in the filtered list: only clip001 is id1's
+  clip = data.clip("clip001")
+  for k in range(len(s["clip"])):
+    start, n = int(s["start"][k]), int(s["length"][k])
+    np.testing.assert_array_equal(s["pose"][k, :n], clip.pose[start:start + n])
+  it = sequences.make_sequence_eval_iterator(root, batch_size=2, shard_index=0, shard_count=1,
+                                             seed=0, num_workers=0, split="train",
+                                             min_length=10, max_length=25, identities=["id0"])
+  windows = sorted((int(c), int(s), int(n)) for b in it
+                   for c, s, n, v in zip(b["clip"], b["start"], b["length"], b["valid"]) if v)
+  assert windows == [(0, 0, 25), (0, 25, 25), (0, 50, 10), (1, 0, 20)]  # clip000, clip002
+  with pytest.raises(ValueError, match="no clips of identities"):
+    _samples(root, n=1, identities=["id7"])
