@@ -5,9 +5,14 @@ r"""Generates a talking-head mp4 from speech and an identity video with a traine
   python -m experiments.generate --system=wav2lip --audio=speech.m4a --video=identity.mp4 \
       --out=out.mp4 --wav2lip_checkpoint=weights/wav2lip_gan.pth
   python -m experiments.generate --system=wav2lip ... --box=full        # frames are face crops
+  python -m experiments.generate --system=dae_talker --audio=speech.wav --out=out.mp4 \
+      --dae_workdir=runs/dae_demo --speech2latent_workdir=runs/speech2latent_demo \
+      [--pose=natural|yaw=10,pitch=0,roll=0|poses.npy] [--noise=shared|independent]
 
-Systems (`SYSTEMS`): wav2lip (`talking_heads.systems.wav2lip_pipeline`) and ladtalk
-(`talking_heads.systems.ladtalk_pipeline`). The Wav2Lip generator comes from a trained workdir
+Systems (`SYSTEMS`): wav2lip (`talking_heads.systems.wav2lip_pipeline`), ladtalk
+(`talking_heads.systems.ladtalk_pipeline`) and dae_talker (`talking_heads.systems.dae_talker_pipeline`:
+speech -> latents -> DDIM decoding of every frame from one shared x_T; it needs no video, its
+identity is the one its diffusion autoencoder was trained on; --pose in degrees). The Wav2Lip generator comes from a trained workdir
 (`--wav2lip_workdir`) or the public `wav2lip.pth` / `wav2lip_gan.pth` (`--wav2lip_checkpoint`,
 read without torch by `third_party.wav2lip`); LaDTalk also needs the identity's SOVQAE workdir.
 Missing weights are an error naming the file; nothing runs with random weights.
@@ -35,6 +40,7 @@ from absl import app, flags
 from talking_heads.audio import windows
 from talking_heads.io import video as video_io
 from talking_heads.models import wav2lip as wav2lip_lib
+from talking_heads.systems import dae_talker_pipeline
 from talking_heads.systems import ladtalk_pipeline
 from talking_heads.systems import wav2lip_pipeline
 from third_party import wav2lip as wav2lip_convert
@@ -51,21 +57,26 @@ class Request:
   Attributes:
     system: a key of `SYSTEMS`.
     audio: the driving speech (any ffmpeg-readable file).
-    video: the identity video.
+    video: the identity video (not used by dae_talker).
     out: the mp4 to write.
     wav2lip_workdir: a trained Wav2Lip stage workdir, or
     wav2lip_checkpoint: the public `wav2lip.pth` / `wav2lip_gan.pth` (exactly one of the two).
     sovqae_workdir: the identity's trained SOVQAE workdir (ladtalk).
+    dae_workdir, speech2latent_workdir: DAE-Talker's trained stages (dae_talker).
     options: face boxes, batching, paste-back and looping.
+    dae_options: pose, DDIM steps, noise sharing and seed (dae_talker).
   """
   system: str
   audio: str
-  video: str
+  video: str | None
   out: str
   wav2lip_workdir: str | None = None
   wav2lip_checkpoint: str | None = None
   sovqae_workdir: str | None = None
+  dae_workdir: str | None = None
+  speech2latent_workdir: str | None = None
   options: Options = Options()
+  dae_options: dae_talker_pipeline.Options = dae_talker_pipeline.Options()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,11 +139,26 @@ def _ladtalk_system(request: Request) -> LoadedSystem:
   return LoadedSystem(generate, {"wav2lip": wav2lip.source, "sovqae": sovqae.source})
 
 
+def _dae_talker_system(request: Request) -> LoadedSystem:
+  if request.dae_workdir is None or request.speech2latent_workdir is None:
+    raise ValueError("--system=dae_talker needs --dae_workdir and --speech2latent_workdir (its "
+                     "trained diffusion autoencoder and speech2latent)")
+  model = dae_talker_pipeline.load(request.dae_workdir, request.speech2latent_workdir)
+
+  def generate(audio: str, video: str | None, options: Options) -> dae_talker_pipeline.Result:
+    del video, options   # the identity is the autoencoder's; settings are `dae_options`
+    return dae_talker_pipeline.run(model, audio, request.dae_options)
+
+  return LoadedSystem(generate, model.sources)
+
+
 # A new system adds its loader here (and its model paths to `Request` and the flags).
 SYSTEMS: dict[str, Callable[[Request], LoadedSystem]] = {
     "wav2lip": _wav2lip_system,
     "ladtalk": _ladtalk_system,
+    "dae_talker": _dae_talker_system,
 }
+NEEDS_VIDEO = ("wav2lip", "ladtalk")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +186,8 @@ def generate(request: Request) -> Generation:
   """Loads the system's networks, generates and writes `request.out` (mp4 with the audio)."""
   if request.system not in SYSTEMS:
     raise ValueError(f"unknown system {request.system!r}; choose one of {sorted(SYSTEMS)}")
+  if request.system in NEEDS_VIDEO and request.video is None:
+    raise ValueError(f"--system={request.system} needs --video (the identity video)")
   start = time.perf_counter()
   system = SYSTEMS[request.system](request)
   loaded = time.perf_counter()
@@ -168,6 +196,8 @@ def generate(request: Request) -> Generation:
                                   sample_rate=windows.SAMPLE_RATE)
   done = time.perf_counter()
   num_frames = int(result.frames.shape[0])
+  batch_size = (request.dae_options.batch_size if request.system == "dae_talker"
+                else request.options.batch_size)
   summary = {
       "system": request.system, "out": os.fspath(request.out), "frames": num_frames,
       "fps": result.fps, "size": list(result.frames.shape[1:3]),
@@ -177,7 +207,7 @@ def generate(request: Request) -> Generation:
                   **{k: round(v, 3) for k, v in result.seconds.items()}},
       "frames_per_second": {"end_to_end": round(num_frames / (done - loaded), 2),
                             **network_speeds(result.seconds, num_frames,
-                                             request.options.batch_size)},
+                                             batch_size)},
   }
   return Generation(result, summary)
 
@@ -195,6 +225,15 @@ def define_flags() -> None:
   flags.DEFINE_string(
       "wav2lip_checkpoint", None, "Public wav2lip.pth / wav2lip_gan.pth (instead of a workdir).")
   flags.DEFINE_string("sovqae_workdir", None, "Trained SOVQAE workdir (ladtalk).")
+  flags.DEFINE_string("dae_workdir", None, "Trained diffusion-autoencoder workdir (dae_talker).")
+  flags.DEFINE_string("speech2latent_workdir", None, "Trained speech2latent workdir (dae_talker).")
+  flags.DEFINE_string("pose", "natural", "dae_talker head pose: 'natural' (predicted from the "
+                      "speech), 'yaw=..,pitch=..,roll=..' in degrees, or a .npy/.txt/.csv file "
+                      "of [T, 3] degrees.")
+  flags.DEFINE_enum("noise", "shared", dae_talker_pipeline.NOISE_MODES,
+                    "dae_talker: one x_T for all frames (the paper) or one per frame.")
+  flags.DEFINE_integer("sample_steps", 100, "dae_talker: DDIM steps.")
+  flags.DEFINE_integer("seed", 0, "dae_talker: seed of x_T.")
   flags.DEFINE_string("box", "detect", "'detect', 'full' (whole frame) or x0,y0,x1,y1.")
   flags.DEFINE_string("detector", "haar", "Face detector backend for --box=detect.")
   flags.DEFINE_string("pads", "0,10,0,0", "Detected box padding top,bottom,left,right.")
@@ -210,14 +249,18 @@ def define_flags() -> None:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  for name in ("system", "audio", "video", "out"):
+  for name in ("system", "audio", "out"):
     if FLAGS[name].value is None:
       raise app.UsageError(f"--{name} is required")
   try:
     request = Request(
         system=FLAGS.system, audio=FLAGS.audio, video=FLAGS.video, out=FLAGS.out,
         wav2lip_workdir=FLAGS.wav2lip_workdir, wav2lip_checkpoint=FLAGS.wav2lip_checkpoint,
-        sovqae_workdir=FLAGS.sovqae_workdir,
+        sovqae_workdir=FLAGS.sovqae_workdir, dae_workdir=FLAGS.dae_workdir,
+        speech2latent_workdir=FLAGS.speech2latent_workdir,
+        dae_options=dae_talker_pipeline.Options(
+            pose=FLAGS.pose, sample_steps=FLAGS.sample_steps, noise=FLAGS.noise,
+            batch_size=FLAGS.batch_size, seed=FLAGS.seed),
         options=Options(fps=FLAGS.fps, box=FLAGS.box, detector=FLAGS.detector, pads=FLAGS.pads,
                         smoothing=FLAGS.smoothing, batch_size=FLAGS.batch_size,
                         feather=FLAGS.feather, loop=FLAGS.loop))

@@ -14,7 +14,12 @@ report at `<workdir>/report.md` (+ `report.json`) is rewritten at the end. Parts
   5. LaDTalk: Wav2Lip trained against that expert, a SOVQAE trained on one identity (id01 in the
      demo corpus), Wav2Lip and LaDTalk videos for that identity driven by held-out-voice audio
      (<workdir>/ladtalk_heldout_voice.mp4, wav2lip_heldout_voice.mp4), and LaDTalk Tables 1/2 at
-     small scale (`experiments.ladtalk_eval`: PSNR, LSE-C/D on test and held-out-voice clips).
+     small scale (`experiments.ladtalk_eval`: PSNR, LSE-C/D on test and held-out-voice clips);
+  6. DAE-Talker on the same identity: the diffusion autoencoder, its per-frame latents of the
+     identity's clips, speech2latent trained on pseudo-sentences of them, a face regressor (pose
+     and landmarks, for evaluation), a video driven by held-out-voice audio
+     (<workdir>/dae_talker_heldout_voice.mp4, DDIM from one shared x_T) and DAE-Talker Tables 1-4
+     at small scale (`experiments.dae_talker_eval`, written to dae_talker_tables.md).
 """
 
 import json
@@ -26,13 +31,21 @@ from absl import app, flags, logging
 
 from experiments import reports
 from data import synthetic
+from experiments import dae_talker_eval
 from experiments import ladtalk_eval
 from experiments import sync_eval
+from experiments.configs import dae as dae_config
+from experiments.configs import face_regressor as face_regressor_config
 from experiments.configs import frame_autoencoder, sovqae, syncnet, wav2lip
+from experiments.configs import speech2latent as speech2latent_config
 from experiments.logs import quiet_library_logs
+from talking_heads.audio import windows
 from talking_heads.io import dataset as dataset_lib
+from talking_heads.io import video as video_io
 from talking_heads.metrics import sync_experts
 from talking_heads.pipelines import base as pipelines_base
+from talking_heads.systems import dae_latents
+from talking_heads.systems import dae_talker_pipeline
 from talking_heads.systems import ladtalk_pipeline
 from talking_heads.systems import wav2lip_pipeline
 from talking_heads.training import loop
@@ -142,8 +155,64 @@ def ladtalk_tables(corpus_root: str, identity: str, wav2lip_workdir: str, sovqae
   return {split: r["summary"] for split, r in results["splits"].items()}
 
 
+# Small-scale DAE-Talker evaluation per variant: clips per test set, frames per clip, DDIM steps.
+DAE_TALKER_EVAL = {"tiny": dict(clips=1, frames=12, sample_steps=2, recon_stride=8),
+                   "demo": dict(clips=1, frames=50, sample_steps=100, recon_stride=16)}
+
+
+def dae_talker_part(corpus_root: str, identity: str, syncnet_workdir: str, workdir: str,
+                    variant: str) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+  """Trains DAE-Talker's stages on `identity`, renders a held-out-voice video, runs its tables."""
+  dae_workdir = os.path.join(workdir, "dae")
+  dae = dae_config.get_config(variant)
+  dae.data.root, dae.data.identities = corpus_root, identity
+  parts = [train_part(f"DAE-Talker diffusion autoencoder ({identity})", dae, dae_workdir)]
+  latents_name = f"dae_{os.path.basename(workdir)}"
+  encoded = dae_latents.encode_clips(corpus_root, latents_name,
+                                     dae_latents.load_dae_encoder(dae_workdir),
+                                     identities=[identity])
+  logging.info("DAE latents: %d clips written, %d already there", len(encoded.written),
+               len(encoded.skipped))
+  s2l_workdir = os.path.join(workdir, "speech2latent")
+  s2l = speech2latent_config.get_config(variant)
+  s2l.data.root, s2l.data.identities, s2l.data.latents = corpus_root, identity, latents_name
+  parts.append(train_part(f"DAE-Talker speech2latent ({identity})", s2l, s2l_workdir))
+  regressor_workdir = os.path.join(workdir, "face_regressor")
+  regressor = face_regressor_config.get_config(variant)
+  regressor.data.root = corpus_root
+  parts.append(train_part("face regressor (pose, landmarks; for evaluation)", regressor,
+                          regressor_workdir))
+
+  model = dae_talker_pipeline.load(dae_workdir, s2l_workdir)
+  settings = DAE_TALKER_EVAL[variant]
+  audio = next(c for c in dataset_lib.Dataset(corpus_root).clips("heldout_voice")
+               if c.identity == identity)
+  start = time.perf_counter()
+  result = dae_talker_pipeline.run_arrays(
+      model, audio.audio, dae_talker_pipeline.Options(sample_steps=settings["sample_steps"]),
+      audio_id=audio.id)
+  seconds = time.perf_counter() - start
+  path = os.path.join(workdir, "dae_talker_heldout_voice.mp4")
+  video_io.write_video_with_audio(path, result.frames, result.audio, fps=result.fps,
+                                  sample_rate=windows.SAMPLE_RATE)
+  video = {"identity": identity, "audio_clip": audio.id, "video": os.path.basename(path),
+           "frames": int(result.frames.shape[0]), "sample_steps": settings["sample_steps"],
+           "frames_per_second": round(result.frames.shape[0] / seconds, 2)}
+
+  tables = dae_talker_eval.run(corpus_root, identity, dae_workdir, s2l_workdir, "",
+                               syncnet_workdir, regressor_workdir, **settings)
+  tables.update(command="experiments.main (dae_talker_eval.run)",
+                machine=reports.machine_description())
+  with open(os.path.join(workdir, "dae_talker_tables.md"), "w") as f:
+    f.write(dae_talker_eval.markdown(tables))
+  with open(os.path.join(workdir, "dae_talker_tables.json"), "w") as f:
+    json.dump(reports.to_json(tables), f, indent=2)
+  return parts, video, tables
+
+
 def write_report(workdir: str, corpus: dict[str, Any], parts: list[dict[str, Any]],
-                 sync: dict[str, Any], videos: dict[str, Any], tables: dict[str, Any]) -> str:
+                 sync: dict[str, Any], videos: dict[str, Any], tables: dict[str, Any],
+                 dae_video: dict[str, Any], dae_tables: dict[str, Any]) -> str:
   lines = ["# talking_heads main job report", "",
            f"Corpus: {corpus['clips']} clips, {corpus['frames']} frames, {corpus['audio_minutes']} min of speech, "
            f"{corpus['identities']} identities; splits {corpus['splits']} ({corpus['seconds']} s this run).", "",
@@ -170,7 +239,11 @@ def write_report(workdir: str, corpus: dict[str, Any], parts: list[dict[str, Any
     for name, s in summary.items():
       lines.append(f"| {split} | {name} | {s['psnr']:.2f} | {s['psnr_lower_half']:.2f} | "
                    f"{s['lse_c']:.3f} | {s['lse_d']:.3f} |")
-  lines.append("")
+  lines += ["", f"DAE-Talker on identity {dae_video['identity']}: [video]({dae_video['video']}) driven "
+            f"by the held-out-voice audio of {dae_video['audio_clip']} ({dae_video['frames']} "
+            f"frames, {dae_video['sample_steps']} DDIM steps, {dae_video['frames_per_second']} "
+            "frames/s). Its tables at small scale (dae_talker_tables.md):", "",
+            dae_talker_eval.markdown(dae_tables)]
   for p in parts:
     if p["image"]:
       lines += [f"## {p['part']}", "", f"![{p['part']}]({p['image']})", ""]
@@ -179,7 +252,9 @@ def write_report(workdir: str, corpus: dict[str, Any], parts: list[dict[str, Any
     f.write("\n".join(lines))
   with open(os.path.join(workdir, "report.json"), "w") as f:
     json.dump(reports.to_json({"corpus": corpus, "parts": parts, "sync_eval": sync,
-                               "ladtalk_videos": videos, "ladtalk_tables": tables}), f, indent=2)
+                               "ladtalk_videos": videos, "ladtalk_tables": tables,
+                               "dae_talker_video": dae_video, "dae_talker_tables": dae_tables}),
+              f, indent=2)
   return path
 
 
@@ -211,7 +286,10 @@ def main(argv):
   videos = ladtalk_videos(corpus_root, identity, wav2lip_workdir, sovqae_workdir, workdir)
   tables = ladtalk_tables(corpus_root, identity, wav2lip_workdir, sovqae_workdir, syncnet_workdir,
                           workdir, max_clips=0 if variant == "demo" else 1)
-  path = write_report(workdir, corpus, parts, sync, videos, tables)
+  dae_parts, dae_video, dae_tables = dae_talker_part(corpus_root, identity, syncnet_workdir,
+                                                     workdir, variant)
+  parts += dae_parts
+  path = write_report(workdir, corpus, parts, sync, videos, tables, dae_video, dae_tables)
   logging.info("Report written to %s", path)
   print(open(path).read())
 

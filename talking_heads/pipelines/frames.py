@@ -6,6 +6,10 @@ Index space: every (clip, frame) pair of the split. Sample (S = image_size or th
   degraded   uint8 [S, S, 3]  the degraded input (a copy of image when degradations are off)
   reference  uint8 [S, S, 3]  with reference=True: another random frame of the same clip
                               (FD2Talk fine-tunes its autoencoder on two frames of one video)
+  landmarks  float32 [68, 2]  with annotations=True: the frame's iBUG-68 (x, y) in pixels of
+                              the S-sized image (`base.rescale_pixels`)
+  pose       float32 [6]      with annotations=True: the frame's yaw, pitch, roll (radians),
+                              tx, ty, tz (face regressors learn these)
   clip       int32 []         position of the clip in the split (`Dataset.clips(split)`)
   start      int32 []         the frame
   valid      bool  []         eval variant only: False for padding entries
@@ -143,11 +147,12 @@ class FrameSampler(grain.transforms.RandomMap):
   """Index element -> frame sample (module docstring); picklable for grain workers."""
 
   def __init__(self, reader: base.ClipReader, image_size: int | None,
-               degradations: Degradations | None, reference: bool):
+               degradations: Degradations | None, reference: bool, annotations: bool = False):
     self.reader = reader
     self.image_size = image_size
     self.degradations = degradations
     self.reference = reference
+    self.annotations = annotations
 
   def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
     i, frame = int(element["clip"]), int(element["start"])
@@ -164,23 +169,30 @@ class FrameSampler(grain.transforms.RandomMap):
       other = frame if num_frames == 1 else int(rng.integers(num_frames - 1))
       other += int(num_frames > 1 and other >= frame)
       out["reference"] = base.resize_frames(frames[other], self.image_size)
+    if self.annotations:
+      scale = image.shape[0] / frames.shape[1]
+      landmarks = np.asarray(self.reader.array(i, "landmarks")[frame], np.float32)
+      out["landmarks"] = base.rescale_pixels(landmarks, scale).astype(np.float32)
+      out["pose"] = np.array(self.reader.array(i, "pose")[frame], np.float32)
     out["clip"], out["start"] = element["clip"], element["start"]
     return out
 
 
 def _build(root: str | os.PathLike, split: str | None, stride: int, image_size: int | None,
            degradations: Degradations | None, reference: bool,
-           identities: Sequence[str] | None) -> tuple[base.WindowIndex, FrameSampler]:
+           identities: Sequence[str] | None,
+           annotations: bool) -> tuple[base.WindowIndex, FrameSampler]:
   if image_size is not None and image_size < 1:
     raise ValueError(f"image_size must be positive, got {image_size}")
   index, reader = base.frame_index(root, split, stride, identities)
-  return index, FrameSampler(reader, image_size, degradations, reference)
+  return index, FrameSampler(reader, image_size, degradations, reference, annotations)
 
 
 def make_frames_iterator(root: str | os.PathLike, *, batch_size: int, shard_index: int,
                          shard_count: int, seed: int, num_workers: int, split: str | None = "train",
                          image_size: int | None = None, degradations: Degradations | None = None,
                          reference: bool = False, identities: Sequence[str] | None = None,
+                         annotations: bool = False,
                          **grain_options: Any) -> grain.DatasetIterator:
   """Shuffled, repeated batches of random frames (module docstring keys, with a leading B).
 
@@ -192,9 +204,11 @@ def make_frames_iterator(root: str | os.PathLike, *, batch_size: int, shard_inde
     degradations: how to degrade the input; None for degraded == image.
     reference: also return a second random frame of the same clip.
     identities: only clips of these identities (None: all); e.g. LaDTalk's per-identity SOVQAE.
+    annotations: also return the frame's landmarks and pose.
     **grain_options: read_threads, prefetch, worker_buffer_size (`base.build_iterator`).
   """
-  index, sampler = _build(root, split, 1, image_size, degradations, reference, identities)
+  index, sampler = _build(root, split, 1, image_size, degradations, reference, identities,
+                          annotations)
   return base.build_iterator(index, sampler, batch_size=batch_size, shard_index=shard_index,
                              shard_count=shard_count, seed=seed, num_workers=num_workers,
                              train=True, **grain_options)
@@ -206,10 +220,12 @@ def make_frames_eval_iterator(root: str | os.PathLike, *, batch_size: int, shard
                               image_size: int | None = None,
                               degradations: Degradations | None = None, reference: bool = False,
                               identities: Sequence[str] | None = None,
+                              annotations: bool = False,
                               **grain_options: Any) -> grain.DatasetIterator:
   """One pass over every `stride`-th frame of each clip (of `identities` if given), degradations
   fixed per frame by `seed`."""
-  index, sampler = _build(root, split, stride, image_size, degradations, reference, identities)
+  index, sampler = _build(root, split, stride, image_size, degradations, reference, identities,
+                          annotations)
   return base.build_iterator(index, sampler, batch_size=batch_size, shard_index=shard_index,
                              shard_count=shard_count, seed=seed, num_workers=num_workers,
                              train=False, **grain_options)

@@ -148,3 +148,23 @@ def test_identity_filter(root):
     _batches(root, identities=["nobody"])
   with pytest.raises(ValueError, match="sequence of names"):
     _batches(root, identities="id0")
+
+
+def test_annotations_follow_the_frame_and_its_size(root):
+  data = dataset_lib.Dataset(root)
+  clips = data.clips("train")
+  for size, batch in ((32, _batches(root, n=1, annotations=True)[0]),
+                      (16, _batches(root, n=1, image_size=16, annotations=True)[0])):
+    assert batch["landmarks"].shape == (4, 68, 2) and batch["pose"].shape == (4, 6)
+    assert batch["landmarks"].dtype == batch["pose"].dtype == np.float32
+    for b in range(4):
+      clip, frame = clips[batch["clip"][b]], batch["start"][b]
+      np.testing.assert_array_equal(batch["pose"][b], clip.pose[frame])
+      # Pixel centres on integers: the 2x2 block with centre 10.5 at 32 px is pixel 5 at 16 px.
+      expected = clip.landmarks[frame] if size == 32 else (clip.landmarks[frame] + 0.5) / 2 - 0.5
+      np.testing.assert_allclose(batch["landmarks"][b], expected, rtol=1e-6, atol=1e-5)
+  it = frames.make_frames_eval_iterator(root, batch_size=4, shard_index=0, shard_count=1, seed=0,
+                                        num_workers=0, split="val", annotations=True)
+  batch = next(it)
+  np.testing.assert_array_equal(batch["pose"][:4], data.clip("clip002").pose[:4])
+  assert "landmarks" not in _batches(root, n=1)[0] and "pose" not in _batches(root, n=1)[0]

@@ -1,0 +1,320 @@
+r"""DAE-Talker's Tables 1-4 on a corpus identity: lip sync, ablations, reconstruction, pose control.
+
+  python -m experiments.dae_talker_eval --dataset=/tmp/demo_corpus --identity=id01 \
+      --dae_workdir=runs/dae_demo --speech2latent_workdir=runs/speech2latent_demo \
+      --fixed_segments_workdir=runs/speech2latent_fixed_demo --syncnet_workdir=runs/syncnet_demo \
+      --regressor_workdir=runs/face_regressor_demo \
+      --out=experiments/results/dae_talker_demo/tables.json
+
+Test sets (the paper's A and C): "test" = held-out audio of the training identity (its test
+split, with its true video), "heldout_voice" = the identity's face driven by other speakers'
+voices (the corpus renders a true video for those too, so LMD exists for both). Each set uses
+`--clips` clips, the first `--frames` frames of each.
+
+Table 1: LSE-D/LSE-C (our SyncNet expert, trained on this corpus, so not comparable with the
+  papers' numbers) and LMD (mouth landmarks of generated vs true frames, both from the corpus-
+  trained face regressor; ATVGnet's sum over the 20 mouth points, pixels at the autoencoder's size)
+  for the true video (resized to the autoencoder's size) and DAE-Talker.
+Table 2: DAE-Talker vs "w/o shared x_T" (one x_T per frame) vs "w/o data aug" (speech2latent
+  trained on fixed segments), with the temporal-stability metrics: flicker (mean |f[t+1] - f[t]|,
+  grey levels), flicker error against the true video, and landmark jitter (mean norm of the
+  landmarks' second difference, pixels).
+Table 3: reconstruction of every `--recon_stride`-th test frame from its DAE latent with a random
+  x_T (the paper) and with the DDIM-inverted x_T: PSNR, SSIM (scikit-image settings), LPIPS when
+  `--weights_dir` holds the public LPIPS/VGG files.
+Table 4: pose control. Videos with the natural pose (predicted from speech) and with three
+  specified poses (straight, left, right: yaw 0 and +-`--yaw_degrees`); the pose recovered from
+  the generated frames by the face regressor; mean square distance (degrees^2, over frames and
+  the 3 angles) between each specified pose and the pose recovered from the specified-pose video
+  ("Specified") or from the natural-pose video ("Natural"), averaged over the three poses. The
+  regressor's own error on true frames is reported as the floor of this measurement.
+
+All videos decode with `--sample_steps` DDIM steps (paper: 100) and the seed `--seed`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import jax
+import numpy as np
+from absl import app, flags, logging
+
+from experiments import reports
+from talking_heads.io import dataset as dataset_lib
+from talking_heads.metrics import image as image_metrics
+from talking_heads.metrics import landmarks as landmarks_lib
+from talking_heads.metrics import lpips as lpips_lib
+from talking_heads.metrics import sync_experts
+from talking_heads.metrics import temporal
+from talking_heads.pipelines import base as pipelines_base
+from talking_heads.systems import dae_talker_pipeline as pipeline
+from talking_heads.systems import face_regressor
+from talking_heads.systems import speech2latent as s2l_system
+
+FLAGS = flags.FLAGS
+SETS = ("test", "heldout_voice")
+SAMPLES_PER_FRAME = pipeline.SAMPLES_PER_FRAME
+
+
+def define_flags() -> None:
+  flags.DEFINE_string("dataset", None, "Corpus root.")
+  flags.DEFINE_string("identity", "id01", "The identity the autoencoder was trained on.")
+  flags.DEFINE_string("dae_workdir", None, "Trained diffusion autoencoder.")
+  flags.DEFINE_string("speech2latent_workdir", None, "speech2latent (pseudo-sentences).")
+  flags.DEFINE_string("fixed_segments_workdir", "", "speech2latent trained on fixed segments.")
+  flags.DEFINE_string("syncnet_workdir", None, "Trained SyncNet expert for LSE.")
+  flags.DEFINE_string("regressor_workdir", None, "Trained face regressor (landmarks, pose).")
+  flags.DEFINE_string("weights_dir", "", "Folder with the public LPIPS files (optional).")
+  flags.DEFINE_list("tables", ["1", "2", "3", "4"], "Tables to compute.")
+  flags.DEFINE_integer("clips", 2, "Clips per test set.")
+  flags.DEFINE_integer("frames", 50, "Frames per clip.")
+  flags.DEFINE_integer("recon_stride", 8, "Table 3: every n-th test frame.")
+  flags.DEFINE_integer("sample_steps", 100, "DDIM steps.")
+  flags.DEFINE_integer("batch_size", 50, "Frames per decoder call.")
+  flags.DEFINE_float("yaw_degrees", 1.5, "Table 4: |yaw| of the left/right poses.")
+  flags.DEFINE_integer("seed", 0, "Seed of x_T.")
+  flags.DEFINE_string("out", None, "Output JSON (a markdown table is written beside it).")
+
+
+@dataclasses.dataclass(frozen=True)
+class TestClip:
+  """The first frames of a corpus clip: true frames at the autoencoder's size and their audio."""
+  id: str
+  frames: np.ndarray      # [T, H, W, 3] uint8
+  audio: np.ndarray       # [T * 640] float32
+
+
+def load_clips(dataset: str, identity: str, split: str, count: int, num_frames: int,
+               image_size: int) -> list[TestClip]:
+  data = dataset_lib.Dataset(dataset)
+  clips = [c for c in data.clips(split) if c.identity == identity][:count]
+  if not clips:
+    raise ValueError(f"dataset {dataset}: no clips of identity {identity!r} in split {split!r}")
+  out = []
+  for clip in clips:
+    n = min(num_frames, clip.num_frames, clip.num_samples // SAMPLES_PER_FRAME)
+    frames = pipelines_base.resize_frames(np.asarray(clip.frames[:n]), image_size)
+    out.append(TestClip(clip.id, frames, np.asarray(clip.audio[:n * SAMPLES_PER_FRAME],
+                                                    np.float32)))
+  return out
+
+
+class Scorer:
+  """Per-video metrics from the expert and the regressor."""
+
+  def __init__(self, expert: sync_experts.SyncExpert,
+               regressor: face_regressor.FaceRegressorPredictor):
+    self.expert, self.regressor = expert, regressor
+
+  def video(self, frames: np.ndarray, clip: TestClip) -> dict[str, float]:
+    sync = sync_experts.score_clip(self.expert, frames, clip.audio, clip_id=clip.id)
+    generated = self.regressor.predict(frames)["landmarks"]
+    reference = self.regressor.predict(clip.frames)["landmarks"]
+    return {
+        "lse_d": sync.distance, "lse_c": sync.confidence,
+        "lmd": float(landmarks_lib.lmd(generated, reference, reduction="sum")),
+        "flicker": float(temporal.flicker(frames)),
+        "flicker_error": float(temporal.flicker_error(frames, clip.frames)),
+        "landmark_jitter": float(landmarks_lib.landmark_jitter(generated)),
+    }
+
+
+def mean_rows(rows: list[dict[str, float]]) -> dict[str, float]:
+  return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+def generate(model: pipeline.DAETalkerModel, clip: TestClip, options: pipeline.Options,
+             pose: np.ndarray | None = None) -> pipeline.Result:
+  return pipeline.run_arrays(model, clip.audio, options, pose=pose, audio_id=clip.id)
+
+
+def lip_sync_tables(model: pipeline.DAETalkerModel, fixed: pipeline.DAETalkerModel | None,
+                    sets: dict[str, list[TestClip]], scorer: Scorer,
+                    options: pipeline.Options) -> dict[str, Any]:
+  """Tables 1 and 2: {set: {row: mean metrics}} and the natural-pose videos' predicted poses."""
+  systems = {"DAE-Talker": (model, options),
+             "w/o shared x_T": (model, dataclasses.replace(options, noise="independent"))}
+  if fixed is not None:
+    systems["w/o data aug"] = (fixed, options)
+  out, seconds = {}, {}
+  for name, clips in sets.items():
+    rows = {"Ground truth": mean_rows([scorer.video(c.frames, c) for c in clips])}
+    for system, (m, opts) in systems.items():
+      start = time.perf_counter()
+      videos = [generate(m, c, opts).frames for c in clips]
+      seconds[f"{name}/{system}"] = time.perf_counter() - start
+      rows[system] = mean_rows([scorer.video(v, c) for v, c in zip(videos, clips)])
+      logging.info("%s %s: %s", name, system, rows[system])
+    out[name] = rows
+  return {"rows": out, "generation_seconds": seconds}
+
+
+def reconstruction_table(model: pipeline.DAETalkerModel, frames: np.ndarray, steps: int,
+                         seed: int, batch_size: int,
+                         lpips_variables: Any | None) -> dict[str, dict[str, Any]]:
+  """Table 3 rows "random x_T" and "inverted x_T" over `frames` [N, H, W, 3] uint8."""
+  stage, params = model.dae, model.dae_params
+  reconstruct = jax.jit(stage.reconstruct, static_argnames=("steps", "inverted"))
+  rows = {}
+  for name, inverted in (("DAE latent, random x_T", False), ("DAE latent, inverted x_T", True)):
+    start = time.perf_counter()
+    recon = np.concatenate([
+        np.asarray(reconstruct(params, frames[i:i + batch_size],
+                               jax.random.fold_in(jax.random.PRNGKey(seed), i), steps=steps,
+                               inverted=inverted))
+        for i in range(0, frames.shape[0], batch_size)])                  # [N, H, W, 3] in [0, 1]
+    target = frames.astype(np.float32) / 255.0
+    row = {"psnr": float(np.mean(image_metrics.psnr(recon, target, data_range=1.0))),
+           "ssim": float(np.mean(image_metrics.ssim(recon, target, data_range=1.0))),
+           "frames": int(frames.shape[0]), "seconds": time.perf_counter() - start}
+    if lpips_variables is not None:
+      row["lpips"] = float(np.mean(lpips_lib.lpips_distance(lpips_variables, recon, target,
+                                                                net="alex", normalize=True)))
+    else:
+      row["lpips"] = "unavailable: no LPIPS weights (--weights_dir)"
+    rows[name] = row
+  return rows
+
+
+def specified_poses(yaw_degrees: float) -> dict[str, np.ndarray]:
+  """Straight, left and right (yaw, pitch, roll) in radians."""
+  yaw = np.deg2rad(yaw_degrees)
+  return {"straight": np.zeros(3, np.float32), "left": np.array([yaw, 0, 0], np.float32),
+          "right": np.array([-yaw, 0, 0], np.float32)}
+
+
+def pose_table(model: pipeline.DAETalkerModel, clips: list[TestClip],
+               regressor: face_regressor.FaceRegressorPredictor, options: pipeline.Options,
+               yaw_degrees: float) -> dict[str, Any]:
+  """Table 4 on `clips`: mean square distances in degrees^2 (module docstring)."""
+  poses = specified_poses(yaw_degrees)
+  recovered = lambda frames: np.rad2deg(regressor.predict(frames)["pose"])          # [T, 3]
+  natural, specified = [], []
+  for clip in clips:
+    natural_pose = recovered(generate(model, clip, options).frames)
+    for pose in poses.values():
+      target = np.rad2deg(pose)[None]
+      frames = generate(model, clip, options,
+                        pose=np.repeat(pose[None], clip.frames.shape[0], axis=0)).frames
+      specified.append(float(np.mean(np.square(recovered(frames) - target))))
+      natural.append(float(np.mean(np.square(natural_pose - target))))
+  return {"Natural": float(np.mean(natural)), "Specified": float(np.mean(specified)),
+          "per_pose_degrees": {k: np.rad2deg(v).tolist() for k, v in poses.items()},
+          "videos": len(clips) * (1 + len(poses))}
+
+
+def regressor_floor(dataset: str, clips: list[TestClip],
+                    regressor: face_regressor.FaceRegressorPredictor) -> float:
+  """Mean square error (degrees^2) of the regressor's pose on the true frames of `clips`."""
+  data = dataset_lib.Dataset(dataset)
+  errors = []
+  for clip in clips:
+    truth = np.rad2deg(np.asarray(data.clip(clip.id).pose[:clip.frames.shape[0], :3]))
+    errors.append(float(np.mean(np.square(np.rad2deg(regressor.predict(clip.frames)["pose"])
+                                          - truth))))
+  return float(np.mean(errors))
+
+
+def _fmt(value: Any) -> str:
+  return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def markdown(results: dict[str, Any]) -> str:
+  lines = [f"# DAE-Talker tables ({results['identity']}, {results['sample_steps']} DDIM steps)", ""]
+  names = {"test": "held-out audio (A)", "heldout_voice": "held-out voices (C)"}
+  if "lip_sync" in results:
+    metrics = ("lse_d", "lse_c", "lmd", "flicker", "flicker_error", "landmark_jitter")
+    lines += ["## Tables 1 and 2: lip sync and temporal stability", "",
+              "| set | model | " + " | ".join(metrics) + " |",
+              "|---|---|" + "---|" * len(metrics)]
+    for set_name, rows in results["lip_sync"]["rows"].items():
+      for model, row in rows.items():
+        lines.append(f"| {names.get(set_name, set_name)} | {model} | "
+                     + " | ".join(_fmt(row[m]) for m in metrics) + " |")
+    lines.append("")
+  if "reconstruction" in results:
+    lines += ["## Table 3: reconstruction from the DAE latent", "",
+              "| model | frames | PSNR | SSIM | LPIPS |", "|---|---|---|---|---|"]
+    for name, row in results["reconstruction"].items():
+      lines.append(f"| {name} | {row['frames']} | {_fmt(row['psnr'])} | {_fmt(row['ssim'])} | "
+                   f"{_fmt(row['lpips'])} |")
+    lines.append("")
+  if "pose" in results:
+    lines += ["## Table 4: mean square distance (deg^2) to the specified pose", "",
+              "| pose condition | " + " | ".join(names.get(s, s) for s in results["pose"]) + " |",
+              "|---|" + "---|" * len(results["pose"])]
+    for row in ("Natural", "Specified", "regressor floor"):
+      lines.append(f"| {row} | " + " | ".join(_fmt(r[row]) for r in results["pose"].values())
+                   + " |")
+    lines.append("")
+  return "\n".join(lines) + "\n"
+
+
+def run(dataset: str, identity: str, dae_workdir: str, speech2latent_workdir: str,
+        fixed_segments_workdir: str, syncnet_workdir: str, regressor_workdir: str, *,
+        tables: tuple[str, ...] = ("1", "2", "3", "4"), clips: int = 2, frames: int = 50,
+        recon_stride: int = 8, sample_steps: int = 100, batch_size: int = 50,
+        yaw_degrees: float = 1.5, seed: int = 0, weights_dir: str = "") -> dict[str, Any]:
+  """Computes the requested tables; returns the JSON-ready results (no command/machine)."""
+  model = pipeline.load(dae_workdir, speech2latent_workdir)
+  options = pipeline.Options(sample_steps=sample_steps, batch_size=batch_size, seed=seed)
+  size = model.image_size
+  results: dict[str, Any] = {
+      "identity": identity, "sample_steps": sample_steps, "clips_per_set": clips,
+      "frames_per_clip": frames, "sources": model.sources,
+      "lse_expert": f"SyncNet_color trained on this corpus ({syncnet_workdir}); not comparable "
+                    "with the papers' LSE"}
+  needs_scorer = {"1", "2", "4"} & set(tables)
+  regressor = face_regressor.load_face_regressor(regressor_workdir) if needs_scorer else None
+  sets = {s: load_clips(dataset, identity, s, clips, frames, size) for s in SETS} \
+      if needs_scorer else {}
+  if {"1", "2"} & set(tables):
+    fixed = None
+    if fixed_segments_workdir:
+      fixed = dataclasses.replace(
+          model, speech2latent=s2l_system.load_speech2latent(fixed_segments_workdir))
+    scorer = Scorer(sync_experts.TrainedSyncNetExpert.from_workdir(syncnet_workdir), regressor)
+    results["lip_sync"] = lip_sync_tables(model, fixed, sets, scorer, options)
+  if "3" in tables:
+    lpips_variables = None
+    if weights_dir:
+      from third_party import lpips as lpips_convert  # pylint: disable=g-import-not-at-top
+      lpips_variables = lpips_convert.load_lpips(weights_dir, "alex")
+    data = dataset_lib.Dataset(dataset)
+    test = [c for c in data.clips("test") if c.identity == identity]
+    recon_frames = np.concatenate([
+        pipelines_base.resize_frames(np.asarray(c.frames[::recon_stride]), size) for c in test])
+    results["reconstruction"] = reconstruction_table(model, recon_frames, sample_steps, seed,
+                                                     batch_size, lpips_variables)
+  if "4" in tables:
+    results["pose"] = {}
+    for name, set_clips in sets.items():
+      row = pose_table(model, set_clips, regressor, options, yaw_degrees)
+      row["regressor floor"] = regressor_floor(dataset, set_clips, regressor)
+      results["pose"][name] = row
+  return results
+
+
+def main(argv):
+  del argv
+  start = time.time()
+  results = run(FLAGS.dataset, FLAGS.identity, FLAGS.dae_workdir, FLAGS.speech2latent_workdir,
+                FLAGS.fixed_segments_workdir, FLAGS.syncnet_workdir, FLAGS.regressor_workdir,
+                tables=tuple(FLAGS.tables), clips=FLAGS.clips, frames=FLAGS.frames,
+                recon_stride=FLAGS.recon_stride, sample_steps=FLAGS.sample_steps,
+                batch_size=FLAGS.batch_size, yaw_degrees=FLAGS.yaw_degrees, seed=FLAGS.seed,
+                weights_dir=FLAGS.weights_dir)
+  results.update(command=reports.command_line(), machine=reports.machine_description(),
+                 duration_s=round(time.time() - start, 1))
+  reports.write_results(FLAGS.out, results, markdown(results))
+  print(markdown(results))
+
+
+if __name__ == "__main__":
+  define_flags()
+  flags.mark_flags_as_required(["dataset", "dae_workdir", "speech2latent_workdir",
+                                "syncnet_workdir", "regressor_workdir", "out"])
+  app.run(main)

@@ -1,0 +1,253 @@
+"""DAE-Talker inference: speech -> latents (+ head pose) -> DDIM decoding of every frame -> mp4.
+
+Dimension legend: N audio samples (16 kHz), T video frames (N // 640 at 25 fps), Z latent width,
+H = W the diffusion autoencoder's image size, P = 3 pose angles (yaw, pitch, roll; radians inside,
+degrees at the user interface).
+
+DAE-Talker §3.3 / Fig. 2: speech2latent predicts one latent per frame (conditioned on the pose it
+predicts from the speech, "natural", or on a pose the user gives), then the diffusion
+autoencoder's DDIM decoder turns every latent into a frame. All frames start from ONE Gaussian
+x_T (`noise="shared"`): DDIM with eta = 0 is a deterministic, continuous map of (x_T, z), so a
+smooth latent sequence gives a smooth video. `noise="independent"` draws x_T per frame (the
+paper's ablation "w/o shared x_T"); frame i's noise comes from fold_in(seed, i), so results do not
+depend on the batch size. Frames are decoded in parallel batches of `batch_size` (the last one
+padded so every batch has one compiled shape).
+
+Pose (`parse_pose`): "natural", "yaw=..,pitch=..,roll=.." in degrees (missing angles are 0), or a
+.npy / .txt / .csv file of [3] or [T', 3] angles in degrees (yaw, pitch, roll), linearly
+resampled over time to T frames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import pathlib
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from talking_heads.audio import windows
+from talking_heads.io import audio as audio_io
+from talking_heads.systems import speech2latent as s2l_system
+from talking_heads.systems.dae_talker import DAEStage
+
+PathLike = str | os.PathLike
+POSE_NAMES = ("yaw", "pitch", "roll")
+NOISE_MODES = ("shared", "independent")
+SAMPLES_PER_FRAME = windows.SAMPLE_RATE // windows.VIDEO_FPS
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """Generation settings.
+
+  Attributes:
+    pose: "natural" or a pose spec (module docstring).
+    sample_steps: DDIM steps (the paper: 100).
+    noise: "shared" (one x_T for every frame, the paper) or "independent".
+    batch_size: frames per decoder call.
+    seed: seeds x_T.
+  """
+  pose: str = "natural"
+  sample_steps: int = 100
+  noise: str = "shared"
+  batch_size: int = 32
+  seed: int = 0
+
+  def __post_init__(self):
+    if self.noise not in NOISE_MODES:
+      raise ValueError(f"noise must be one of {NOISE_MODES}, got {self.noise!r}")
+    if self.sample_steps < 1 or self.batch_size < 1:
+      raise ValueError(f"sample_steps and batch_size must be positive, got {self.sample_steps} "
+                       f"and {self.batch_size}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DAETalkerModel:
+  """The two trained networks.
+
+  Attributes:
+    dae: the diffusion-autoencoder stage (its `decode`).
+    dae_params: its EMA parameters.
+    speech2latent: speech -> latents and pose.
+    sources: where each network's weights come from.
+  """
+  dae: DAEStage
+  dae_params: Any
+  speech2latent: Any
+  sources: dict[str, str]
+
+  @property
+  def image_size(self) -> int:
+    return self.dae.image_size
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+  """A generated video before encoding.
+
+  Attributes:
+    frames: [T, H, W, 3] uint8.
+    audio: [N] the 16 kHz speech.
+    latents: [T, Z] predicted latents.
+    pose: [T, 3] the pose the latents were conditioned on (radians).
+    predicted_pose: [T, 3] the pose predicted from the speech (radians).
+    fps: frame rate.
+    seconds: wall time of "speech2latent", "decode" and "decode_first_batch" (jit included).
+  """
+  frames: np.ndarray
+  audio: np.ndarray
+  latents: np.ndarray
+  pose: np.ndarray
+  predicted_pose: np.ndarray
+  fps: int
+  seconds: dict[str, float]
+
+
+def load(dae_workdir: PathLike, speech2latent_workdir: PathLike) -> DAETalkerModel:
+  """Both networks from their training workdirs (newest checkpoints, EMA parameters).
+
+  Raises:
+    FileNotFoundError: a workdir or its checkpoint is missing.
+    ValueError: a workdir is not of the expected stage, or their latent widths differ.
+  """
+  from talking_heads.training import restore  # pylint: disable=g-import-not-at-top
+  dae_workdir = os.fspath(dae_workdir)
+  stage, state, step = restore.restore_stage(dae_workdir)
+  if not isinstance(stage, DAEStage):
+    raise ValueError(f"{dae_workdir} trained stage {stage.config.stage!r}, not the diffusion "
+                     "autoencoder ('dae')")
+  predictor = s2l_system.load_speech2latent(os.fspath(speech2latent_workdir))
+  latent_dim = predictor.stage.model.latent_dim
+  if latent_dim != stage.config.model.latent_dim:
+    raise ValueError(f"speech2latent ({speech2latent_workdir}) predicts {latent_dim}-d "
+                     f"latents but the autoencoder ({dae_workdir}) uses "
+                     f"{stage.config.model.latent_dim}-d ones")
+  return DAETalkerModel(stage, state.eval_params, predictor,
+                        {"dae": f"{dae_workdir} step {step}",
+                         "speech2latent": predictor.source})
+
+
+def parse_pose(spec: str, num_frames: int) -> np.ndarray | None:
+  """A pose spec (module docstring) -> [T, 3] radians, or None for "natural"."""
+  spec = spec.strip()
+  if spec == "natural":
+    return None
+  if "=" in spec:
+    angles = dict.fromkeys(POSE_NAMES, 0.0)
+    for part in spec.split(","):
+      name, _, value = part.partition("=")
+      name = name.strip()
+      if name not in angles:
+        raise ValueError(f"pose {spec!r}: unknown angle {name!r}; use {', '.join(POSE_NAMES)}")
+      try:
+        angles[name] = float(value)
+      except ValueError:
+        raise ValueError(f"pose {spec!r}: {name}={value!r} is not a number of degrees") from None
+    degrees = np.array([[angles[n] for n in POSE_NAMES]], np.float64)
+  else:
+    path = pathlib.Path(spec)
+    if not path.is_file():
+      raise FileNotFoundError(f"pose file {path} does not exist (or give 'natural' or "
+                              "'yaw=..,pitch=..,roll=..' in degrees)")
+    try:
+      degrees = (np.load(path, allow_pickle=False) if path.suffix == ".npy"
+                 else np.loadtxt(path, delimiter="," if path.suffix == ".csv" else None, ndmin=2))
+    except (ValueError, OSError) as e:
+      raise ValueError(f"pose file {path}: unreadable ({e})") from None
+    degrees = np.atleast_2d(np.asarray(degrees, np.float64))
+    if degrees.shape[-1] != 3 or degrees.ndim != 2:
+      raise ValueError(f"pose file {path}: expected [3] or [T, 3] angles (yaw, pitch, roll in "
+                       f"degrees), got shape {degrees.shape}")
+  if not np.all(np.isfinite(degrees)):
+    raise ValueError(f"pose {spec!r}: angles must be finite")
+  if degrees.shape[0] == 1:
+    degrees = np.repeat(degrees, num_frames, axis=0)
+  elif degrees.shape[0] != num_frames:
+    source = np.linspace(0.0, 1.0, degrees.shape[0])
+    target = np.linspace(0.0, 1.0, num_frames)
+    degrees = np.stack([np.interp(target, source, degrees[:, k]) for k in range(3)], axis=1)
+  return np.deg2rad(degrees).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _decode_fn(stage: DAEStage, steps: int) -> Callable[..., jax.Array]:
+  def decode(params: Any, z: jax.Array, x_T: jax.Array) -> jax.Array:
+    frames = stage.decode(params, z, jax.random.PRNGKey(0), steps=steps, x_T=x_T)
+    return jnp.round(frames * 255.0).astype(jnp.uint8)                   # [B, H, W, 3]
+  return jax.jit(decode)
+
+
+def initial_noise(image_size: int, num_frames: int, seed: int, noise: str) -> np.ndarray:
+  """x_T: [1, H, W, 3] shared by all frames, or [T, H, W, 3] (frame i from fold_in(seed, i))."""
+  key = jax.random.PRNGKey(seed)
+  shape = (image_size, image_size, 3)
+  if noise == "shared":
+    return np.asarray(jax.random.normal(key, (1,) + shape, jnp.float32))
+  draw = jax.jit(jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), shape)))
+  return np.asarray(draw(jnp.arange(num_frames)))
+
+
+def decode_latents(stage: DAEStage, params: Any, latents: np.ndarray, options: Options
+                   ) -> tuple[np.ndarray, dict[str, float]]:
+  """Latents [T, Z] -> uint8 frames [T, H, W, 3] and the decoder's wall times."""
+  num_frames, size = latents.shape[0], stage.image_size
+  x_T = initial_noise(size, num_frames, options.seed, options.noise)
+  decode = _decode_fn(stage, options.sample_steps)
+  b = options.batch_size
+  out, seconds = [], {}
+  start = time.perf_counter()
+  for i in range(0, num_frames, b):
+    z = latents[i:i + b]
+    n = z.shape[0]
+    z = np.pad(z, ((0, b - n), (0, 0)))
+    noise = x_T if options.noise == "shared" else np.pad(x_T[i:i + b], ((0, b - n),) + ((0, 0),) * 3)
+    out.append(np.asarray(decode(params, z, noise))[:n])
+    if i == 0:
+      seconds["decode_first_batch"] = time.perf_counter() - start
+  seconds["decode"] = time.perf_counter() - start
+  return np.concatenate(out), seconds
+
+
+def run_arrays(model: DAETalkerModel, audio: np.ndarray, options: Options = Options(), *,
+               pose: np.ndarray | None = None, audio_id: str = "audio") -> Result:
+  """Generates from 16 kHz mono audio [N]; `pose` [T, 3] radians overrides `options.pose`.
+
+  Raises:
+    windows.SilentAudioError: the audio is silent.
+    ValueError: not 1-D, shorter than one video frame, or a bad pose.
+  """
+  audio = np.asarray(audio, np.float32)
+  if audio.ndim != 1:
+    raise ValueError(f"{audio_id}: expected mono audio [N], got shape {audio.shape}")
+  num_frames = audio.shape[0] // SAMPLES_PER_FRAME
+  if num_frames < 1:
+    raise ValueError(f"{audio_id}: audio too short: {audio.shape[0]} samples, less than one "
+                     f"video frame ({SAMPLES_PER_FRAME} samples at 16 kHz)")
+  windows.check_not_silent(audio, clip_id=audio_id)
+  if pose is None:
+    pose = parse_pose(options.pose, num_frames)
+  elif pose.shape != (num_frames, 3):
+    raise ValueError(f"{audio_id}: pose must be [T, 3] = [{num_frames}, 3], got {pose.shape}")
+  start = time.perf_counter()
+  audio = audio[:num_frames * SAMPLES_PER_FRAME]
+  predicted = model.speech2latent.predict_from_audio(audio, pose_override=pose)
+  seconds = {"speech2latent": time.perf_counter() - start}
+  latents = np.asarray(predicted["latents"], np.float32)                  # [T, Z]
+  frames, decode_seconds = decode_latents(model.dae, model.dae_params, latents, options)
+  seconds.update(decode_seconds)
+  predicted_pose = np.asarray(predicted["pose"], np.float32)
+  return Result(frames=frames, audio=audio, latents=latents,
+                pose=predicted_pose if pose is None else pose, predicted_pose=predicted_pose,
+                fps=windows.VIDEO_FPS, seconds=seconds)
+
+
+def run(model: DAETalkerModel, audio_path: PathLike, options: Options = Options()) -> Result:
+  """Generates from an audio file (any format ffmpeg reads, resampled to 16 kHz mono)."""
+  audio = audio_io.load_audio(audio_path, sample_rate=windows.SAMPLE_RATE)
+  return run_arrays(model, audio, options, audio_id=os.fspath(audio_path))

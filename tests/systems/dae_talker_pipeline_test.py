@@ -1,0 +1,82 @@
+"""DAE-Talker inference pieces: pose specs, x_T sharing, batch-size independence, input errors."""
+
+import jax
+import numpy as np
+import pytest
+
+from experiments.configs import dae as dae_config
+from talking_heads.audio import windows
+from talking_heads.systems import dae_talker_pipeline as pipeline
+from talking_heads.systems.dae_talker import DAEStage
+
+
+@pytest.fixture(scope="module")
+def stage_and_params():
+  stage = DAEStage(dae_config.get_config("tiny"))
+  state = jax.jit(stage.init_state)(jax.random.PRNGKey(0))
+  # A random (not zero-initialised) output layer, so the model depends on z.
+  params = jax.tree_util.tree_map(lambda x: x, state.params)
+  out = params["unet"]["out_conv"]
+  out["kernel"] = 0.1 * jax.random.normal(jax.random.PRNGKey(1), out["kernel"].shape)
+  return stage, params
+
+
+def test_parse_pose_specs(tmp_path):
+  assert pipeline.parse_pose("natural", 5) is None
+  pose = pipeline.parse_pose("yaw=10, roll=-4", 5)
+  np.testing.assert_allclose(pose, np.repeat(np.deg2rad([[10.0, 0.0, -4.0]]), 5, 0), rtol=1e-6)
+  path = tmp_path / "poses.npy"
+  np.save(path, np.array([[0.0, 0.0, 0.0], [20.0, 10.0, 0.0]]))
+  pose = pipeline.parse_pose(str(path), 3)                      # resampled over time to T
+  np.testing.assert_allclose(np.rad2deg(pose), [[0, 0, 0], [10, 5, 0], [20, 10, 0]], atol=1e-4)
+  text = tmp_path / "poses.csv"
+  text.write_text("1,2,3\n")
+  np.testing.assert_allclose(np.rad2deg(pipeline.parse_pose(str(text), 2)), [[1, 2, 3]] * 2,
+                             atol=1e-5)
+
+
+@pytest.mark.parametrize("spec,error,match", [
+    ("tilt=3", ValueError, "unknown angle 'tilt'"),
+    ("yaw=left", ValueError, "not a number of degrees"),
+    ("missing.npy", FileNotFoundError, "missing.npy does not exist"),
+])
+def test_parse_pose_errors(spec, error, match):
+  with pytest.raises(error, match=match):
+    pipeline.parse_pose(spec, 4)
+
+
+def test_parse_pose_rejects_wrong_width(tmp_path):
+  path = tmp_path / "poses.npy"
+  np.save(path, np.zeros((4, 2)))
+  with pytest.raises(ValueError, match=r"expected \[3\] or \[T, 3\]"):
+    pipeline.parse_pose(str(path), 4)
+
+
+def test_shared_noise_and_batch_size_independence(stage_and_params):
+  stage, params = stage_and_params
+  z = np.repeat(np.random.default_rng(0).normal(size=(1, 16)).astype(np.float32), 5, axis=0)
+  options = pipeline.Options(sample_steps=3, batch_size=2, noise="shared")
+  shared, seconds = pipeline.decode_latents(stage, params, z, options)
+  assert shared.shape == (5, 16, 16, 3) and shared.dtype == np.uint8
+  assert set(seconds) == {"decode", "decode_first_batch"}
+  # Equal latents from one x_T: equal frames, whatever batch they fell in.
+  assert (shared == shared[:1]).all()
+  independent, _ = pipeline.decode_latents(
+      stage, params, z, pipeline.Options(sample_steps=3, batch_size=2, noise="independent"))
+  assert np.abs(independent.astype(int) - independent[:1]).max() > 0
+  again, _ = pipeline.decode_latents(
+      stage, params, z, pipeline.Options(sample_steps=3, batch_size=3, noise="independent"))
+  np.testing.assert_array_equal(again, independent)            # frame i's x_T depends on i only
+
+
+def test_audio_errors(stage_and_params):
+  stage, params = stage_and_params
+  model = pipeline.DAETalkerModel(stage, params, speech2latent=None, sources={})
+  with pytest.raises(ValueError, match="speech.wav: audio too short"):
+    pipeline.run_arrays(model, np.ones(100, np.float32), audio_id="speech.wav")
+  with pytest.raises(windows.SilentAudioError):
+    pipeline.run_arrays(model, np.zeros(6400, np.float32), audio_id="speech.wav")
+  with pytest.raises(ValueError, match="mono audio"):
+    pipeline.run_arrays(model, np.zeros((2, 6400), np.float32))
+  with pytest.raises(ValueError, match="noise must be one of"):
+    pipeline.Options(noise="fresh")
