@@ -35,7 +35,7 @@ Dimensions: B batch, N frames, S = data.image_size, H = W input frame size, P = 
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from experiments import generate
+from experiments.configs import dae as dae_config
 from experiments.configs import sovqae as sovqae_config
+from experiments.configs import speech2latent as speech2latent_config
 from experiments.configs import syncnet as syncnet_config
 from experiments.configs import wav2lip as wav2lip_config
 from talking_heads.audio import windows
@@ -22,7 +24,9 @@ from talking_heads.io import audio as audio_io
 from talking_heads.io import video as video_io
 from talking_heads.pipelines import testing as pipeline_testing
 from talking_heads.systems import wav2lip_pipeline
+from talking_heads.systems.dae_talker import DAEStage
 from talking_heads.systems.ladtalk import SOVQAEStage
+from talking_heads.systems.speech2latent import Speech2LatentStage
 from talking_heads.systems.wav2lip import Wav2LipStage
 from talking_heads.training import loop
 from talking_heads.training.checkpoint import Checkpointer
@@ -64,10 +68,16 @@ def workdirs(tmp_path_factory):
   root = tmp_path_factory.mktemp("workdirs")
   (root / "wav2lip").mkdir()
   (root / "sovqae").mkdir()
+  (root / "dae").mkdir()
+  (root / "speech2latent").mkdir()
   return {"wav2lip": save_random_workdir(root / "wav2lip", wav2lip_config.get_config("tiny"),
                                          Wav2LipStage),
           "sovqae": save_random_workdir(root / "sovqae", sovqae_config.get_config("tiny"),
-                                        SOVQAEStage)}
+                                        SOVQAEStage),
+          "dae": save_random_workdir(root / "dae", dae_config.get_config("tiny"), DAEStage),
+          "speech2latent": save_random_workdir(root / "speech2latent",
+                                               speech2latent_config.get_config("tiny"),
+                                               Speech2LatentStage)}
 
 
 def speech_like(num_samples):
@@ -124,6 +134,26 @@ def test_both_systems_from_workdirs(media, workdirs, tmp_path):
   decoded_mp4_audio = audio_io.load_audio(media["mp4"])
   np.testing.assert_array_equal(wav2lip.result.audio, decoded_mp4_audio)
   assert not np.array_equal(wav2lip.result.frames, ladtalk.result.frames)
+
+
+def test_dae_talker_from_workdirs(media, workdirs, tmp_path):
+  """No identity video: the autoencoder's identity, 16 px frames decoded by DDIM from speech."""
+  request = lambda pose, out: generate.Request(
+      "dae_talker", str(media["m4a"]), None, str(tmp_path / out), dae_workdir=workdirs["dae"],
+      speech2latent_workdir=workdirs["speech2latent"],
+      dae_options=generate.dae_talker_pipeline.Options(pose=pose, sample_steps=2, batch_size=8))
+  natural = generate.generate(request("natural", "natural.mp4"))
+  summary = natural.summary
+  assert summary["frames"] == 20 and summary["size"] == [16, 16] and summary["fps"] == 25
+  assert summary["sources"] == {"dae": f"{workdirs['dae']} step 1",
+                                "speech2latent": f"{workdirs['speech2latent']} step 1"}
+  assert set(summary["frames_per_second"]) == {"end_to_end", "decode"}
+  check_output(tmp_path / "natural.mp4", 20, size=(16, 16))
+  assert natural.result.latents.shape == (20, 16)
+  np.testing.assert_array_equal(natural.result.pose, natural.result.predicted_pose)
+  posed = generate.generate(request("yaw=5,pitch=-2", "posed.mp4")).result
+  np.testing.assert_allclose(posed.pose, np.repeat(np.deg2rad([[5.0, -2.0, 0.0]]), 20, 0),
+                             rtol=1e-6)
 
 
 def run_command(*args):
@@ -194,8 +224,13 @@ def test_missing_weights_and_bad_requests(media, workdirs, tmp_path):
     generate.generate(request("wav2lip", wav2lip_workdir=str(empty)))
   with pytest.raises(ValueError, match="stage 'sovqae' has 0 Wav2LipGenerator networks"):
     generate.generate(request("wav2lip", wav2lip_workdir=workdirs["sovqae"]))
-  with pytest.raises(ValueError, match="unknown system 'dae_talker'"):
+  with pytest.raises(ValueError, match="needs --dae_workdir and --speech2latent_workdir"):
     generate.generate(request("dae_talker"))
+  with pytest.raises(ValueError, match="unknown system 'radio'"):
+    generate.generate(request("radio"))
+  with pytest.raises(ValueError, match="--system=wav2lip needs --video"):
+    generate.generate(generate.Request("wav2lip", str(media["wav"]), None, str(tmp_path / "o.mp4"),
+                                       wav2lip_workdir=workdirs["wav2lip"]))
   assert not (tmp_path / "out.mp4").exists()
 
 

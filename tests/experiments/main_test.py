@@ -27,7 +27,7 @@ def test_main_job_tiny(tmp_path):
   report = json.loads((tmp_path / "report.json").read_text())
   assert report["corpus"]["clips"] > 0 and report["corpus"]["frames"] > 0
   assert set(report["corpus"]["splits"]) >= {"train", "val", "heldout_identity", "heldout_voice"}
-  part, expert, lipsync, restorer = report["parts"]
+  part, expert, lipsync, restorer, dae, speech2latent, regressor = report["parts"]
   assert part["steps"] == 10 and part["eval"]["eval/psnr"] > 0
   assert expert["stage"] == "syncnet" and 0 <= expert["eval"]["eval/accuracy"] <= 1
   assert (tmp_path / "report.md").read_text().startswith("# talking_heads main job report")
@@ -45,6 +45,20 @@ def test_main_job_tiny(tmp_path):
     assert set(summary) == {"wav2lip", "ladtalk", "ground_truth"}
     assert all(summary[s]["psnr"] > 0 for s in ("wav2lip", "ladtalk"))
   assert (tmp_path / "ladtalk_tables.md").exists()
+  assert (dae["stage"], speech2latent["stage"], regressor["stage"]) == (
+      "dae", "speech2latent", "face_regressor")
+  assert speech2latent["eval"]["eval/latent_mse"] > 0
+  video = report["dae_talker_video"]
+  assert (tmp_path / video["video"]).stat().st_size > 0 and video["frames"] > 0
+  tables = report["dae_talker_tables"]
+  for rows in tables["lip_sync"]["rows"].values():
+    assert set(rows) == {"Ground truth", "DAE-Talker", "w/o shared x_T"}
+    # One x_T for every frame is steadier than one per frame (even with untrained networks).
+    assert rows["DAE-Talker"]["flicker"] < rows["w/o shared x_T"]["flicker"]
+  recon = tables["reconstruction"]
+  assert recon["DAE latent, inverted x_T"]["psnr"] > recon["DAE latent, random x_T"]["psnr"]
+  assert set(tables["pose"]) == {"test", "heldout_voice"}
+  assert (tmp_path / "dae_talker_tables.md").exists()
 
   second = run_main(tmp_path)   # everything finished: nothing is redone
   assert second.returncode == 0, failure_text(second)
