@@ -18,7 +18,8 @@ Table 1: LSE-D/LSE-C (our SyncNet expert, trained on this corpus, so not compara
 Table 2: DAE-Talker vs "w/o shared x_T" (one x_T per frame) vs "w/o data aug" (speech2latent
   trained on fixed segments), with the temporal-stability metrics: flicker (mean |f[t+1] - f[t]|,
   grey levels), flicker error against the true video, and landmark jitter (mean norm of the
-  landmarks' second difference, pixels).
+  landmarks' second difference, pixels). One more row, not in the paper: one shared x_T obtained
+  by DDIM inversion of a training frame of the identity (`noise="reference"`).
 Table 3: reconstruction of every `--recon_stride`-th test frame from its DAE latent with a random
   x_T (the paper) and with the DDIM-inverted x_T: PSNR, SSIM (scikit-image settings), LPIPS when
   `--weights_dir` holds the public LPIPS/VGG files.
@@ -127,24 +128,34 @@ def mean_rows(rows: list[dict[str, float]]) -> dict[str, float]:
 
 
 def generate(model: pipeline.DAETalkerModel, clip: TestClip, options: pipeline.Options,
-             pose: np.ndarray | None = None) -> pipeline.Result:
-  return pipeline.run_arrays(model, clip.audio, options, pose=pose, audio_id=clip.id)
+             pose: np.ndarray | None = None,
+             reference_frame: np.ndarray | None = None) -> pipeline.Result:
+  return pipeline.run_arrays(model, clip.audio, options, pose=pose,
+                             reference_frame=reference_frame, audio_id=clip.id)
+
+
+def reference_frame(dataset: str, identity: str) -> np.ndarray:
+  """The first frame of the identity's first training clip (for x_T by inversion)."""
+  clip = next(c for c in dataset_lib.Dataset(dataset).clips("train") if c.identity == identity)
+  return np.asarray(clip.frames[0])
 
 
 def lip_sync_tables(model: pipeline.DAETalkerModel, fixed: pipeline.DAETalkerModel | None,
-                    sets: dict[str, list[TestClip]], scorer: Scorer,
-                    options: pipeline.Options) -> dict[str, Any]:
-  """Tables 1 and 2: {set: {row: mean metrics}} and the natural-pose videos' predicted poses."""
+                    sets: dict[str, list[TestClip]], scorer: Scorer, options: pipeline.Options,
+                    reference: np.ndarray) -> dict[str, Any]:
+  """Tables 1 and 2: {set: {row: mean metrics}} and the generation wall times."""
   systems = {"DAE-Talker": (model, options),
              "w/o shared x_T": (model, dataclasses.replace(options, noise="independent"))}
   if fixed is not None:
     systems["w/o data aug"] = (fixed, options)
+  systems["x_T inverted from a reference frame"] = (
+      model, dataclasses.replace(options, noise="reference"))
   out, seconds = {}, {}
   for name, clips in sets.items():
     rows = {"Ground truth": mean_rows([scorer.video(c.frames, c) for c in clips])}
     for system, (m, opts) in systems.items():
       start = time.perf_counter()
-      videos = [generate(m, c, opts).frames for c in clips]
+      videos = [generate(m, c, opts, reference_frame=reference).frames for c in clips]
       seconds[f"{name}/{system}"] = time.perf_counter() - start
       rows[system] = mean_rows([scorer.video(v, c) for v, c in zip(videos, clips)])
       logging.info("%s %s: %s", name, system, rows[system])
@@ -277,7 +288,8 @@ def run(dataset: str, identity: str, dae_workdir: str, speech2latent_workdir: st
       fixed = dataclasses.replace(
           model, speech2latent=s2l_system.load_speech2latent(fixed_segments_workdir))
     scorer = Scorer(sync_experts.TrainedSyncNetExpert.from_workdir(syncnet_workdir), regressor)
-    results["lip_sync"] = lip_sync_tables(model, fixed, sets, scorer, options)
+    results["lip_sync"] = lip_sync_tables(model, fixed, sets, scorer, options,
+                                          reference_frame(dataset, identity))
   if "3" in tables:
     lpips_variables = None
     if weights_dir:

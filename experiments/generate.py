@@ -146,8 +146,9 @@ def _dae_talker_system(request: Request) -> LoadedSystem:
   model = dae_talker_pipeline.load(request.dae_workdir, request.speech2latent_workdir)
 
   def generate(audio: str, video: str | None, options: Options) -> dae_talker_pipeline.Result:
-    del video, options   # the identity is the autoencoder's; settings are `dae_options`
-    return dae_talker_pipeline.run(model, audio, request.dae_options)
+    del options   # the identity is the autoencoder's; settings are `dae_options`
+    # --video, when given, is the reference frame of noise="reference" (its first frame).
+    return dae_talker_pipeline.run(model, audio, request.dae_options, reference_path=video)
 
   return LoadedSystem(generate, model.sources)
 
@@ -231,7 +232,8 @@ def define_flags() -> None:
                       "speech), 'yaw=..,pitch=..,roll=..' in degrees, or a .npy/.txt/.csv file "
                       "of [T, 3] degrees.")
   flags.DEFINE_enum("noise", "shared", dae_talker_pipeline.NOISE_MODES,
-                    "dae_talker: one x_T for all frames (the paper) or one per frame.")
+                    "dae_talker: one random x_T for all frames (the paper), one per frame, or "
+                    "one inverted from the first frame of --video ('reference').")
   flags.DEFINE_integer("sample_steps", 100, "dae_talker: DDIM steps.")
   flags.DEFINE_integer("seed", 0, "dae_talker: seed of x_T.")
   flags.DEFINE_string("box", "detect", "'detect', 'full' (whole frame) or x0,y0,x1,y1.")

@@ -10,7 +10,10 @@ autoencoder's DDIM decoder turns every latent into a frame. All frames start fro
 x_T (`noise="shared"`): DDIM with eta = 0 is a deterministic, continuous map of (x_T, z), so a
 smooth latent sequence gives a smooth video. `noise="independent"` draws x_T per frame (the
 paper's ablation "w/o shared x_T"); frame i's noise comes from fold_in(seed, i), so results do not
-depend on the batch size. Frames are decoded in parallel batches of `batch_size` (the last one
+depend on the batch size. `noise="reference"` (not in the paper) shares the x_T that DDIM
+inversion gives for a reference frame of the speaker (diffae's stochastic code of that frame):
+the frame's global colour and background then come from the image instead of from a random draw,
+which matters most for an autoencoder trained briefly. Frames are decoded in parallel batches of `batch_size` (the last one
 padded so every batch has one compiled shape).
 
 Pose (`parse_pose`): "natural", "yaw=..,pitch=..,roll=.." in degrees (missing angles are 0), or a
@@ -33,12 +36,13 @@ import numpy as np
 
 from talking_heads.audio import windows
 from talking_heads.io import audio as audio_io
+from talking_heads.io import video as video_io
 from talking_heads.systems import speech2latent as s2l_system
 from talking_heads.systems.dae_talker import DAEStage
 
 PathLike = str | os.PathLike
 POSE_NAMES = ("yaw", "pitch", "roll")
-NOISE_MODES = ("shared", "independent")
+NOISE_MODES = ("shared", "independent", "reference")
 SAMPLES_PER_FRAME = windows.SAMPLE_RATE // windows.VIDEO_FPS
 
 
@@ -49,7 +53,8 @@ class Options:
   Attributes:
     pose: "natural" or a pose spec (module docstring).
     sample_steps: DDIM steps (the paper: 100).
-    noise: "shared" (one x_T for every frame, the paper) or "independent".
+    noise: "shared" (one random x_T for every frame, the paper), "independent" (one per frame)
+      or "reference" (one x_T inverted from a reference frame, given to `run_arrays`).
     batch_size: frames per decoder call.
     seed: seeds x_T.
   """
@@ -193,11 +198,35 @@ def initial_noise(image_size: int, num_frames: int, seed: int, noise: str) -> np
   return np.asarray(draw(jnp.arange(num_frames)))
 
 
-def decode_latents(stage: DAEStage, params: Any, latents: np.ndarray, options: Options
+@functools.lru_cache(maxsize=8)
+def _invert_fn(stage: DAEStage, steps: int) -> Callable[..., jax.Array]:
+  def invert(params: Any, frame: jax.Array) -> jax.Array:
+    return stage.invert(params, frame, stage.encode(params, frame), steps=steps)
+  return jax.jit(invert)
+
+
+def reference_noise(stage: DAEStage, params: Any, frame: np.ndarray, steps: int) -> np.ndarray:
+  """x_T [1, H, W, 3] of a uint8 reference frame [H, W, 3] by DDIM inversion over `steps`."""
+  size = stage.image_size
+  if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
+    raise ValueError(f"reference frame must be uint8 [H, W, 3], got {frame.dtype} {frame.shape}")
+  if frame.shape[:2] != (size, size):
+    frame = np.asarray(jax.image.resize(frame.astype(np.float32), (size, size, 3), "linear"))
+    frame = np.clip(np.round(frame), 0, 255).astype(np.uint8)
+  return np.asarray(_invert_fn(stage, steps)(params, frame[None]))
+
+
+def decode_latents(stage: DAEStage, params: Any, latents: np.ndarray, options: Options,
+                   reference_frame: np.ndarray | None = None
                    ) -> tuple[np.ndarray, dict[str, float]]:
   """Latents [T, Z] -> uint8 frames [T, H, W, 3] and the decoder's wall times."""
   num_frames, size = latents.shape[0], stage.image_size
-  x_T = initial_noise(size, num_frames, options.seed, options.noise)
+  if options.noise == "reference":
+    if reference_frame is None:
+      raise ValueError('noise="reference" needs a reference frame of the speaker')
+    x_T = reference_noise(stage, params, reference_frame, options.sample_steps)
+  else:
+    x_T = initial_noise(size, num_frames, options.seed, options.noise)
   decode = _decode_fn(stage, options.sample_steps)
   b = options.batch_size
   out, seconds = [], {}
@@ -206,7 +235,8 @@ def decode_latents(stage: DAEStage, params: Any, latents: np.ndarray, options: O
     z = latents[i:i + b]
     n = z.shape[0]
     z = np.pad(z, ((0, b - n), (0, 0)))
-    noise = x_T if options.noise == "shared" else np.pad(x_T[i:i + b], ((0, b - n),) + ((0, 0),) * 3)
+    noise = (np.pad(x_T[i:i + b], ((0, b - n),) + ((0, 0),) * 3)
+             if options.noise == "independent" else x_T)
     out.append(np.asarray(decode(params, z, noise))[:n])
     if i == 0:
       seconds["decode_first_batch"] = time.perf_counter() - start
@@ -215,8 +245,10 @@ def decode_latents(stage: DAEStage, params: Any, latents: np.ndarray, options: O
 
 
 def run_arrays(model: DAETalkerModel, audio: np.ndarray, options: Options = Options(), *,
-               pose: np.ndarray | None = None, audio_id: str = "audio") -> Result:
-  """Generates from 16 kHz mono audio [N]; `pose` [T, 3] radians overrides `options.pose`.
+               pose: np.ndarray | None = None, reference_frame: np.ndarray | None = None,
+               audio_id: str = "audio") -> Result:
+  """Generates from 16 kHz mono audio [N]; `pose` [T, 3] radians overrides `options.pose`;
+  `reference_frame` uint8 [H', W', 3] is needed with `options.noise="reference"`.
 
   Raises:
     windows.SilentAudioError: the audio is silent.
@@ -239,7 +271,8 @@ def run_arrays(model: DAETalkerModel, audio: np.ndarray, options: Options = Opti
   predicted = model.speech2latent.predict_from_audio(audio, pose_override=pose)
   seconds = {"speech2latent": time.perf_counter() - start}
   latents = np.asarray(predicted["latents"], np.float32)                  # [T, Z]
-  frames, decode_seconds = decode_latents(model.dae, model.dae_params, latents, options)
+  frames, decode_seconds = decode_latents(model.dae, model.dae_params, latents, options,
+                                          reference_frame)
   seconds.update(decode_seconds)
   predicted_pose = np.asarray(predicted["pose"], np.float32)
   return Result(frames=frames, audio=audio, latents=latents,
@@ -247,7 +280,18 @@ def run_arrays(model: DAETalkerModel, audio: np.ndarray, options: Options = Opti
                 fps=windows.VIDEO_FPS, seconds=seconds)
 
 
-def run(model: DAETalkerModel, audio_path: PathLike, options: Options = Options()) -> Result:
-  """Generates from an audio file (any format ffmpeg reads, resampled to 16 kHz mono)."""
+def run(model: DAETalkerModel, audio_path: PathLike, options: Options = Options(),
+        reference_path: PathLike | None = None) -> Result:
+  """Generates from an audio file (any format ffmpeg reads, resampled to 16 kHz mono); with
+  `options.noise="reference"` the first frame of `reference_path` (an image or a video)."""
+  reference = None
+  if options.noise == "reference":
+    if reference_path is None:
+      raise ValueError('noise="reference" needs a reference image or video of the speaker')
+    frames, _ = video_io.read_video(reference_path)
+    if frames.shape[0] == 0:
+      raise ValueError(f"{reference_path}: no frames")
+    reference = frames[0]
   audio = audio_io.load_audio(audio_path, sample_rate=windows.SAMPLE_RATE)
-  return run_arrays(model, audio, options, audio_id=os.fspath(audio_path))
+  return run_arrays(model, audio, options, reference_frame=reference,
+                    audio_id=os.fspath(audio_path))

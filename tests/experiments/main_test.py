@@ -52,7 +52,8 @@ def test_main_job_tiny(tmp_path):
   assert (tmp_path / video["video"]).stat().st_size > 0 and video["frames"] > 0
   tables = report["dae_talker_tables"]
   for rows in tables["lip_sync"]["rows"].values():
-    assert set(rows) == {"Ground truth", "DAE-Talker", "w/o shared x_T"}
+    assert set(rows) == {"Ground truth", "DAE-Talker", "w/o shared x_T",
+                         "x_T inverted from a reference frame"}
     # One x_T for every frame is steadier than one per frame (even with untrained networks).
     assert rows["DAE-Talker"]["flicker"] < rows["w/o shared x_T"]["flicker"]
   recon = tables["reconstruction"]

@@ -69,6 +69,23 @@ def test_shared_noise_and_batch_size_independence(stage_and_params):
   np.testing.assert_array_equal(again, independent)            # frame i's x_T depends on i only
 
 
+def test_reference_noise_is_the_inverted_frame(stage_and_params):
+  stage, params = stage_and_params
+  frame = np.random.default_rng(2).integers(0, 256, (32, 32, 3), dtype=np.uint8)   # resized
+  x_T = pipeline.reference_noise(stage, params, frame, steps=3)
+  assert x_T.shape == (1, 16, 16, 3)
+  small = np.clip(np.round(np.asarray(jax.image.resize(frame.astype(np.float32), (16, 16, 3),
+                                                       "linear"))), 0, 255).astype(np.uint8)
+  expected = stage.invert(params, small[None], stage.encode(params, small[None]), steps=3)
+  np.testing.assert_allclose(x_T, np.asarray(expected), atol=1e-5)
+  z = np.zeros((3, 16), np.float32)
+  options = pipeline.Options(sample_steps=3, batch_size=2, noise="reference")
+  frames, _ = pipeline.decode_latents(stage, params, z, options, reference_frame=frame)
+  assert (frames == frames[:1]).all()
+  with pytest.raises(ValueError, match="needs a reference frame"):
+    pipeline.decode_latents(stage, params, z, options)
+
+
 def test_audio_errors(stage_and_params):
   stage, params = stage_and_params
   model = pipeline.DAETalkerModel(stage, params, speech2latent=None, sources={})
