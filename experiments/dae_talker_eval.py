@@ -18,8 +18,10 @@ Table 1: LSE-D/LSE-C (our SyncNet expert, trained on this corpus, so not compara
 Table 2: DAE-Talker vs "w/o shared x_T" (one x_T per frame) vs "w/o data aug" (speech2latent
   trained on fixed segments), with the temporal-stability metrics: flicker (mean |f[t+1] - f[t]|,
   grey levels), flicker error against the true video, and landmark jitter (mean norm of the
-  landmarks' second difference, pixels). One more row, not in the paper: one shared x_T obtained
-  by DDIM inversion of a training frame of the identity (`noise="reference"`).
+  landmarks' second difference, pixels). Two more rows, not in the paper: one shared x_T obtained
+  by DDIM inversion of a training frame of the identity (`noise="reference"`), and the true
+  frames' own DAE latents decoded (what an exact speech2latent would give: separates the
+  autoencoder's share of the error from speech2latent's). `--rows` picks rows.
 Table 3: reconstruction of every `--recon_stride`-th test frame from its DAE latent with a random
   x_T (the paper) and with the DDIM-inverted x_T: PSNR, SSIM (scikit-image settings), LPIPS when
   `--weights_dir` holds the public LPIPS/VGG files.
@@ -70,6 +72,7 @@ def define_flags() -> None:
   flags.DEFINE_string("regressor_workdir", None, "Trained face regressor (landmarks, pose).")
   flags.DEFINE_string("weights_dir", "", "Folder with the public LPIPS files (optional).")
   flags.DEFINE_list("tables", ["1", "2", "3", "4"], "Tables to compute.")
+  flags.DEFINE_list("rows", list(ROWS), "Rows of Tables 1/2 to compute (the true video always).")
   flags.DEFINE_integer("clips", 2, "Clips per test set.")
   flags.DEFINE_integer("frames", 50, "Frames per clip.")
   flags.DEFINE_integer("recon_stride", 8, "Table 3: every n-th test frame.")
@@ -140,26 +143,46 @@ def reference_frame(dataset: str, identity: str) -> np.ndarray:
   return np.asarray(clip.frames[0])
 
 
+ROWS = ("DAE-Talker", "w/o shared x_T", "w/o data aug", "x_T inverted from a reference frame",
+        "true frames' DAE latents")
+
+
+def true_latent_video(model: pipeline.DAETalkerModel, clip: TestClip,
+                      options: pipeline.Options) -> np.ndarray:
+  """The clip's own frames encoded to DAE latents and decoded (shared random x_T): what
+  DAE-Talker would render if speech2latent were exact."""
+  latents = np.asarray(jax.jit(model.dae.encode)(model.dae_params, clip.frames))
+  return pipeline.decode_latents(model.dae, model.dae_params, latents, options)[0]
+
+
 def lip_sync_tables(model: pipeline.DAETalkerModel, fixed: pipeline.DAETalkerModel | None,
                     sets: dict[str, list[TestClip]], scorer: Scorer, options: pipeline.Options,
-                    reference: np.ndarray) -> dict[str, Any]:
+                    reference: np.ndarray, rows: tuple[str, ...] = ROWS) -> dict[str, Any]:
   """Tables 1 and 2: {set: {row: mean metrics}} and the generation wall times."""
-  systems = {"DAE-Talker": (model, options),
-             "w/o shared x_T": (model, dataclasses.replace(options, noise="independent"))}
+  videos_of = {
+      "DAE-Talker": lambda c: generate(model, c, options).frames,
+      "w/o shared x_T": lambda c: generate(
+          model, c, dataclasses.replace(options, noise="independent")).frames,
+      "x_T inverted from a reference frame": lambda c: generate(
+          model, c, dataclasses.replace(options, noise="reference"),
+          reference_frame=reference).frames,
+      "true frames' DAE latents": lambda c: true_latent_video(model, c, options),
+  }
   if fixed is not None:
-    systems["w/o data aug"] = (fixed, options)
-  systems["x_T inverted from a reference frame"] = (
-      model, dataclasses.replace(options, noise="reference"))
+    videos_of["w/o data aug"] = lambda c: generate(fixed, c, options).frames
+  unknown = set(rows) - set(ROWS)
+  if unknown:
+    raise ValueError(f"unknown rows {sorted(unknown)}; choose from {ROWS}")
   out, seconds = {}, {}
   for name, clips in sets.items():
-    rows = {"Ground truth": mean_rows([scorer.video(c.frames, c) for c in clips])}
-    for system, (m, opts) in systems.items():
+    table = {"Ground truth": mean_rows([scorer.video(c.frames, c) for c in clips])}
+    for system in (r for r in ROWS if r in rows and r in videos_of):
       start = time.perf_counter()
-      videos = [generate(m, c, opts, reference_frame=reference).frames for c in clips]
+      videos = [videos_of[system](c) for c in clips]
       seconds[f"{name}/{system}"] = time.perf_counter() - start
-      rows[system] = mean_rows([scorer.video(v, c) for v, c in zip(videos, clips)])
-      logging.info("%s %s: %s", name, system, rows[system])
-    out[name] = rows
+      table[system] = mean_rows([scorer.video(v, c) for v, c in zip(videos, clips)])
+      logging.info("%s %s: %s", name, system, table[system])
+    out[name] = table
   return {"rows": out, "generation_seconds": seconds}
 
 
@@ -268,7 +291,8 @@ def run(dataset: str, identity: str, dae_workdir: str, speech2latent_workdir: st
         fixed_segments_workdir: str, syncnet_workdir: str, regressor_workdir: str, *,
         tables: tuple[str, ...] = ("1", "2", "3", "4"), clips: int = 2, frames: int = 50,
         recon_stride: int = 8, sample_steps: int = 100, batch_size: int = 50,
-        yaw_degrees: float = 1.5, seed: int = 0, weights_dir: str = "") -> dict[str, Any]:
+        yaw_degrees: float = 1.5, seed: int = 0, weights_dir: str = "",
+        rows: tuple[str, ...] = ROWS) -> dict[str, Any]:
   """Computes the requested tables; returns the JSON-ready results (no command/machine)."""
   model = pipeline.load(dae_workdir, speech2latent_workdir)
   options = pipeline.Options(sample_steps=sample_steps, batch_size=batch_size, seed=seed)
@@ -289,7 +313,7 @@ def run(dataset: str, identity: str, dae_workdir: str, speech2latent_workdir: st
           model, speech2latent=s2l_system.load_speech2latent(fixed_segments_workdir))
     scorer = Scorer(sync_experts.TrainedSyncNetExpert.from_workdir(syncnet_workdir), regressor)
     results["lip_sync"] = lip_sync_tables(model, fixed, sets, scorer, options,
-                                          reference_frame(dataset, identity))
+                                          reference_frame(dataset, identity), rows)
   if "3" in tables:
     lpips_variables = None
     if weights_dir:
@@ -318,7 +342,7 @@ def main(argv):
                 tables=tuple(FLAGS.tables), clips=FLAGS.clips, frames=FLAGS.frames,
                 recon_stride=FLAGS.recon_stride, sample_steps=FLAGS.sample_steps,
                 batch_size=FLAGS.batch_size, yaw_degrees=FLAGS.yaw_degrees, seed=FLAGS.seed,
-                weights_dir=FLAGS.weights_dir)
+                weights_dir=FLAGS.weights_dir, rows=tuple(FLAGS.rows))
   results.update(command=reports.command_line(), machine=reports.machine_description(),
                  duration_s=round(time.time() - start, 1))
   reports.write_results(FLAGS.out, results, markdown(results))

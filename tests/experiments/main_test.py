@@ -53,7 +53,7 @@ def test_main_job_tiny(tmp_path):
   tables = report["dae_talker_tables"]
   for rows in tables["lip_sync"]["rows"].values():
     assert set(rows) == {"Ground truth", "DAE-Talker", "w/o shared x_T",
-                         "x_T inverted from a reference frame"}
+                         "x_T inverted from a reference frame", "true frames' DAE latents"}
     # One x_T for every frame is steadier than one per frame (even with untrained networks).
     assert rows["DAE-Talker"]["flicker"] < rows["w/o shared x_T"]["flicker"]
   recon = tables["reconstruction"]
