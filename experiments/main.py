@@ -162,7 +162,10 @@ DAE_TALKER_EVAL = {"tiny": dict(clips=1, frames=12, sample_steps=2, recon_stride
 
 def dae_talker_part(corpus_root: str, identity: str, syncnet_workdir: str, workdir: str,
                     variant: str) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
-  """Trains DAE-Talker's stages on `identity`, renders a held-out-voice video, runs its tables."""
+  """Trains DAE-Talker's stages on `identity`, renders a held-out-voice video, runs its tables.
+
+  A rerun with the same checkpoints keeps the video and tables already written.
+  """
   dae_workdir = os.path.join(workdir, "dae")
   dae = dae_config.get_config(variant)
   dae.data.root, dae.data.identities = corpus_root, identity
@@ -184,6 +187,13 @@ def dae_talker_part(corpus_root: str, identity: str, syncnet_workdir: str, workd
                           regressor_workdir))
 
   model = dae_talker_pipeline.load(dae_workdir, s2l_workdir)
+  tables_path = os.path.join(workdir, "dae_talker_tables.json")
+  path = os.path.join(workdir, "dae_talker_heldout_voice.mp4")
+  if os.path.exists(tables_path) and os.path.exists(path):
+    with open(tables_path) as f:
+      cached = json.load(f)
+    if cached.get("sources") == model.sources:   # same checkpoints: the finished work stands
+      return parts, cached["video"], cached
   settings = DAE_TALKER_EVAL[variant]
   audio = next(c for c in dataset_lib.Dataset(corpus_root).clips("heldout_voice")
                if c.identity == identity)
@@ -192,7 +202,6 @@ def dae_talker_part(corpus_root: str, identity: str, syncnet_workdir: str, workd
       model, audio.audio, dae_talker_pipeline.Options(sample_steps=settings["sample_steps"]),
       audio_id=audio.id)
   seconds = time.perf_counter() - start
-  path = os.path.join(workdir, "dae_talker_heldout_voice.mp4")
   video_io.write_video_with_audio(path, result.frames, result.audio, fps=result.fps,
                                   sample_rate=windows.SAMPLE_RATE)
   video = {"identity": identity, "audio_clip": audio.id, "video": os.path.basename(path),
@@ -202,10 +211,10 @@ def dae_talker_part(corpus_root: str, identity: str, syncnet_workdir: str, workd
   tables = dae_talker_eval.run(corpus_root, identity, dae_workdir, s2l_workdir, "",
                                syncnet_workdir, regressor_workdir, **settings)
   tables.update(command="experiments.main (dae_talker_eval.run)",
-                machine=reports.machine_description())
+                machine=reports.machine_description(), video=video)
   with open(os.path.join(workdir, "dae_talker_tables.md"), "w") as f:
     f.write(dae_talker_eval.markdown(tables))
-  with open(os.path.join(workdir, "dae_talker_tables.json"), "w") as f:
+  with open(tables_path, "w") as f:
     json.dump(reports.to_json(tables), f, indent=2)
   return parts, video, tables
 

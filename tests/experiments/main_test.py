@@ -66,3 +66,4 @@ def test_main_job_tiny(tmp_path):
   again = json.loads((tmp_path / "report.json").read_text())
   assert again["corpus"]["clips"] == report["corpus"]["clips"]
   assert again["parts"][0]["train"] == part["train"]
+  assert again["dae_talker_tables"] == report["dae_talker_tables"]   # same checkpoints: kept

@@ -12,13 +12,18 @@ from talking_heads.systems.dae_talker import DAEStage
 
 @pytest.fixture(scope="module")
 def stage_and_params():
+  """The tiny stage with random parameters (drawn on the host: compiling init takes longer)."""
   stage = DAEStage(dae_config.get_config("tiny"))
-  state = jax.jit(stage.init_state)(jax.random.PRNGKey(0))
-  # A random (not zero-initialised) output layer, so the model depends on z.
-  params = jax.tree_util.tree_map(lambda x: x, state.params)
-  out = params["unet"]["out_conv"]
-  out["kernel"] = 0.1 * jax.random.normal(jax.random.PRNGKey(1), out["kernel"].shape)
-  return stage, params
+  abstract = jax.eval_shape(stage.init_state, jax.random.PRNGKey(0)).params
+  rng = np.random.default_rng(0)
+
+  def leaf(path, x):
+    name = getattr(path[-1], "key", "")
+    if name == "kernel":   # the output conv too, so the model depends on z
+      return rng.normal(size=x.shape).astype(np.float32) / np.sqrt(np.prod(x.shape[:-1]))
+    return np.full(x.shape, 1.0 if name == "scale" else 0.0, np.float32)
+
+  return stage, jax.tree_util.tree_map_with_path(leaf, abstract)
 
 
 def test_parse_pose_specs(tmp_path):

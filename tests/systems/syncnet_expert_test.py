@@ -46,6 +46,8 @@ def test_overfits_a_tiny_batch(dataset):
   assert float(metrics["accuracy"]) == 1.0
 
 
+# Slow (about 50 s): main_test trains and restores the tiny expert in the default suite.
+@pytest.mark.slow
 def test_trains_evaluates_resumes_and_restores(dataset, tmp_path):
   config = tiny_config(dataset, total_steps=4, checkpoint_every=2, eval_every=4, image_every=0, log_every=2)
   result = loop.train_and_evaluate(config, str(tmp_path))
