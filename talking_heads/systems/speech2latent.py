@@ -64,8 +64,7 @@ from talking_heads.models import speech2latent as s2l
 from talking_heads.pipelines import base
 from talking_heads.pipelines import sequences
 from talking_heads.systems.ladtalk import parse_identities
-from talking_heads.training import restore, sharding
-from talking_heads.training.checkpoint import Checkpointer, abstract_with_shardings
+from talking_heads.training import restore
 from talking_heads.training.optimizers import build_optimizer
 from talking_heads.training.stage import Stage
 from talking_heads.training.state import TrainState
@@ -354,17 +353,9 @@ def load_speech2latent(workdir: str | os.PathLike,
   if config.stage != "speech2latent":
     raise ValueError(f"{workdir}: stage {config.stage!r} is not 'speech2latent'")
   z = config.model.latent_dim
+  # Built without the dataset: the checkpoint carries the latent statistics.
   stage = Speech2LatentStage(config, latent_stats=(np.zeros(z), np.ones(z)))
-  checkpointer = Checkpointer(workdir)
-  try:
-    if checkpointer.latest_step() is None:
-      raise FileNotFoundError(f"No checkpoint in {checkpointer.directory}: train the stage first.")
-    abstract = jax.eval_shape(stage.init_state, jax.random.PRNGKey(0))
-    mesh = sharding.make_mesh({"data": -1, "fsdp": 1}, jax.local_devices())
-    shardings = jax.tree_util.tree_map(lambda _: sharding.replicated(mesh), abstract)
-    restored, state = checkpointer.restore(abstract_with_shardings(abstract, shardings), step=step)
-  finally:
-    checkpointer.close()
+  _, state, restored = restore.restore_stage(workdir, step, stage=stage)
   stats = jax.device_get(state.model_state)
   return Speech2LatentPredictor(stage, jax.device_get(state.eval_params), stats["latent_mean"],
                                 stats["latent_std"], source=f"{workdir} step {restored}")

@@ -22,14 +22,19 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
-def restore_stage(workdir: str, step: int | None = None) -> tuple[Stage, Any, int]:
-  """(stage, train state, step) of a workdir's newest (or given) checkpoint, replicated on this host's devices."""
+def restore_stage(workdir: str, step: int | None = None,
+                  stage: Stage | None = None) -> tuple[Stage, Any, int]:
+  """(stage, train state, step) of a workdir's newest (or given) checkpoint, replicated on this host's devices.
+
+  `stage` replaces building the stage from the workdir's config (e.g. one built without the
+  dataset its constructor would otherwise read).
+  """
   config = load_config(workdir)
   checkpointer = Checkpointer(workdir)
   try:
     if checkpointer.latest_step() is None:
       raise FileNotFoundError(f"No checkpoint in {checkpointer.directory}: train the stage first.")
-    stage = registry.build(config)
+    stage = stage or registry.build(config)
     abstract = jax.eval_shape(stage.init_state, jax.random.PRNGKey(0))
     mesh = sharding.make_mesh({"data": -1, "fsdp": 1}, jax.local_devices())
     shardings = jax.tree_util.tree_map(lambda _: sharding.replicated(mesh), abstract)

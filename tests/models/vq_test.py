@@ -21,10 +21,16 @@ def test_num_groups():
   assert [vq.num_groups(c) for c in (8, 16, 32, 64, 512, 48, 12)] == [8, 16, 32, 32, 32, 24, 12]
 
 
-def test_shapes_and_parameter_names():
+@pytest.fixture(scope="module")
+def small_variables():
+  """`_small()`'s initial variables, compiled once for the tests below (init dominates them)."""
+  return jax.jit(_small().init)(jax.random.PRNGKey(0), _image((2, 32, 32, 3)))
+
+
+def test_shapes_and_parameter_names(small_variables):
   model = _small()
   x = _image((2, 32, 32, 3))
-  variables = jax.jit(model.init)(jax.random.PRNGKey(0), x)
+  variables = small_variables
   x_hat, aux = jax.eval_shape(model.apply, variables, x)
   assert x_hat.shape == (2, 32, 32, 3) and x_hat.dtype == jnp.float32
   assert aux["indices"].shape == (2, 8, 8) and aux["indices"].dtype == jnp.int32
@@ -129,10 +135,10 @@ def test_quantizer_picks_the_true_nearest_code():
     quantizer.apply({"params": {"codebook": jnp.asarray(codebook)}}, jnp.zeros((2, 4)))
 
 
-def test_straight_through_gradients():
+def test_straight_through_gradients(small_variables):
   model = _small()
   x = _image((2, 32, 32, 3))
-  params = jax.jit(model.init)(jax.random.PRNGKey(0), x)["params"]
+  params = small_variables["params"]
 
   @jax.jit
   def all_grads(p):
@@ -155,10 +161,10 @@ def test_straight_through_gradients():
   assert norm(commitment["decoder"]) == 0
 
 
-def test_decoder_features_feed_its_last_conv():
+def test_decoder_features_feed_its_last_conv(small_variables):
   model = _small()
   x = _image((1, 32, 32, 3))
-  params = jax.jit(model.init)(jax.random.PRNGKey(0), x)["params"]
+  params = small_variables["params"]
   x_hat, aux = jax.jit(lambda p: model.apply({"params": p}, x, return_features=True))(params)
   conv = params["decoder"]["conv_out"]
   again = jax.lax.conv_general_dilated(aux["decoder_features"], conv["kernel"], (1, 1), "SAME",
