@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import cv2
 import grain
@@ -229,3 +229,16 @@ def make_frames_eval_iterator(root: str | os.PathLike, *, batch_size: int, shard
   return base.build_iterator(index, sampler, batch_size=batch_size, shard_index=shard_index,
                              shard_count=shard_count, seed=seed, num_workers=num_workers,
                              train=False, **grain_options)
+
+
+def image_eval_batches(data: Any, batch_size: int, shard_index: int, shard_count: int,
+                       identities: Sequence[str] | None = None) -> Iterator[dict[str, np.ndarray]]:
+  """{"image", "valid"} batches of every `data.eval_stride`-th frame of `data.eval_split`.
+
+  `data` is a stage's data config (root, eval_split, eval_stride, eval_seed, image_size).
+  """
+  it = make_frames_eval_iterator(
+      data.root, batch_size=batch_size, shard_index=shard_index, shard_count=shard_count,
+      seed=data.eval_seed, num_workers=0, split=data.eval_split, stride=data.eval_stride,
+      image_size=data.image_size, identities=identities)
+  yield from ({"image": b["image"], "valid": b["valid"]} for b in it)

@@ -195,12 +195,8 @@ class DAEStage(Stage):
         identities=self._identities())
 
   def eval_batches(self, batch_size: int, shard_index: int, shard_count: int):
-    d = self.config.data
-    it = frames_pipeline.make_frames_eval_iterator(
-        d.root, batch_size=batch_size, shard_index=shard_index, shard_count=shard_count,
-        seed=d.eval_seed, num_workers=0, split=d.eval_split, stride=d.eval_stride,
-        image_size=d.image_size, identities=self._identities())
-    yield from ({"image": b["image"], "valid": b["valid"]} for b in it)
+    return frames_pipeline.image_eval_batches(self.config.data, batch_size, shard_index,
+                                              shard_count, self._identities())
 
   # --------------------------------------------------------------------------- images, bench
 

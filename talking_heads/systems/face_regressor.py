@@ -253,9 +253,7 @@ def load_face_regressor(workdir: str | os.PathLike, step: int | None = None,
     ValueError: the workdir trained another stage.
   """
   workdir = os.fspath(workdir)
-  config = restore.load_config(workdir)
-  if config.stage != "face_regressor":
-    raise ValueError(f"{workdir} trained stage {config.stage!r}, not 'face_regressor'")
+  restore.load_config(workdir, expected_stage="face_regressor")   # a clear error first
   stage, state, restored = restore.restore_stage(workdir, step)
   params = jax.device_get(state.eval_params)
   return FaceRegressorPredictor(stage, params, batch_size, source=f"{workdir} step {restored}")

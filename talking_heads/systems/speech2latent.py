@@ -349,9 +349,7 @@ def load_speech2latent(workdir: str | os.PathLike,
     ValueError: the workdir trains another stage.
   """
   workdir = os.fspath(workdir)
-  config = restore.load_config(workdir)
-  if config.stage != "speech2latent":
-    raise ValueError(f"{workdir}: stage {config.stage!r} is not 'speech2latent'")
+  config = restore.load_config(workdir, expected_stage="speech2latent")
   z = config.model.latent_dim
   # Built without the dataset: the checkpoint carries the latent statistics.
   stage = Speech2LatentStage(config, latent_stats=(np.zeros(z), np.ones(z)))

@@ -14,12 +14,16 @@ from talking_heads.training.checkpoint import Checkpointer, abstract_with_shardi
 from talking_heads.training.stage import Stage
 
 
-def load_config(workdir: str) -> ml_collections.ConfigDict:
+def load_config(workdir: str, expected_stage: str | None = None) -> ml_collections.ConfigDict:
+  """The workdir's config; ValueError when `expected_stage` is given and the workdir trained another."""
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise FileNotFoundError(f"{workdir} is not a training workdir: {path} is missing.")
   with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    config = ml_collections.ConfigDict(json.load(f))
+  if expected_stage is not None and config.stage != expected_stage:
+    raise ValueError(f"{workdir} trained stage {config.stage!r}, not {expected_stage!r}")
+  return config
 
 
 def restore_stage(workdir: str, step: int | None = None,
