@@ -151,8 +151,8 @@ def true_latent_video(model: pipeline.DAETalkerModel, clip: TestClip,
                       options: pipeline.Options) -> np.ndarray:
   """The clip's own frames encoded to DAE latents and decoded (shared random x_T): what
   DAE-Talker would render if speech2latent were exact."""
-  latents = np.asarray(jax.jit(model.dae.encode)(model.dae_params, clip.frames))
-  return pipeline.decode_latents(model.dae, model.dae_params, latents, options)[0]
+  latents = np.asarray(jax.jit(model.dae.encode)(model.dae_variables, clip.frames))
+  return pipeline.decode_latents(model.dae, model.dae_variables, latents, options)[0]
 
 
 def lip_sync_tables(model: pipeline.DAETalkerModel, fixed: pipeline.DAETalkerModel | None,
@@ -190,13 +190,13 @@ def reconstruction_table(model: pipeline.DAETalkerModel, frames: np.ndarray, ste
                          seed: int, batch_size: int,
                          lpips_variables: Any | None) -> dict[str, dict[str, Any]]:
   """Table 3 rows "random x_T" and "inverted x_T" over `frames` [N, H, W, 3] uint8."""
-  stage, params = model.dae, model.dae_params
+  stage, variables = model.dae, model.dae_variables
   reconstruct = jax.jit(stage.reconstruct, static_argnames=("steps", "inverted"))
   rows = {}
   for name, inverted in (("DAE latent, random x_T", False), ("DAE latent, inverted x_T", True)):
     start = time.perf_counter()
     recon = np.concatenate([
-        np.asarray(reconstruct(params, frames[i:i + batch_size],
+        np.asarray(reconstruct(variables, frames[i:i + batch_size],
                                jax.random.fold_in(jax.random.PRNGKey(seed), i), steps=steps,
                                inverted=inverted))
         for i in range(0, frames.shape[0], batch_size)])                  # [N, H, W, 3] in [0, 1]

@@ -63,6 +63,7 @@ class HalfUNet(nn.Module):
     resblock_updown: down-sample with a ResBlock (diffae) instead of a strided conv.
     conditional: ResBlocks with time/latent modulation (UNet) or without (semantic encoder).
     norm_groups: GroupNorm groups.
+    cond_activation: the ResBlocks apply SiLU to the latent (see `unet.ResBlock`).
   """
   width: int = 128
   channel_mult: Sequence[int] = FFHQ256_CHANNEL_MULT
@@ -73,6 +74,7 @@ class HalfUNet(nn.Module):
   resblock_updown: bool = True
   conditional: bool = True
   norm_groups: int = 32
+  cond_activation: bool = True
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -82,7 +84,7 @@ class HalfUNet(nn.Module):
     common = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     block = lambda d, name, **kw: unet.ResBlock(
         d, conditional=self.conditional, dropout=self.dropout, norm_groups=self.norm_groups,
-        name=name, **kw, **common)
+        cond_activation=self.cond_activation, name=name, **kw, **common)
     attention = lambda name: unet.AttentionBlock(self.num_heads, norm_groups=self.norm_groups,
                                                  name=name, **common)
     h = nn.Conv(self.width * self.channel_mult[0], (3, 3), padding=unet.PAD1, name="conv_in",
@@ -147,6 +149,14 @@ class ConditionalUNet(nn.Module):
     embed_dim: E, the time embedding width (512).
     latent_dim: Z, checked against z.
     time_frequency_dim: width of the sinusoid; None uses `width` (diffae).
+    latent_centering: every ResBlock projects SiLU(z) - m instead of SiLU(z), m being a running
+      mean of SiLU(z) over training batches (collection "latent_stats", updated when it is
+      mutable in training). Each projection is affine, so the models it can express are
+      diffae's; what changes is the optimisation: on one speaker's frames z is nearly constant
+      (frame-to-frame changes are ~1% of its norm), and without centring the constant part
+      dominates the projections' gradients and Adam's normalisers, so the weights that read mouth
+      and pose from z learn ~100x slower.
+    latent_stats_decay: the running mean's decay per training step.
   """
   out_channels: int = 3
   width: int = 128
@@ -160,8 +170,22 @@ class ConditionalUNet(nn.Module):
   resblock_updown: bool = True
   norm_groups: int = 32
   time_frequency_dim: int | None = None
+  latent_centering: bool = False
+  latent_stats_decay: float = 0.99
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+
+  def _latent_condition(self, z: jax.Array, train: bool) -> jax.Array:
+    """z [B, Z] -> what the ResBlocks project: z itself, or SiLU(z) - m (`latent_centering`)."""
+    if not self.latent_centering:
+      return z.astype(self.dtype)
+    activated = nn.silu(z.astype(jnp.float32))                       # [B, Z]
+    mean = self.variable("latent_stats", "silu_mean", jnp.zeros, (self.latent_dim,), jnp.float32)
+    centred = activated - jax.lax.stop_gradient(mean.value)
+    if train and self.is_mutable_collection("latent_stats") and not self.is_initializing():
+      batch_mean = jax.lax.stop_gradient(jnp.mean(activated, axis=0))
+      mean.value = self.latent_stats_decay * mean.value + (1 - self.latent_stats_decay) * batch_mean
+    return centred.astype(self.dtype)
 
   @nn.compact
   def __call__(self, x_t: jax.Array, t: jax.Array, z: jax.Array,
@@ -179,25 +203,28 @@ class ConditionalUNet(nn.Module):
     common = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     time_emb = unet.TimestepEmbedding(self.embed_dim, self.time_frequency_dim or self.width,
                                       name="time_embed", **common)(t)     # [B, E]
-    z = z.astype(self.dtype)
+    cond = self._latent_condition(z, train)                          # [B, Z]
     h, skips = HalfUNet(self.width, self.channel_mult, self.num_res_blocks,
                         self.attention_resolutions, self.num_heads, self.dropout,
                         self.resblock_updown, conditional=True, norm_groups=self.norm_groups,
-                        name="half_unet", **common)(x_t, time_emb, z, train)
+                        cond_activation=not self.latent_centering, name="half_unet",
+                        **common)(x_t, time_emb, cond, train)
     resolution = x_t.shape[1] // 2 ** (len(self.channel_mult) - 1)
     for level in reversed(range(len(self.channel_mult))):
       d = self.width * self.channel_mult[level]
       for i in range(self.num_res_blocks + 1):
         h = jnp.concatenate([h, skips.pop()], axis=-1)              # [B, R, R, D + D_skip]
         h = unet.ResBlock(d, dropout=self.dropout, norm_groups=self.norm_groups,
-                          name=f"up_level{level}_res{i}", **common)(h, time_emb, z, train)
+                          cond_activation=not self.latent_centering,
+                          name=f"up_level{level}_res{i}", **common)(h, time_emb, cond, train)
         if resolution in self.attention_resolutions:
           h = unet.AttentionBlock(self.num_heads, norm_groups=self.norm_groups,
                                   name=f"up_level{level}_attn{i}", **common)(h)
       if level:
         if self.resblock_updown:
           h = unet.ResBlock(d, resample="up", dropout=self.dropout, norm_groups=self.norm_groups,
-                            name=f"up_level{level}_up", **common)(h, time_emb, z, train)
+                            cond_activation=not self.latent_centering,
+                            name=f"up_level{level}_up", **common)(h, time_emb, cond, train)
         else:
           h = unet.Upsample(name=f"up_level{level}_up", **common)(h)
         resolution *= 2                                              # [B, 2R, 2R, D]
@@ -213,7 +240,8 @@ class DiffusionAutoencoder(nn.Module):
 
   Attributes: the shared sizes of `SemanticEncoder` and `ConditionalUNet` (diffae gives both the
   same width, heads, attention resolutions and up/down style); `encoder_channel_mult` and
-  `encoder_num_res_blocks` size the encoder.
+  `encoder_num_res_blocks` size the encoder; `latent_centering` (not in diffae: see
+  `ConditionalUNet`) adds the "latent_stats" collection.
   """
   out_channels: int = 3
   width: int = 128
@@ -228,6 +256,7 @@ class DiffusionAutoencoder(nn.Module):
   dropout: float = 0.1
   resblock_updown: bool = True
   norm_groups: int = 32
+  latent_centering: bool = False
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -239,7 +268,8 @@ class DiffusionAutoencoder(nn.Module):
                                    self.encoder_num_res_blocks, **common)
     self.unet = ConditionalUNet(self.out_channels, self.width, self.channel_mult,
                                 self.num_res_blocks, embed_dim=self.embed_dim,
-                                latent_dim=self.latent_dim, dropout=self.dropout, **common)
+                                latent_dim=self.latent_dim, dropout=self.dropout,
+                                latent_centering=self.latent_centering, **common)
 
   def encode(self, x0: jax.Array, train: bool = False) -> jax.Array:
     """Clean images [B, H, W, C] in [-1, 1] -> semantic latents z [B, Z]."""
@@ -258,6 +288,24 @@ class DiffusionAutoencoder(nn.Module):
     if z is None:
       z = self.encode(x0, train)
     return self.unet(x_t, t, z, train)
+
+
+def fold_latent_centre(params: Any, centre: jax.Array) -> Any:
+  """Parameters of a model without latent centring -> the same function with centre `centre`.
+
+  Every ResBlock's latent projection W SiLU(z) + b equals W (SiLU(z) - centre) + b' with
+  b' = b + centre @ W; `params` are a `DiffusionAutoencoder`'s or a `ConditionalUNet`'s, centre is
+  [Z] (store it as the centred model's "latent_stats" `silu_mean`).
+  """
+  def fold(path, leaf):
+    names = [getattr(p, "key", "") for p in path]
+    if names[-2:] != ["cond_proj", "bias"]:
+      return leaf
+    kernel = params
+    for name in names[:-1]:
+      kernel = kernel[name]
+    return leaf + centre @ kernel["kernel"]                          # [D]
+  return jax.tree_util.tree_map_with_path(fold, params)
 
 
 def abstract_variables(model: DiffusionAutoencoder, image_size: int,

@@ -121,6 +121,8 @@ class ResBlock(nn.Module):
     dropout: rate before the last conv (conditional blocks only).
     norm_groups: GroupNorm groups (capped at the channel count).
     zero_init: zero-initialise the last conv so a fresh block is its skip path.
+    cond_activation: apply SiLU to `cond` before its projection (diffae); False when the caller
+      passes an already activated latent (e.g. `dae.ConditionalUNet`'s centred one).
   """
   features: int | None = None
   resample: Resample = "none"
@@ -128,6 +130,7 @@ class ResBlock(nn.Module):
   dropout: float = 0.0
   norm_groups: int = 32
   zero_init: bool = True
+  cond_activation: bool = True
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -161,7 +164,8 @@ class ResBlock(nn.Module):
       h = h * (1.0 + scale_t[:, None, None].astype(jnp.float32)) + shift_t[:, None, None].astype(
           jnp.float32)
       if cond is not None:
-        scale_c = dense(d, "cond_proj")(nn.silu(cond))                # [B, D]
+        cond = nn.silu(cond) if self.cond_activation else cond
+        scale_c = dense(d, "cond_proj")(cond)                         # [B, D]
         h = h * (1.0 + scale_c[:, None, None].astype(jnp.float32))
       h = nn.Dropout(self.dropout, deterministic=not train)(nn.silu(h).astype(self.dtype))
       zeros = nn.initializers.zeros_init()

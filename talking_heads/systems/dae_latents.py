@@ -72,9 +72,9 @@ def load_dae_encoder(workdir: str | os.PathLike, step: int | None = None) -> DAE
   if not isinstance(stage, dae_talker.DAEStage):
     raise ValueError(f"{workdir}: stage {stage.config.stage!r} is not the diffusion autoencoder "
                      "('dae')")
-  params = jax.device_put(jax.device_get(state.eval_params))
+  variables = jax.device_put(jax.device_get(stage.variables(state)))
   encode = jax.jit(stage.encode)
-  return DAEEncoder(encode=lambda frames: encode(params, frames),
+  return DAEEncoder(encode=lambda frames: encode(variables, frames),
                     image_size=int(stage.config.data.image_size),
                     latent_dim=int(stage.config.model.latent_dim),
                     source=f"{workdir} step {restored}")

@@ -78,12 +78,12 @@ class DAETalkerModel:
 
   Attributes:
     dae: the diffusion-autoencoder stage (its `decode`).
-    dae_params: its EMA parameters.
+    dae_variables: its flax variables (`DAEStage.variables`: EMA parameters + model state).
     speech2latent: speech -> latents and pose.
     sources: where each network's weights come from.
   """
   dae: DAEStage
-  dae_params: Any
+  dae_variables: Any
   speech2latent: Any
   sources: dict[str, str]
 
@@ -133,7 +133,7 @@ def load(dae_workdir: PathLike, speech2latent_workdir: PathLike) -> DAETalkerMod
     raise ValueError(f"speech2latent ({speech2latent_workdir}) predicts {latent_dim}-d "
                      f"latents but the autoencoder ({dae_workdir}) uses "
                      f"{stage.config.model.latent_dim}-d ones")
-  return DAETalkerModel(stage, state.eval_params, predictor,
+  return DAETalkerModel(stage, stage.variables(state), predictor,
                         {"dae": f"{dae_workdir} step {step}",
                          "speech2latent": predictor.source})
 
@@ -182,8 +182,8 @@ def parse_pose(spec: str, num_frames: int) -> np.ndarray | None:
 
 @functools.lru_cache(maxsize=8)
 def _decode_fn(stage: DAEStage, steps: int) -> Callable[..., jax.Array]:
-  def decode(params: Any, z: jax.Array, x_T: jax.Array) -> jax.Array:
-    frames = stage.decode(params, z, jax.random.PRNGKey(0), steps=steps, x_T=x_T)
+  def decode(variables: Any, z: jax.Array, x_T: jax.Array) -> jax.Array:
+    frames = stage.decode(variables, z, jax.random.PRNGKey(0), steps=steps, x_T=x_T)
     return jnp.round(frames * 255.0).astype(jnp.uint8)                   # [B, H, W, 3]
   return jax.jit(decode)
 
@@ -200,12 +200,12 @@ def initial_noise(image_size: int, num_frames: int, seed: int, noise: str) -> np
 
 @functools.lru_cache(maxsize=8)
 def _invert_fn(stage: DAEStage, steps: int) -> Callable[..., jax.Array]:
-  def invert(params: Any, frame: jax.Array) -> jax.Array:
-    return stage.invert(params, frame, stage.encode(params, frame), steps=steps)
+  def invert(variables: Any, frame: jax.Array) -> jax.Array:
+    return stage.invert(variables, frame, stage.encode(variables, frame), steps=steps)
   return jax.jit(invert)
 
 
-def reference_noise(stage: DAEStage, params: Any, frame: np.ndarray, steps: int) -> np.ndarray:
+def reference_noise(stage: DAEStage, variables: Any, frame: np.ndarray, steps: int) -> np.ndarray:
   """x_T [1, H, W, 3] of a uint8 reference frame [H, W, 3] by DDIM inversion over `steps`."""
   size = stage.image_size
   if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
@@ -213,10 +213,10 @@ def reference_noise(stage: DAEStage, params: Any, frame: np.ndarray, steps: int)
   if frame.shape[:2] != (size, size):
     frame = np.asarray(jax.image.resize(frame.astype(np.float32), (size, size, 3), "linear"))
     frame = np.clip(np.round(frame), 0, 255).astype(np.uint8)
-  return np.asarray(_invert_fn(stage, steps)(params, frame[None]))
+  return np.asarray(_invert_fn(stage, steps)(variables, frame[None]))
 
 
-def decode_latents(stage: DAEStage, params: Any, latents: np.ndarray, options: Options,
+def decode_latents(stage: DAEStage, variables: Any, latents: np.ndarray, options: Options,
                    reference_frame: np.ndarray | None = None
                    ) -> tuple[np.ndarray, dict[str, float]]:
   """Latents [T, Z] -> uint8 frames [T, H, W, 3] and the decoder's wall times."""
@@ -224,7 +224,7 @@ def decode_latents(stage: DAEStage, params: Any, latents: np.ndarray, options: O
   if options.noise == "reference":
     if reference_frame is None:
       raise ValueError('noise="reference" needs a reference frame of the speaker')
-    x_T = reference_noise(stage, params, reference_frame, options.sample_steps)
+    x_T = reference_noise(stage, variables, reference_frame, options.sample_steps)
   else:
     x_T = initial_noise(size, num_frames, options.seed, options.noise)
   decode = _decode_fn(stage, options.sample_steps)
@@ -237,7 +237,7 @@ def decode_latents(stage: DAEStage, params: Any, latents: np.ndarray, options: O
     z = np.pad(z, ((0, b - n), (0, 0)))
     noise = (np.pad(x_T[i:i + b], ((0, b - n),) + ((0, 0),) * 3)
              if options.noise == "independent" else x_T)
-    out.append(np.asarray(decode(params, z, noise))[:n])
+    out.append(np.asarray(decode(variables, z, noise))[:n])
     if i == 0:
       seconds["decode_first_batch"] = time.perf_counter() - start
   seconds["decode"] = time.perf_counter() - start
@@ -271,7 +271,7 @@ def run_arrays(model: DAETalkerModel, audio: np.ndarray, options: Options = Opti
   predicted = model.speech2latent.predict_from_audio(audio, pose_override=pose)
   seconds = {"speech2latent": time.perf_counter() - start}
   latents = np.asarray(predicted["latents"], np.float32)                  # [T, Z]
-  frames, decode_seconds = decode_latents(model.dae, model.dae_params, latents, options,
+  frames, decode_seconds = decode_latents(model.dae, model.dae_variables, latents, options,
                                           reference_frame)
   seconds.update(decode_seconds)
   predicted_pose = np.asarray(predicted["pose"], np.float32)

@@ -91,6 +91,27 @@ def evaluate(state: PyTree, batches: Iterable[Mapping[str, Any]], eval_step: Cal
   return {k: float(np.sum([m[k] * w for m, w in zip(results, weights)]) / weights.sum()) for k in results[0]}
 
 
+def record_config(workdir: str, config_dict: dict[str, Any], start_step: int) -> None:
+  """Writes `<workdir>/config.json`, the config the workdir's loaders rebuild the stage from.
+
+  A relaunch with a changed config (longer schedule, another EMA decay, another
+  parameterisation) replaces it, so the newest checkpoints load with the settings that trained
+  them; the replaced one is kept as `config_until_step_<start_step>.json`.
+  """
+  path = os.path.join(workdir, "config.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      previous = json.load(f)
+    if previous == json.loads(json.dumps(config_dict)):
+      return
+    kept = os.path.join(workdir, f"config_until_step_{start_step}.json")
+    os.replace(path, kept)
+    logging.warning("The config differs from the one %s was trained with until step %d; that "
+                    "one is kept as %s.", workdir, start_step, kept)
+  with open(path, "w") as f:
+    json.dump(config_dict, f, indent=2)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stage: Stage | None = None,
                        hooks: Sequence[Hook] = ()) -> TrainResult:
   """Trains `config.stage` to `config.total_steps`, resuming from `workdir` when it has checkpoints."""
@@ -119,9 +140,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stage
   else:
     state = jax.jit(stage.init_state, out_shardings=state_shardings)(init_rng)
     start_step = 0
-    if jax.process_index() == 0:
-      with open(os.path.join(workdir, "config.json"), "w") as f:
-        json.dump(config_dict, f, indent=2)
+  if jax.process_index() == 0:
+    record_config(workdir, config_dict, start_step)
   if int(state.step) != start_step:
     raise RuntimeError(f"Checkpoint step {start_step} disagrees with the restored state's step {int(state.step)}.")
 

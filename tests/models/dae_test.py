@@ -222,3 +222,53 @@ def test_tiny_autoencoder_overfits_one_noising_batch(tiny, fresh, batch):
   moved = jax.tree_util.tree_map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
                                  params["encoder"], fresh["params"]["encoder"])
   assert max(jax.tree_util.tree_leaves(moved)) > 0
+
+
+@pytest.fixture(scope="module")
+def centred(batch):
+  """The tiny model with latent centring: (model, jitted apply, real init)."""
+  model = dae.DiffusionAutoencoder(**TINY, dropout=0.0, latent_centering=True)
+  x0, _, t, x_t = batch
+  variables = jax.jit(lambda key: model.init(key, x_t, t, x0=x0))(
+      jax.random.key(0, impl="unsafe_rbg"))
+  apply = jax.jit(lambda *a, **k: model.apply(*a, **k), static_argnames=("train", "mutable", "method"))
+  return model, apply, variables
+
+
+def test_latent_centering_is_a_reparametrisation(tiny, fresh, centred, batch):
+  """Same parameters with the centre folded into the biases: the centred model's prediction."""
+  _, apply = tiny
+  _, apply_centred, variables = centred
+  _, _, t, x_t = batch
+  assert jax.tree_util.tree_structure(variables["params"]) == jax.tree_util.tree_structure(
+      fresh["params"])                                     # no new parameters
+  np.testing.assert_array_equal(variables["latent_stats"]["unet"]["silu_mean"], 0.0)
+  params = random_params(jax.eval_shape(lambda: fresh)["params"], 3)
+  rng = np.random.default_rng(4)
+  z = jnp.asarray(rng.normal(size=(4, 16)) + 2.0, jnp.float32)
+  centre = jnp.asarray(rng.uniform(0.5, 2.5, size=16), jnp.float32)
+  plain = apply({"params": params}, x_t, t, z=z)
+  folded = apply_centred({"params": dae.fold_latent_centre(params, centre),
+                          "latent_stats": {"unet": {"silu_mean": centre}}}, x_t, t, z=z)
+  np.testing.assert_allclose(folded, plain, atol=2e-5)
+  # Without folding, the centre changes the prediction (it is not ignored).
+  unfolded = apply_centred({"params": params, "latent_stats": {"unet": {"silu_mean": centre}}},
+                           x_t, t, z=z)
+  assert float(jnp.mean(jnp.abs(unfolded - plain))) > 1e-2
+
+
+def test_latent_running_mean_moves_only_in_training(centred, batch):
+  model, apply, variables = centred
+  x0, _, t, x_t = batch
+  old = jnp.full((16,), 0.3, jnp.float32)
+  variables = {"params": variables["params"], "latent_stats": {"unet": {"silu_mean": old}}}
+  z = apply(variables, x0, method="encode")
+  _, updated = apply(variables, x_t, t, x0=x0, train=True, mutable=("latent_stats",))
+  expected = 0.99 * old + 0.01 * jnp.mean(jax.nn.silu(z), axis=0)
+  np.testing.assert_allclose(updated["latent_stats"]["unet"]["silu_mean"], expected, rtol=1e-5,
+                             atol=1e-7)
+  _, unchanged = apply(variables, x_t, t, x0=x0, train=False, mutable=("latent_stats",))
+  np.testing.assert_array_equal(unchanged["latent_stats"]["unet"]["silu_mean"], old)
+  # The running mean is a constant to the loss: no gradient reaches it.
+  grad = jax.grad(lambda v: jnp.sum(model.apply(v, x_t, t, x0=x0)))(variables)
+  np.testing.assert_array_equal(grad["latent_stats"]["unet"]["silu_mean"], 0.0)

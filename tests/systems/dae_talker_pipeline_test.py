@@ -11,10 +11,11 @@ from talking_heads.systems.dae_talker import DAEStage
 
 
 @pytest.fixture(scope="module")
-def stage_and_params():
+def stage_and_variables():
   """The tiny stage with random parameters (drawn on the host: compiling init takes longer)."""
   stage = DAEStage(dae_config.get_config("tiny"))
-  abstract = jax.eval_shape(stage.init_state, jax.random.PRNGKey(0)).params
+  abstract_state = jax.eval_shape(stage.init_state, jax.random.PRNGKey(0))
+  abstract = abstract_state.params
   rng = np.random.default_rng(0)
 
   def leaf(path, x):
@@ -23,7 +24,9 @@ def stage_and_params():
       return rng.normal(size=x.shape).astype(np.float32) / np.sqrt(np.prod(x.shape[:-1]))
     return np.full(x.shape, 1.0 if name == "scale" else 0.0, np.float32)
 
-  return stage, jax.tree_util.tree_map_with_path(leaf, abstract)
+  model_state = jax.tree_util.tree_map(lambda x: np.zeros(x.shape, x.dtype),
+                                       abstract_state.model_state)
+  return stage, {"params": jax.tree_util.tree_map_with_path(leaf, abstract), **model_state}
 
 
 def test_parse_pose_specs(tmp_path):
@@ -57,43 +60,43 @@ def test_parse_pose_rejects_wrong_width(tmp_path):
     pipeline.parse_pose(str(path), 4)
 
 
-def test_shared_noise_and_batch_size_independence(stage_and_params):
-  stage, params = stage_and_params
+def test_shared_noise_and_batch_size_independence(stage_and_variables):
+  stage, variables = stage_and_variables
   z = np.repeat(np.random.default_rng(0).normal(size=(1, 16)).astype(np.float32), 5, axis=0)
   options = pipeline.Options(sample_steps=3, batch_size=2, noise="shared")
-  shared, seconds = pipeline.decode_latents(stage, params, z, options)
+  shared, seconds = pipeline.decode_latents(stage, variables, z, options)
   assert shared.shape == (5, 16, 16, 3) and shared.dtype == np.uint8
   assert set(seconds) == {"decode", "decode_first_batch"}
   # Equal latents from one x_T: equal frames, whatever batch they fell in.
   assert (shared == shared[:1]).all()
   independent, _ = pipeline.decode_latents(
-      stage, params, z, pipeline.Options(sample_steps=3, batch_size=2, noise="independent"))
+      stage, variables, z, pipeline.Options(sample_steps=3, batch_size=2, noise="independent"))
   assert np.abs(independent.astype(int) - independent[:1]).max() > 0
   again, _ = pipeline.decode_latents(
-      stage, params, z, pipeline.Options(sample_steps=3, batch_size=3, noise="independent"))
+      stage, variables, z, pipeline.Options(sample_steps=3, batch_size=3, noise="independent"))
   np.testing.assert_array_equal(again, independent)            # frame i's x_T depends on i only
 
 
-def test_reference_noise_is_the_inverted_frame(stage_and_params):
-  stage, params = stage_and_params
+def test_reference_noise_is_the_inverted_frame(stage_and_variables):
+  stage, variables = stage_and_variables
   frame = np.random.default_rng(2).integers(0, 256, (32, 32, 3), dtype=np.uint8)   # resized
-  x_T = pipeline.reference_noise(stage, params, frame, steps=3)
+  x_T = pipeline.reference_noise(stage, variables, frame, steps=3)
   assert x_T.shape == (1, 16, 16, 3)
   small = np.clip(np.round(np.asarray(jax.image.resize(frame.astype(np.float32), (16, 16, 3),
                                                        "linear"))), 0, 255).astype(np.uint8)
-  expected = stage.invert(params, small[None], stage.encode(params, small[None]), steps=3)
+  expected = stage.invert(variables, small[None], stage.encode(variables, small[None]), steps=3)
   np.testing.assert_allclose(x_T, np.asarray(expected), atol=1e-5)
   z = np.zeros((3, 16), np.float32)
   options = pipeline.Options(sample_steps=3, batch_size=2, noise="reference")
-  frames, _ = pipeline.decode_latents(stage, params, z, options, reference_frame=frame)
+  frames, _ = pipeline.decode_latents(stage, variables, z, options, reference_frame=frame)
   assert (frames == frames[:1]).all()
   with pytest.raises(ValueError, match="needs a reference frame"):
-    pipeline.decode_latents(stage, params, z, options)
+    pipeline.decode_latents(stage, variables, z, options)
 
 
-def test_audio_errors(stage_and_params):
-  stage, params = stage_and_params
-  model = pipeline.DAETalkerModel(stage, params, speech2latent=None, sources={})
+def test_audio_errors(stage_and_variables):
+  stage, variables = stage_and_variables
+  model = pipeline.DAETalkerModel(stage, variables, speech2latent=None, sources={})
   with pytest.raises(ValueError, match="speech.wav: audio too short"):
     pipeline.run_arrays(model, np.ones(100, np.float32), audio_id="speech.wav")
   with pytest.raises(windows.SilentAudioError):

@@ -54,16 +54,17 @@ def test_restored_stage_decodes_with_shared_or_independent_noise(trained, datase
   workdir, _, _ = trained
   stage, state, step = restore.restore_stage(workdir)
   assert step == 6 and isinstance(stage, DAEStage)
-  params = state.eval_params
+  variables = DAEStage.variables(state)
+  assert set(variables) == {"params", "latent_stats"}     # the tiny config centres the latent
   frames = dataset_lib.Dataset(dataset).clip("clip002").frames[:4]
   frames = jnp.asarray(np.stack([np.asarray(jax.image.resize(f, (16, 16, 3), "linear"))
                                  for f in frames.astype(np.float32)]).round().astype(np.uint8))
-  z = jax.jit(stage.encode)(params, frames)
+  z = jax.jit(stage.encode)(variables, frames)
   assert z.shape == (4, 16)
   same_z = jnp.broadcast_to(z[:1], z.shape)
   rng = jax.random.PRNGKey(3)
-  shared = stage.decode(params, same_z, rng, shared_noise=True)
-  independent = stage.decode(params, same_z, rng, shared_noise=False)
+  shared = stage.decode(variables, same_z, rng, shared_noise=True)
+  independent = stage.decode(variables, same_z, rng, shared_noise=False)
   assert shared.shape == (4, 16, 16, 3) and 0 <= float(shared.min()) <= float(shared.max()) <= 1
   # One x_T and equal latents: equal frames; one x_T per frame: different frames.
   np.testing.assert_allclose(np.asarray(shared), np.asarray(shared[:1]).repeat(4, 0), atol=1e-6)
@@ -81,8 +82,8 @@ def test_inverted_noise_reconstructs_better_than_random_noise(trained, dataset):
   target = frames / 255.0
   reconstruct = jax.jit(stage.reconstruct, static_argnames=("steps", "inverted"))
   rng = jax.random.PRNGKey(0)
-  from_inverted = reconstruct(state.eval_params, frames, rng, steps=4, inverted=True)
-  from_random = reconstruct(state.eval_params, frames, rng, steps=4, inverted=False)
+  from_inverted = reconstruct(DAEStage.variables(state), frames, rng, steps=4, inverted=True)
+  from_random = reconstruct(DAEStage.variables(state), frames, rng, steps=4, inverted=False)
   psnr = lambda x: float(jnp.mean(image_metrics.psnr(x, target, data_range=1.0)))
   assert psnr(from_inverted) > psnr(from_random) + 3.0
 

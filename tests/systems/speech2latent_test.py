@@ -305,7 +305,7 @@ def test_precompute_writes_latents_and_skips_finished_clips(dataset, dae_workdir
   clip = dataset_lib.Dataset(dataset).clip("clip002")   # id0's test clip, 32 px -> 16 px
   written = np.load(base.latents_path(dataset, name, clip.id))
   assert written.shape == (30, Z) and written.dtype == np.float32
-  want = jax.jit(stage.encode)(state.ema_params, base.resize_frames(clip.frames, 16))
+  want = jax.jit(stage.encode)(DAEStage.variables(state), base.resize_frames(clip.frames, 16))
   np.testing.assert_allclose(written, np.asarray(want), rtol=1e-5, atol=1e-5)
   assert not os.path.exists(base.latents_path(dataset, name, "clip001"))  # id1's
   mtime = os.stat(base.latents_path(dataset, name, clip.id)).st_mtime_ns

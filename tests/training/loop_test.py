@@ -1,6 +1,7 @@
 """Trainer logic with a small fake stage registered only here (no real model involved)."""
 
 import dataclasses
+import json
 
 import grain
 import jax
@@ -177,3 +178,14 @@ def test_metrics_and_config_written(tmp_path):
   lines = (tmp_path / "metrics.jsonl").read_text().strip().splitlines()
   assert len(lines) == 2 and '"loss"' in lines[0] and '"steps_per_second"' in lines[0]
   assert (tmp_path / "config.json").exists()
+
+
+def test_relaunch_with_a_changed_config_records_it(tmp_path):
+  """config.json follows the newest launch (loaders read it); the replaced one is kept."""
+  loop.train_and_evaluate(make_config(total_steps=2, checkpoint_every=2), str(tmp_path))
+  first = json.loads((tmp_path / "config.json").read_text())
+  loop.train_and_evaluate(make_config(total_steps=2, checkpoint_every=2), str(tmp_path))
+  assert not list(tmp_path.glob("config_until_step_*.json"))      # same config: nothing kept
+  loop.train_and_evaluate(make_config(total_steps=4, checkpoint_every=2), str(tmp_path))
+  assert json.loads((tmp_path / "config.json").read_text())["total_steps"] == 4
+  assert json.loads((tmp_path / "config_until_step_2.json").read_text()) == first
