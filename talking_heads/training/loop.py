@@ -3,7 +3,8 @@
 Flow (big_vision style): mesh -> data iterator (this process's shard) -> abstract state via
 `jax.eval_shape` -> shardings by rule -> restore the newest checkpoint or jitted init straight
 into those shardings -> jitted, donated train step -> logging, NaN guard, evaluation (followed by
-the stage's `after_eval`), images and checkpoints at their intervals.
+the stage's `after_eval`), images and checkpoints at their intervals. An interruption (Ctrl-C,
+SIGTERM from a scheduler or `kill`, a failing hook) saves the finished steps before it exits.
 
 Trainer config fields (see `experiments/configs/common.py` for defaults):
   stage, seed, total_steps, batch_size (global), mesh{data,fsdp,num_devices},
@@ -15,9 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import contextlib
 import os
+import signal
+import threading
 import time
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -89,6 +93,28 @@ def evaluate(state: PyTree, batches: Iterable[Mapping[str, Any]], eval_step: Cal
   if weights.sum() <= 0:
     return {}
   return {k: float(np.sum([m[k] * w for m, w in zip(results, weights)]) / weights.sum()) for k in results[0]}
+
+
+@contextlib.contextmanager
+def signals_interrupt() -> Iterator[None]:
+  """SIGTERM and SIGINT raise KeyboardInterrupt inside the block, so the loop saves and exits.
+
+  SIGTERM ends a job on schedulers and under `kill`; SIGINT is ignored in jobs started in the
+  background by a non-interactive shell (`nohup ... &`), which would otherwise never save.
+  Outside the main thread (where Python cannot set handlers) nothing changes.
+  """
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  def interrupt(signum, frame):
+    del frame
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+  previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+  try:
+    yield
+  finally:
+    for sig, handler in previous.items():
+      signal.signal(sig, handler)
 
 
 def record_config(workdir: str, config_dict: dict[str, Any], start_step: int) -> None:
@@ -183,56 +209,58 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stage
     checkpointer.save(at_step, state, train_iter, config_dict)
     last_saved = at_step
 
-  try:
-    while step < config.total_steps:
-      local = next(train_iter)
-      batch = distributed.global_batch(local, data_sharding)
-      state, metrics = train_step(state, batch, jax.random.fold_in(state.rng, step))
-      step += 1
-      pending.append((step, metrics))
-      for hook in hooks:
-        hook(step, state, metrics)
+  with signals_interrupt():
+    try:
+      while step < config.total_steps:
+        local = next(train_iter)
+        batch = distributed.global_batch(local, data_sharding)
+        state, metrics = train_step(state, batch, jax.random.fold_in(state.rng, step))
+        step += 1
+        pending.append((step, metrics))
+        for hook in hooks:
+          hook(step, state, metrics)
 
-      final = step == config.total_steps
-      if step % config.log_every == 0 or final:
-        logged = fetch_and_check()
-        now = time.perf_counter()
-        scalars = _mean_metrics(logged)
-        scalars["steps_per_second"] = (step - last_log_step) / max(now - last_log_time, 1e-9)
-        last_log_time, last_log_step = now, step
-        writer.write_scalars(step, scalars)
-        progress.update(len(logged), {k: v for k, v in scalars.items() if "loss" in k})
-      if config.eval_every and (step % config.eval_every == 0 or final):
-        eval_metrics = evaluate(state, stage.eval_batches(
-            distributed.local_batch_size(config.eval_batch_size), shard_index, shard_count),
-            eval_step, data_sharding, eval_rng)
-        if eval_metrics:
-          eval_history.append({"step": step, **eval_metrics})
-          writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
-          state = stage.after_eval(state, eval_metrics)
-      if config.image_every and (step % config.image_every == 0 or final):
-        writer.write_images(step, jax.device_get(images_fn(state, batch, jax.random.fold_in(eval_rng, step))))
-      if step % config.checkpoint_every == 0 or final:
+        final = step == config.total_steps
+        if step % config.log_every == 0 or final:
+          logged = fetch_and_check()
+          now = time.perf_counter()
+          scalars = _mean_metrics(logged)
+          scalars["steps_per_second"] = (step - last_log_step) / max(now - last_log_time, 1e-9)
+          last_log_time, last_log_step = now, step
+          writer.write_scalars(step, scalars)
+          progress.update(len(logged), {k: v for k, v in scalars.items() if "loss" in k})
+        if config.eval_every and (step % config.eval_every == 0 or final):
+          eval_metrics = evaluate(state, stage.eval_batches(
+              distributed.local_batch_size(config.eval_batch_size), shard_index, shard_count),
+              eval_step, data_sharding, eval_rng)
+          if eval_metrics:
+            eval_history.append({"step": step, **eval_metrics})
+            writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
+            state = stage.after_eval(state, eval_metrics)
+        if config.image_every and (step % config.image_every == 0 or final):
+          images = images_fn(state, batch, jax.random.fold_in(eval_rng, step))
+          writer.write_images(step, jax.device_get(images))
+        if step % config.checkpoint_every == 0 or final:
+          save(step)
+        elif checkpointer.reached_preemption(step):
+          logging.warning("Preemption signalled at step %d: saving and stopping.", step)
+          save(step)
+          break
+    except NonFiniteLossError:
+      logging.error("NaN guard fired; keeping checkpoint %s.", last_saved)
+      raise
+    except BaseException:
+      # Interrupted (Ctrl-C, a failing hook or data source): keep the finished steps.
+      if step != last_saved and not _state_deleted(state):
+        logging.warning("Run interrupted at step %d: saving a checkpoint before exiting.", step)
         save(step)
-      elif checkpointer.reached_preemption(step):
-        logging.warning("Preemption signalled at step %d: saving and stopping.", step)
-        save(step)
-        break
-  except NonFiniteLossError:
-    logging.error("NaN guard fired; keeping checkpoint %s.", last_saved)
-    raise
-  except BaseException:
-    # Interrupted (Ctrl-C, a failing hook or data source): keep the finished steps.
-    if step != last_saved and not _state_deleted(state):
-      logging.warning("Run interrupted at step %d: saving a checkpoint before exiting.", step)
-      save(step)
-    raise
-  finally:
-    if hasattr(train_iter, "close"):
-      train_iter.close()   # stops grain worker processes and read threads
-    checkpointer.close()
-    writer.close()
-    progress.close()
+      raise
+    finally:
+      if hasattr(train_iter, "close"):
+        train_iter.close()   # stops grain worker processes and read threads
+      checkpointer.close()
+      writer.close()
+      progress.close()
   return TrainResult(state=state, step=step, history=history, eval_history=eval_history)
 
 

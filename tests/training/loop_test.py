@@ -2,6 +2,8 @@
 
 import dataclasses
 import json
+import os
+import signal
 
 import grain
 import jax
@@ -189,3 +191,23 @@ def test_relaunch_with_a_changed_config_records_it(tmp_path):
   loop.train_and_evaluate(make_config(total_steps=4, checkpoint_every=2), str(tmp_path))
   assert json.loads((tmp_path / "config.json").read_text())["total_steps"] == 4
   assert json.loads((tmp_path / "config_until_step_2.json").read_text()) == first
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_saves_the_finished_steps(tmp_path, sig):
+  """kill / a scheduler's SIGTERM, or SIGINT even where a background job ignores it."""
+  previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if sig == signal.SIGINT else None
+
+  def send_at_3(step, state, metrics):
+    if step == 3:
+      os.kill(os.getpid(), sig)
+  try:
+    with pytest.raises(KeyboardInterrupt, match=signal.Signals(sig).name):
+      loop.train_and_evaluate(make_config(total_steps=8, checkpoint_every=100), str(tmp_path),
+                              hooks=[send_at_3])
+    assert signal.getsignal(sig) == (signal.SIG_IGN if previous is not None else
+                                     signal.SIG_DFL)              # handler given back
+  finally:
+    if previous is not None:
+      signal.signal(signal.SIGINT, previous)
+  assert checkpoint.Checkpointer(str(tmp_path)).latest_step() == 3
