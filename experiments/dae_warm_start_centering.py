@@ -25,7 +25,6 @@ import numpy as np
 from absl import app, flags, logging
 
 from talking_heads.models import dae
-from talking_heads.systems.dae_talker import DAEStage
 from talking_heads.training import registry
 from talking_heads.training.checkpoint import Checkpointer
 from talking_heads.training.loop import config_to_dict
@@ -42,13 +41,15 @@ def define_flags() -> None:
 
 
 def warm_start(from_workdir: str, workdir: str, frames: int) -> dict[str, Any]:
+  if os.path.isdir(os.path.join(workdir, "checkpoints")) and os.listdir(
+      os.path.join(workdir, "checkpoints")):
+    raise FileExistsError(f"{workdir} already holds checkpoints")
   old_config = load_config(from_workdir, expected_stage="dae")
   if old_config.model.get("latent_centering", False):
     raise ValueError(f"{from_workdir} already centres its latent")
   new_config = ml_collections.ConfigDict(old_config.to_dict())
   new_config.model.latent_centering = True
   old_stage, new_stage = registry.build(old_config), registry.build(new_config)
-  assert isinstance(old_stage, DAEStage) and isinstance(new_stage, DAEStage)
 
   old_checkpoints = Checkpointer(from_workdir, async_save=False)
   data = old_stage.train_iterator(old_config.batch_size, 0, 1)
@@ -72,25 +73,22 @@ def warm_start(from_workdir: str, workdir: str, frames: int) -> dict[str, Any]:
       fields(new_state)):
     raise RuntimeError("converted state does not match the centred stage's state")
 
-  # Same function: the new model reproduces the old one's noise predictions.
+  # Same function: the new model reproduces the old one's predictions.
   x_t = jax.random.normal(jax.random.PRNGKey(1), images[:4].shape, jnp.float32)
   t = jnp.array([10, 300, 600, 900])
-  old_eps = old_stage.model.apply(old_stage.variables(state), x_t, t, z=z[:4])
-  new_eps = new_stage.model.apply(new_stage.variables(new_state), x_t, t, z=z[:4])
-  max_diff = float(jnp.max(jnp.abs(old_eps - new_eps)))
+  old_out = old_stage.model.apply(old_stage.variables(state), x_t, t, z=z[:4])
+  new_out = new_stage.model.apply(new_stage.variables(new_state), x_t, t, z=z[:4])
+  max_diff = float(jnp.max(jnp.abs(old_out - new_out)))
   if max_diff > 1e-3:
     raise RuntimeError(f"the centred model departs from the old one by {max_diff}")
 
-  os.makedirs(workdir, exist_ok=True)
   checkpoints = Checkpointer(workdir, async_save=False)
-  if checkpoints.latest_step() is not None:
-    raise FileExistsError(f"{workdir} already holds checkpoints")
   config_dict = config_to_dict(new_config)
   checkpoints.save(step, new_state, data_iterator=data, config=config_dict)
   checkpoints.close()
   with open(os.path.join(workdir, "config.json"), "w") as f:
     json.dump(config_dict, f, indent=2)
-  return {"step": int(step), "max_eps_difference": max_diff,
+  return {"step": int(step), "max_output_difference": max_diff,
           "centre_norm": float(jnp.linalg.norm(centre)),
           "latent_spread": float(np.mean(np.std(np.asarray(z), axis=0)))}
 
