@@ -227,16 +227,25 @@ def pose_table(model: pipeline.DAETalkerModel, clips: list[TestClip],
   poses = specified_poses(yaw_degrees)
   recovered = lambda frames: np.rad2deg(regressor.predict(frames)["pose"])          # [T, 3]
   natural, specified = [], []
+  reached = {name: [] for name in poses}                     # recovered poses [T, 3] per target
+  natural_poses = []
   for clip in clips:
     natural_pose = recovered(generate(model, clip, options).frames)
-    for pose in poses.values():
+    natural_poses.append(natural_pose)
+    for name, pose in poses.items():
       target = np.rad2deg(pose)[None]
       frames = generate(model, clip, options,
                         pose=np.repeat(pose[None], clip.frames.shape[0], axis=0)).frames
-      specified.append(float(np.mean(np.square(recovered(frames) - target))))
+      reached[name].append(recovered(frames))
+      specified.append(float(np.mean(np.square(reached[name][-1] - target))))
       natural.append(float(np.mean(np.square(natural_pose - target))))
+  # Where the error comes from: the mean recovered (yaw, pitch, roll) per target (a bias) and
+  # the spread over frames.
+  summary = lambda p: {"mean": np.mean(p, axis=0).tolist(), "std": np.std(p, axis=0).tolist()}
   return {"Natural": float(np.mean(natural)), "Specified": float(np.mean(specified)),
           "per_pose_degrees": {k: np.rad2deg(v).tolist() for k, v in poses.items()},
+          "recovered_degrees": {k: summary(np.concatenate(v)) for k, v in reached.items()},
+          "natural_recovered_degrees": summary(np.concatenate(natural_poses)),
           "videos": len(clips) * (1 + len(poses))}
 
 
