@@ -258,7 +258,7 @@ def test_latent_centering_is_a_reparametrisation(tiny, fresh, centred, batch):
 
 
 def test_latent_running_mean_moves_only_in_training(centred, batch):
-  model, apply, variables = centred
+  _, apply, variables = centred
   x0, _, t, x_t = batch
   old = jnp.full((16,), 0.3, jnp.float32)
   variables = {"params": variables["params"], "latent_stats": {"unet": {"silu_mean": old}}}
@@ -269,6 +269,3 @@ def test_latent_running_mean_moves_only_in_training(centred, batch):
                              atol=1e-7)
   _, unchanged = apply(variables, x_t, t, x0=x0, train=False, mutable=("latent_stats",))
   np.testing.assert_array_equal(unchanged["latent_stats"]["unet"]["silu_mean"], old)
-  # The running mean is a constant to the loss: no gradient reaches it.
-  grad = jax.grad(lambda v: jnp.sum(model.apply(v, x_t, t, x0=x0)))(variables)
-  np.testing.assert_array_equal(grad["latent_stats"]["unet"]["silu_mean"], 0.0)
