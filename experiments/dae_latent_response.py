@@ -26,6 +26,7 @@ from experiments import reports
 
 from talking_heads.diffusion import parameterization as param
 from talking_heads.io import dataset as dataset_lib
+from talking_heads.pipelines import base
 from talking_heads.systems.ladtalk import to_model_range
 from talking_heads.training import restore
 
@@ -56,9 +57,7 @@ def frame_pairs(dataset: str, identity: str, clips: int, size: int
   pairs = {"mouth": ([], []), "yaw": ([], [])}
   for clip in own[:clips]:
     gap = np.linalg.norm(clip.landmarks[:, 66] - clip.landmarks[:, 62], axis=-1)       # [T]
-    frames = np.asarray(jax.image.resize(clip.frames.astype(np.float32),
-                                         (clip.frames.shape[0], size, size, 3), "linear"))
-    frames = np.clip(np.round(frames), 0, 255).astype(np.uint8)
+    frames = np.asarray(base.resize_frames(clip.frames, size))                        # uint8
     for key, values in (("mouth", gap), ("yaw", clip.pose[:, 0])):
       pairs[key][0].append(frames[int(np.argmin(values))])
       pairs[key][1].append(frames[int(np.argmax(values))])

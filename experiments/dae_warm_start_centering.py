@@ -27,7 +27,7 @@ from absl import app, flags, logging
 from talking_heads.models import dae
 from talking_heads.training import registry
 from talking_heads.training.checkpoint import Checkpointer
-from talking_heads.training.loop import config_to_dict
+from talking_heads.training.loop import config_to_dict, record_config
 from talking_heads.training.restore import load_config
 
 FLAGS = flags.FLAGS
@@ -86,8 +86,7 @@ def warm_start(from_workdir: str, workdir: str, frames: int) -> dict[str, Any]:
   config_dict = config_to_dict(new_config)
   checkpoints.save(step, new_state, data_iterator=data, config=config_dict)
   checkpoints.close()
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    json.dump(config_dict, f, indent=2)
+  record_config(workdir, config_dict, int(step))
   return {"step": int(step), "max_output_difference": max_diff,
           "centre_norm": float(jnp.linalg.norm(centre)),
           "latent_spread": float(np.mean(np.std(np.asarray(z), axis=0)))}
