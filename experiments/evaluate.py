@@ -52,7 +52,7 @@ from typing import Any, Callable, Iterable
 from absl import app, flags, logging
 import numpy as np
 
-from experiments import reports
+from talking_heads.io import reports
 from talking_heads.audio.windows import SAMPLE_RATE
 from talking_heads.face import detect as detect_lib
 from talking_heads.io import audio as audio_io

@@ -29,22 +29,22 @@ from typing import Any
 
 from absl import app, flags, logging
 
-from experiments import reports
+from talking_heads.io import reports
 from data import synthetic
 from experiments import dae_talker_eval
-from experiments import ladtalk_eval
-from experiments import sync_eval
-from experiments.configs import dae as dae_config
-from experiments.configs import face_regressor as face_regressor_config
+from talking_heads.systems.ladtalk import evaluation as ladtalk_eval
+from experiments.experts import sync_eval
+from experiments.configs.dae_talker import dae as dae_config
+from experiments.configs.experts import face_regressor as face_regressor_config
 from experiments.configs import frame_autoencoder, sovqae, syncnet, wav2lip
-from experiments.configs import speech2latent as speech2latent_config
+from experiments.configs.dae_talker import speech2latent as speech2latent_config
 from experiments.logs import quiet_library_logs
 from talking_heads.audio import windows
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.io import video as video_io
 from talking_heads.metrics import sync_experts
 from talking_heads.pipelines import base as pipelines_base
-from talking_heads.systems import dae_latents
+from talking_heads.systems.dae_talker import latents as dae_latents
 from talking_heads.systems import dae_talker_pipeline
 from talking_heads.systems import ladtalk_pipeline
 from talking_heads.systems import wav2lip_pipeline

@@ -22,12 +22,12 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from experiments import reports
+from talking_heads.io import reports
 
 from talking_heads.diffusion import parameterization as param
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.pipelines import base
-from talking_heads.systems.ladtalk import to_model_range
+from talking_heads.systems.images import to_model_range
 from talking_heads.training import restore
 
 FLAGS = flags.FLAGS

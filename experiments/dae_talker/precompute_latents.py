@@ -18,7 +18,7 @@ import sys
 
 from absl import app, flags
 
-from talking_heads.systems import dae_latents
+from talking_heads.systems.dae_talker import latents as dae_latents
 
 FLAGS = flags.FLAGS
 

@@ -28,9 +28,9 @@ from absl import app, flags, logging
 import jax
 import numpy as np
 
-from experiments import reports
+from talking_heads.io import reports
 from experiments.logs import quiet_library_logs
-from talking_heads.analysis import noise_tolerance
+from talking_heads.systems.ladtalk import noise_tolerance
 from talking_heads.pipelines import base
 from talking_heads.systems import ladtalk
 from talking_heads.training import restore

@@ -27,10 +27,10 @@ from typing import Any
 
 from absl import app, flags, logging
 
-from experiments import denoise_regions
-from experiments import ladtalk_eval
-from experiments import reports
-from experiments.configs import sovqae as sovqae_config
+from experiments.ladtalk import denoise_regions
+from talking_heads.systems.ladtalk import evaluation as ladtalk_eval
+from talking_heads.io import reports
+from experiments.configs.ladtalk import sovqae as sovqae_config
 from experiments.logs import quiet_library_logs
 from talking_heads.systems import ladtalk
 from talking_heads.training import loop

@@ -1,2 +1,1 @@
-"""Analyses of trained models: Lipschitz bounds and the VQ noise tolerance of LaDTalk (Sec. 3,
-App. D-E)."""
+"""Analyses of trained networks: certified Lipschitz bounds of conv layers and encoders."""

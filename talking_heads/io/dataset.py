@@ -60,6 +60,12 @@ _ARRAY_LEGEND = {
     "expression": "[T, E]", "pose": "[T, 6]", "K": "[3, 3]"}
 
 
+def parse_identities(value: Any) -> tuple[str, ...]:
+  """'id01,id02' or a sequence of names -> ('id01', 'id02'); empty names dropped."""
+  names = value.split(",") if isinstance(value, str) else list(value or ())
+  return tuple(n.strip() for n in names if n and n.strip())
+
+
 class DatasetError(ValueError):
   """A dataset, clip or array breaks the format; the message says where and what."""
 

@@ -1,10 +1,14 @@
-"""Wav2Lip inference: audio + an identity video -> lip-synced faces pasted back -> mp4 with audio.
+"""Video inference shared by every system that edits faces in a source video.
+
+audio + an identity video -> per-frame audio windows, face boxes, crops -> a system's face
+networks (`run`'s steps) -> feathered paste-back -> mp4 with audio, for audio of any length.
 
 Dimension legend: T output frames, V source video frames used (V <= T), H, W frame size,
-S generator face size (96 for the published weights), M mel bins (80), F mel frames (16 per chunk).
+S face size of the first network (96 for the published Wav2Lip), M mel bins (80), F mel frames
+(16 per chunk).
 
-The reference (`Rudrabha/Wav2Lip` `inference.py`, facts in wav2lip_syncnet_metrics.md §1.6), step
-by step, with what differs here:
+It follows Wav2Lip's `inference.py` (facts in wav2lip_syncnet_metrics.md §1.6), step by step,
+with what differs here:
   * audio: any file ffmpeg reads, downmixed and resampled to 16 kHz mono; Wav2Lip's log-mel
     (`audio.mel.WAV2LIP_MEL`). Silent audio (RMS below -60 dBFS) and audio shorter than one mel
     window (16 mel frames = 3000 samples) are errors naming the file.
@@ -25,11 +29,9 @@ by step, with what differs here:
     frames already are face crops); a static box (x0, y0, x1, y1) is used as given (the
     reference's `--box` is y0, y1, x0, x1), neither padded nor smoothed.
   * crops: the box grown to a square (`face.crop.crop_face`; the reference squashes the box to
-    S x S), resized to the generator's S. Input = the crop with rows S/2..S-1 zeroed (channels
-    0-2) and the same crop unmasked as reference (3-5), / 255, BGR when the generator was
-    trained on BGR (the published weights are).
-  * generator: jitted, fixed batches (`batch_size`, last one padded); output rounded to uint8
-    (the reference truncates).
+    S x S), resized to the first network's S.
+  * networks: each system's face steps (e.g. Wav2Lip, then LaDTalk's SOVQAE), jitted over fixed
+    batches (`batched`: `batch_size`, last one padded).
   * paste-back: the generated crop resized to the box's square and blended with a feathered
     mask (`face.crop.feather_mask`; the reference pastes a hard box); pixels outside the square
     are the source frame's.
@@ -40,7 +42,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import itertools
 import os
 import time
@@ -56,7 +57,6 @@ from talking_heads.face import crop as crop_lib
 from talking_heads.face import detect as detect_lib
 from talking_heads.io import audio as audio_io
 from talking_heads.io import video as video_io
-from talking_heads.models import wav2lip as wav2lip_lib
 
 PathLike = str | os.PathLike[str]
 Box = tuple[float, float, float, float]
@@ -71,26 +71,6 @@ class FaceNotFoundError(ValueError):
   """The face detector found no face in a frame of the identity video."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Wav2LipModel:
-  """A Wav2Lip generator ready for inference.
-
-  Attributes:
-    module: a `Wav2LipGenerator` (its `image_size` field, when it has one, gives S).
-    variables: {"params": ..., "batch_stats": ...}.
-    bgr: the generator takes and returns BGR channels (True for the published weights).
-    source: where the weights come from, for logs and reports.
-  """
-  module: nn.Module
-  variables: Any
-  bgr: bool
-  source: str
-
-  @property
-  def image_size(self) -> int:
-    return int(getattr(self.module, "image_size", wav2lip_lib.FACE_SIZE))
-
-
 def find_module(stage: Any, cls: type[nn.Module], workdir: str) -> nn.Module:
   """The stage attribute holding a `cls` network (stages name it as they like)."""
   found = [v for v in vars(stage).values() if isinstance(v, cls)]
@@ -100,7 +80,7 @@ def find_module(stage: Any, cls: type[nn.Module], workdir: str) -> nn.Module:
   return found[0]
 
 
-def generator_variables(stage: Any, state: Any) -> dict[str, Any]:
+def network_variables(stage: Any, state: Any) -> dict[str, Any]:
   """Inference variables of a restored stage's (generator) network, on the host.
 
   The stage's own `variables(state)` when it has one, else {"params": eval params,
@@ -112,26 +92,27 @@ def generator_variables(stage: Any, state: Any) -> dict[str, Any]:
   return jax.device_get({"params": player.eval_params, **player.model_state})
 
 
-def load_wav2lip_workdir(workdir: PathLike, step: int | None = None) -> Wav2LipModel:
-  """The generator of a trained Wav2Lip stage workdir (newest checkpoint, or `step`).
+def restore_network(workdir: PathLike, cls: type[nn.Module], stage_name: str,
+                    step: int | None = None) -> tuple[nn.Module, Any, Any, str]:
+  """(module, host variables, stage config, source) of the `cls` network of a trained workdir.
 
   Raises:
     FileNotFoundError: not a workdir, or no checkpoint in it.
-    ValueError: the workdir's stage has no (or several) Wav2Lip generators.
+    ValueError: the workdir trained another stage than `stage_name`, or its stage has no (or
+      several) `cls` networks.
   """
-  # Imported here: restoring pulls in the training stack, which the .pth path does not need.
+  # Imported here: restoring pulls in the training stack, which public files do not need.
   from talking_heads.training import restore  # pylint: disable=g-import-not-at-top
   workdir = os.fspath(workdir)
+  restore.load_config(workdir, expected_stage=stage_name)
   stage, state, restored = restore.restore_stage(workdir, step)
-  module = find_module(stage, wav2lip_lib.Wav2LipGenerator, workdir)
-  variables = generator_variables(stage, state)
-  return Wav2LipModel(module, variables, bgr=bool(stage.config.data.get("bgr", True)),
-                      source=f"{workdir} step {restored}")
+  return (find_module(stage, cls, workdir), network_variables(stage, state), stage.config,
+          f"{workdir} step {restored}")
 
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-  """Inference settings shared by the Wav2Lip and LaDTalk pipelines.
+  """Inference settings shared by every video-editing system.
 
   Attributes:
     fps: output (and video decoding) frame rate; an integer so mel chunks align exactly.
@@ -377,44 +358,6 @@ def batched(fn: Callable[..., Any], make_batch: Callable[[np.ndarray], tuple[Any
   return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
 
 
-@functools.lru_cache(maxsize=8)
-def _generator_fn(module: nn.Module) -> Callable[..., jax.Array]:
-  return jax.jit(functools.partial(module.apply, use_running_average=True))
-
-
-def generator_inputs(crops: np.ndarray, bgr: bool) -> np.ndarray:
-  """Face crops uint8 [B, S, S, 3] RGB -> generator input float32 [B, S, S, 6]: the crop with
-  its lower half zeroed, then the crop itself as reference; channels flipped to BGR if `bgr`."""
-  reference = crops.astype(np.float32) / 255.0
-  if bgr:
-    reference = reference[..., ::-1]
-  masked = reference.copy()
-  masked[:, crops.shape[1] // 2:] = 0.0
-  return np.concatenate([masked, reference], axis=-1)
-
-
-def generate_faces(model: Wav2LipModel, inputs: Inputs, batch_size: int = 16, *,
-                   on_first_batch: Callable[[float], None] | None = None) -> np.ndarray:
-  """Lip-synced faces [T, S, S, 3] RGB uint8, one per output frame (`on_first_batch`: see
-  `batched`)."""
-  size = inputs.crops.shape[1]
-  if size != model.image_size:
-    raise ValueError(f"crops are {size} px but the generator ({model.source}) takes "
-                     f"{model.image_size} px")
-  fn = _generator_fn(model.module)
-  variables = jax.device_put(model.variables)   # once, not with every batch
-
-  def make_batch(index: np.ndarray) -> tuple[Any, ...]:
-    mels = inputs.mel_chunks[index][..., None]                           # [B, 80, 16, 1]
-    return variables, mels, generator_inputs(inputs.crops[inputs.order[index]], model.bgr)
-
-  faces = batched(fn, make_batch, inputs.num_frames, batch_size,
-                  on_first_batch=on_first_batch)                        # [T, S, S, 3] in [0, 1]
-  if model.bgr:
-    faces = faces[..., ::-1]
-  return np.clip(np.rint(faces * 255.0), 0, 255).astype(np.uint8)
-
-
 def paste_faces(inputs: Inputs, faces: np.ndarray, feather: float) -> np.ndarray:
   """Output frames [T, H, W, 3]: each face [T, S', S', 3] (any S') blended into its source frame."""
   if faces.shape[0] != inputs.num_frames:
@@ -453,31 +396,35 @@ class Result:
     return self.inputs.fps
 
 
-def run(model: Wav2LipModel, inputs: Inputs, options: Options = Options(), *,
-        refine: Callable[..., np.ndarray] | None = None, refine_name: str = "refine") -> Result:
-  """Wav2Lip on prepared inputs (crops at `model.image_size`).
+FaceStep = Callable[..., np.ndarray]
 
-  `refine(faces, on_first_batch=...)` (e.g. LaDTalk's SOVQAE) maps the faces [T, S, S, 3] to
-  the crops that are pasted (any square size). `Result.seconds` has each step's wall time
-  ("wav2lip", `refine_name`, "paste") and each network's "<name>_first_batch".
+
+def run(inputs: Inputs, steps: Sequence[tuple[str, FaceStep]],
+        options: Options = Options()) -> Result:
+  """Face crops through a system's networks, pasted back into the source frames.
+
+  `steps` are (name, fn) in order: the first maps the inputs to faces, `fn(inputs,
+  on_first_batch=...)`, each later one maps the previous faces to new ones, `fn(faces,
+  on_first_batch=...)` (e.g. LaDTalk's SOVQAE after Wav2Lip); the last step's faces (any square
+  size) are pasted. `Result.stage_faces` keeps every earlier step's faces by name, and
+  `Result.seconds` each step's wall time, its "<name>_first_batch" and "paste".
   """
+  if not steps:
+    raise ValueError("run: a system needs at least one face step")
   seconds: dict[str, float] = {}
-
-  def timed(name: str, fn: Callable[..., Any], *args: Any, network: bool = True) -> Any:
+  stage_faces: dict[str, np.ndarray] = {}
+  faces: Any = inputs
+  for i, (name, fn) in enumerate(steps):
     start = time.perf_counter()
-    kwargs = {"on_first_batch": lambda s: seconds.update({f"{name}_first_batch": s})}
-    out = fn(*args, **kwargs) if network else fn(*args)
+    out = fn(faces, on_first_batch=lambda s, n=name: seconds.update({f"{n}_first_batch": s}))
     seconds[name] = time.perf_counter() - start
-    return out
-
-  faces = timed("wav2lip", functools.partial(generate_faces, batch_size=options.batch_size),
-                model, inputs)
-  stages = {}
-  if refine is not None:
-    stages["wav2lip"] = faces
-    faces = timed(refine_name, refine, faces)
-  frames = timed("paste", paste_faces, inputs, faces, options.feather, network=False)
-  return Result(frames, faces, inputs, stages, seconds)
+    if i < len(steps) - 1:
+      stage_faces[name] = out
+    faces = out
+  start = time.perf_counter()
+  frames = paste_faces(inputs, faces, options.feather)
+  seconds["paste"] = time.perf_counter() - start
+  return Result(frames, faces, inputs, stage_faces, seconds)
 
 
 def write_mp4(path: PathLike, result: Result) -> os.PathLike[str]:

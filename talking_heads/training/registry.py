@@ -1,7 +1,8 @@
 """Maps `config.stage` to a stage class.
 
-Built-in stages are named by import path so that importing the registry imports no model;
-tests and user code add their own with `register`.
+Stages are declared by the system packages (`talking_heads.systems.api`: each package's
+`SYSTEM.stages`), found when a name is first looked up; the trainer itself names no system.
+Tests and user code add their own with `register`.
 """
 
 from __future__ import annotations
@@ -15,15 +16,9 @@ from talking_heads.training.stage import Stage
 
 StageFactory = Callable[[ml_collections.ConfigDict], Stage]
 
-_BUILTIN: dict[str, str] = {
-    "dae": "talking_heads.systems.dae_talker:DAEStage",
-    "face_regressor": "talking_heads.systems.face_regressor:FaceRegressorStage",
-    "frame_autoencoder": "talking_heads.systems.frame_autoencoder:FrameAutoencoderStage",
-    "sovqae": "talking_heads.systems.ladtalk:SOVQAEStage",
-    "speech2latent": "talking_heads.systems.speech2latent:Speech2LatentStage",
-    "syncnet": "talking_heads.systems.syncnet_expert:SyncNetStage",
-    "wav2lip": "talking_heads.systems.wav2lip:Wav2LipStage",
-}
+# Where declared stages come from: the systems layer, imported on first lookup (it sits above
+# the trainer, so the trainer may not import it at module level).
+DECLARATIONS = "talking_heads.systems.api"
 _REGISTERED: dict[str, StageFactory] = {}
 
 
@@ -32,16 +27,21 @@ def register(name: str, factory: StageFactory) -> None:
   _REGISTERED[name] = factory
 
 
+def _declared() -> dict[str, str]:
+  return importlib.import_module(DECLARATIONS).stage_paths()
+
+
 def names() -> list[str]:
-  return sorted(set(_BUILTIN) | set(_REGISTERED))
+  return sorted(set(_declared()) | set(_REGISTERED))
 
 
 def get(name: str) -> StageFactory:
   if name in _REGISTERED:
     return _REGISTERED[name]
-  if name not in _BUILTIN:
+  declared = _declared()
+  if name not in declared:
     raise KeyError(f"Unknown stage {name!r}; known stages: {', '.join(names())}.")
-  module, attr = _BUILTIN[name].split(":")
+  module, attr = declared[name].split(":")
   return getattr(importlib.import_module(module), attr)
 
 

@@ -14,20 +14,21 @@ import numpy as np
 import pytest
 
 from experiments import generate
-from experiments.configs import dae as dae_config
-from experiments.configs import sovqae as sovqae_config
-from experiments.configs import speech2latent as speech2latent_config
-from experiments.configs import syncnet as syncnet_config
-from experiments.configs import wav2lip as wav2lip_config
+from experiments.configs.dae_talker import dae as dae_config
+from experiments.configs.ladtalk import sovqae as sovqae_config
+from experiments.configs.dae_talker import speech2latent as speech2latent_config
+from experiments.configs.experts import syncnet as syncnet_config
+from experiments.configs.ladtalk import wav2lip as wav2lip_config
 from talking_heads.audio import windows
 from talking_heads.io import audio as audio_io
 from talking_heads.io import video as video_io
 from talking_heads.pipelines import testing as pipeline_testing
-from talking_heads.systems import wav2lip_pipeline
-from talking_heads.systems.dae_talker import DAEStage
-from talking_heads.systems.ladtalk import SOVQAEStage
-from talking_heads.systems.speech2latent import Speech2LatentStage
-from talking_heads.systems.wav2lip import Wav2LipStage
+from talking_heads.systems import video_inference
+from talking_heads.systems.ladtalk import inference as ladtalk_inference
+from talking_heads.systems.dae_talker.dae import DAEStage
+from talking_heads.systems.ladtalk.sovqae import SOVQAEStage
+from talking_heads.systems.dae_talker.speech2latent import Speech2LatentStage
+from talking_heads.systems.ladtalk.wav2lip import Wav2LipStage
 from talking_heads.training import loop
 from talking_heads.training.checkpoint import Checkpointer
 from third_party import wav2lip as wav2lip_convert
@@ -197,9 +198,9 @@ def test_public_checkpoint_runs_through_the_converter(media, tmp_path, monkeypat
                       lambda path: wav2lip_convert.convert_generator(state_dict, source=str(path)))
   model = generate.load_wav2lip(None, str(checkpoint))
   assert model.image_size == 96 and model.bgr and model.source == str(checkpoint)
-  inputs = wav2lip_pipeline.prepare(media["wav"], media["video"], 96,
+  inputs = video_inference.prepare(media["wav"], media["video"], 96,
                                     generate.Options(box="full"))
-  faces = wav2lip_pipeline.generate_faces(model, inputs, batch_size=20)
+  faces = ladtalk_inference.generate_faces(model, inputs, batch_size=20)
   assert faces.shape == (20, 96, 96, 3) and faces.dtype == np.uint8 and faces.std() > 0
 
 

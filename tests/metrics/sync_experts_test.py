@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
-from experiments.configs import syncnet as syncnet_config
+from experiments.configs.experts import syncnet as syncnet_config
 from talking_heads.audio import mel as mel_lib
 from talking_heads.audio import windows as windows_lib
 from talking_heads.metrics import lse
 from talking_heads.metrics import sync_experts as se
 from talking_heads.models import syncnet as syncnet_lib
 from talking_heads.pipelines import base as pipeline_base
-from talking_heads.systems.syncnet_expert import SyncNetStage
+from talking_heads.systems.experts.syncnet import SyncNetStage
 from talking_heads.training.checkpoint import Checkpointer
 from talking_heads.training.state import TrainState
 from third_party import syncnet as syncnet_convert

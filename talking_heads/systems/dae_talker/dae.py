@@ -50,7 +50,8 @@ from talking_heads.diffusion import schedules
 from talking_heads.metrics import image as image_metrics
 from talking_heads.models.dae import DiffusionAutoencoder
 from talking_heads.pipelines import frames as frames_pipeline
-from talking_heads.systems.ladtalk import parse_identities, to_model_range, to_unit_range
+from talking_heads.io.dataset import parse_identities
+from talking_heads.systems.images import to_model_range, to_unit_range
 from talking_heads.training.optimizers import build_optimizer
 from talking_heads.training.stage import Stage
 from talking_heads.training.state import TrainState

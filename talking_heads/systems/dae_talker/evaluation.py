@@ -1,15 +1,11 @@
 r"""DAE-Talker's Tables 1-4 on a corpus identity: lip sync, ablations, reconstruction, pose control.
 
-  python -m experiments.dae_talker_eval --dataset=/tmp/demo_corpus --identity=id01 \
-      --dae_workdir=runs/dae_demo --speech2latent_workdir=runs/speech2latent_demo \
-      --fixed_segments_workdir=runs/speech2latent_fixed_demo --syncnet_workdir=runs/syncnet_demo \
-      --regressor_workdir=runs/face_regressor_demo \
-      --out=experiments/results/dae_talker_demo/tables.json
+Command: `python -m experiments.dae_talker.tables` (flags named after `run`'s arguments).
 
 Test sets (the paper's A and C): "test" = held-out audio of the training identity (its test
 split, with its true video), "heldout_voice" = the identity's face driven by other speakers'
 voices (the corpus renders a true video for those too, so LMD exists for both). Each set uses
-`--clips` clips, the first `--frames` frames of each.
+`clips` clips, the first `frames` frames of each.
 
 Table 1: LSE-D/LSE-C (our SyncNet expert, trained on this corpus, so not comparable with the
   papers' numbers) and LMD (mouth landmarks of generated vs true frames, both from the corpus-
@@ -21,18 +17,18 @@ Table 2: DAE-Talker vs "w/o shared x_T" (one x_T per frame) vs "w/o data aug" (s
   landmarks' second difference, pixels). Two more rows, not in the paper: one shared x_T obtained
   by DDIM inversion of a training frame of the identity (`noise="reference"`), and the true
   frames' own DAE latents decoded (what an exact speech2latent would give: separates the
-  autoencoder's share of the error from speech2latent's). `--rows` picks rows.
-Table 3: reconstruction of every `--recon_stride`-th test frame from its DAE latent with a random
+  autoencoder's share of the error from speech2latent's). `rows` picks rows.
+Table 3: reconstruction of every `recon_stride`-th test frame from its DAE latent with a random
   x_T (the paper) and with the DDIM-inverted x_T: PSNR, SSIM (scikit-image settings), LPIPS when
-  `--weights_dir` holds the public LPIPS/VGG files.
+  `weights_dir` holds the public LPIPS/VGG files.
 Table 4: pose control. Videos with the natural pose (predicted from speech) and with three
-  specified poses (straight, left, right: yaw 0 and +-`--yaw_degrees`); the pose recovered from
+  specified poses (straight, left, right: yaw 0 and +-`yaw_degrees`); the pose recovered from
   the generated frames by the face regressor; mean square distance (degrees^2, over frames and
   the 3 angles) between each specified pose and the pose recovered from the specified-pose video
   ("Specified") or from the natural-pose video ("Natural"), averaged over the three poses. The
   regressor's own error on true frames is reported as the floor of this measurement.
 
-All videos decode with `--sample_steps` DDIM steps (paper: 100) and the seed `--seed`.
+All videos decode with `sample_steps` DDIM steps (paper: 100) and the seed `seed`.
 """
 
 from __future__ import annotations
@@ -43,9 +39,8 @@ from typing import Any
 
 import jax
 import numpy as np
-from absl import app, flags, logging
+from absl import logging
 
-from experiments import reports
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.metrics import image as image_metrics
 from talking_heads.metrics import landmarks as landmarks_lib
@@ -53,34 +48,13 @@ from talking_heads.metrics import lpips as lpips_lib
 from talking_heads.metrics import sync_experts
 from talking_heads.metrics import temporal
 from talking_heads.pipelines import base as pipelines_base
-from talking_heads.systems import dae_talker_pipeline as pipeline
-from talking_heads.systems import face_regressor
-from talking_heads.systems import speech2latent as s2l_system
+from talking_heads.systems.dae_talker import inference as pipeline
+from talking_heads.systems.dae_talker import speech2latent as s2l_system
+from talking_heads.systems.experts import face_regressor
+from talking_heads.systems.experts import sync_expert
 
-FLAGS = flags.FLAGS
 SETS = ("test", "heldout_voice")
 SAMPLES_PER_FRAME = pipeline.SAMPLES_PER_FRAME
-
-
-def define_flags() -> None:
-  flags.DEFINE_string("dataset", None, "Corpus root.")
-  flags.DEFINE_string("identity", "id01", "The identity the autoencoder was trained on.")
-  flags.DEFINE_string("dae_workdir", None, "Trained diffusion autoencoder.")
-  flags.DEFINE_string("speech2latent_workdir", None, "speech2latent (pseudo-sentences).")
-  flags.DEFINE_string("fixed_segments_workdir", "", "speech2latent trained on fixed segments.")
-  flags.DEFINE_string("syncnet_workdir", None, "Trained SyncNet expert for LSE.")
-  flags.DEFINE_string("regressor_workdir", None, "Trained face regressor (landmarks, pose).")
-  flags.DEFINE_string("weights_dir", "", "Folder with the public LPIPS files (optional).")
-  flags.DEFINE_list("tables", ["1", "2", "3", "4"], "Tables to compute.")
-  flags.DEFINE_list("rows", list(ROWS), "Rows of Tables 1/2 to compute (the true video always).")
-  flags.DEFINE_integer("clips", 2, "Clips per test set.")
-  flags.DEFINE_integer("frames", 50, "Frames per clip.")
-  flags.DEFINE_integer("recon_stride", 8, "Table 3: every n-th test frame.")
-  flags.DEFINE_integer("sample_steps", 100, "DDIM steps.")
-  flags.DEFINE_integer("batch_size", 50, "Frames per decoder call.")
-  flags.DEFINE_float("yaw_degrees", 1.5, "Table 4: |yaw| of the left/right poses.")
-  flags.DEFINE_integer("seed", 0, "Seed of x_T.")
-  flags.DEFINE_string("out", None, "Output JSON (a markdown table is written beside it).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,7 +182,7 @@ def reconstruction_table(model: pipeline.DAETalkerModel, frames: np.ndarray, ste
       row["lpips"] = float(np.mean(lpips_lib.lpips_distance(lpips_variables, recon, target,
                                                                 net="alex", normalize=True)))
     else:
-      row["lpips"] = "unavailable: no LPIPS weights (--weights_dir)"
+      row["lpips"] = "unavailable: no LPIPS weights (weights_dir)"
     rows[name] = row
   return rows
 
@@ -320,13 +294,13 @@ def run(dataset: str, identity: str, dae_workdir: str, speech2latent_workdir: st
     if fixed_segments_workdir:
       fixed = dataclasses.replace(
           model, speech2latent=s2l_system.load_speech2latent(fixed_segments_workdir))
-    scorer = Scorer(sync_experts.TrainedSyncNetExpert.from_workdir(syncnet_workdir), regressor)
+    scorer = Scorer(sync_expert.lse_expert(syncnet_workdir), regressor)
     results["lip_sync"] = lip_sync_tables(model, fixed, sets, scorer, options,
                                           reference_frame(dataset, identity), rows)
   if "3" in tables:
     lpips_variables = None
     if weights_dir:
-      from third_party import lpips as lpips_convert  # pylint: disable=g-import-not-at-top
+      from talking_heads.pretrained import lpips as lpips_convert  # pylint: disable=g-import-not-at-top
       lpips_variables = lpips_convert.load_lpips(weights_dir, "alex")
     data = dataset_lib.Dataset(dataset)
     test = [c for c in data.clips("test") if c.identity == identity]
@@ -341,25 +315,3 @@ def run(dataset: str, identity: str, dae_workdir: str, speech2latent_workdir: st
       row["regressor floor"] = regressor_floor(dataset, set_clips, regressor)
       results["pose"][name] = row
   return results
-
-
-def main(argv):
-  del argv
-  start = time.time()
-  results = run(FLAGS.dataset, FLAGS.identity, FLAGS.dae_workdir, FLAGS.speech2latent_workdir,
-                FLAGS.fixed_segments_workdir, FLAGS.syncnet_workdir, FLAGS.regressor_workdir,
-                tables=tuple(FLAGS.tables), clips=FLAGS.clips, frames=FLAGS.frames,
-                recon_stride=FLAGS.recon_stride, sample_steps=FLAGS.sample_steps,
-                batch_size=FLAGS.batch_size, yaw_degrees=FLAGS.yaw_degrees, seed=FLAGS.seed,
-                weights_dir=FLAGS.weights_dir, rows=tuple(FLAGS.rows))
-  results.update(command=reports.command_line(), machine=reports.machine_description(),
-                 duration_s=round(time.time() - start, 1))
-  reports.write_results(FLAGS.out, results, markdown(results))
-  print(markdown(results))
-
-
-if __name__ == "__main__":
-  define_flags()
-  flags.mark_flags_as_required(["dataset", "dae_workdir", "speech2latent_workdir",
-                                "syncnet_workdir", "regressor_workdir", "out"])
-  app.run(main)

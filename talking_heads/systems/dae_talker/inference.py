@@ -37,8 +37,8 @@ import numpy as np
 from talking_heads.audio import windows
 from talking_heads.io import audio as audio_io
 from talking_heads.io import video as video_io
-from talking_heads.systems import speech2latent as s2l_system
-from talking_heads.systems.dae_talker import DAEStage
+from talking_heads.systems.dae_talker import speech2latent as s2l_system
+from talking_heads.systems.dae_talker.dae import DAEStage
 
 PathLike = str | os.PathLike
 POSE_NAMES = ("yaw", "pitch", "roll")
@@ -123,10 +123,8 @@ def load(dae_workdir: PathLike, speech2latent_workdir: PathLike) -> DAETalkerMod
   """
   from talking_heads.training import restore  # pylint: disable=g-import-not-at-top
   dae_workdir = os.fspath(dae_workdir)
+  restore.load_config(dae_workdir, expected_stage="dae")
   stage, state, step = restore.restore_stage(dae_workdir)
-  if not isinstance(stage, DAEStage):
-    raise ValueError(f"{dae_workdir} trained stage {stage.config.stage!r}, not the diffusion "
-                     "autoencoder ('dae')")
   predictor = s2l_system.load_speech2latent(os.fspath(speech2latent_workdir))
   latent_dim = predictor.stage.model.latent_dim
   if latent_dim != stage.config.model.latent_dim:

@@ -27,7 +27,7 @@ from absl import logging
 
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.pipelines import base
-from talking_heads.systems import wav2lip_pipeline
+from talking_heads.systems import video_inference
 
 PROVENANCE_FILE = "provenance.json"
 
@@ -64,14 +64,11 @@ def load_dae_encoder(workdir: str | os.PathLike, step: int | None = None) -> DAE
     FileNotFoundError: not a workdir, or no checkpoint in it.
     ValueError: the workdir trains another stage.
   """
-  # Restoring pulls in the registry and orbax; only this loader needs them.
-  from talking_heads.systems import dae_talker  # pylint: disable=g-import-not-at-top
+  # Restoring pulls in orbax; only this loader needs it.
   from talking_heads.training import restore  # pylint: disable=g-import-not-at-top
   workdir = os.path.abspath(os.fspath(workdir))
+  restore.load_config(workdir, expected_stage="dae")
   stage, state, restored = restore.restore_stage(workdir, step)
-  if not isinstance(stage, dae_talker.DAEStage):
-    raise ValueError(f"{workdir}: stage {stage.config.stage!r} is not the diffusion autoencoder "
-                     "('dae')")
   variables = jax.device_put(jax.device_get(stage.variables(state)))
   encode = jax.jit(stage.encode)
   return DAEEncoder(encode=lambda frames: encode(variables, frames),
@@ -145,7 +142,7 @@ def encode_clips(root: str | os.PathLike, name: str, encoder: DAEEncoder, *,
       skipped.append(clip.id)
       continue
     images = base.resize_frames(np.asarray(clip.frames), encoder.image_size)   # [T, S, S, 3]
-    latents = wav2lip_pipeline.batched(encoder.encode, lambda index: (images[index],),
+    latents = video_inference.batched(encoder.encode, lambda index: (images[index],),
                                        clip.num_frames, batch_size)            # [T, Z]
     latents = np.asarray(latents, np.float32)
     if latents.shape != (clip.num_frames, encoder.latent_dim):

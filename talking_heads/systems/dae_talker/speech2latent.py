@@ -1,7 +1,7 @@
 """DAE-Talker's speech2latent stage (§3.2, §4.1.2) and its predictor.
 
 Trains `models.speech2latent.Speech2Latent` to map speech features to the per-frame latents of
-the trained diffusion autoencoder (written by `systems.dae_latents.encode_clips`) of one speaker
+the trained diffusion autoencoder (written by `systems.dae_talker.latents.encode_clips`) of one speaker
 (`data.identities`), with the head pose as a teacher-forced condition (Eq. 5):
 
   loss = MSE(latents) + alpha * MSE(pose)      over valid frames; alpha = loss.alpha (paper: not
@@ -63,7 +63,7 @@ from talking_heads.io import dataset as dataset_lib
 from talking_heads.models import speech2latent as s2l
 from talking_heads.pipelines import base
 from talking_heads.pipelines import sequences
-from talking_heads.systems.ladtalk import parse_identities
+from talking_heads.io.dataset import parse_identities
 from talking_heads.training import restore
 from talking_heads.training.optimizers import build_optimizer
 from talking_heads.training.stage import Stage

@@ -47,7 +47,8 @@ from talking_heads.metrics import landmarks as landmark_metrics
 from talking_heads.models import face_regressor as model_lib
 from talking_heads.pipelines import base
 from talking_heads.pipelines import frames as frames_pipeline
-from talking_heads.systems.ladtalk import parse_identities, to_model_range
+from talking_heads.io.dataset import parse_identities
+from talking_heads.systems.images import to_model_range
 from talking_heads.training import restore
 from talking_heads.training.optimizers import build_optimizer
 from talking_heads.training.stage import Stage

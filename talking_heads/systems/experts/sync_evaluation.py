@@ -1,10 +1,9 @@
 r"""Checks the LSE evaluator on a dataset: planted audio shifts, mismatched audio, speed.
 
-  python -m experiments.sync_eval --syncnet-workdir=runs/syncnet_demo --dataset=/tmp/demo_corpus \
-      --split=test --out=runs/syncnet_demo/sync_eval.json
+Command: `python -m experiments.experts.sync_eval`.
 
-For every clip of `--split` and of each held-out split (`--heldout-splits`, reported separately):
-  * shift: the audio is shifted by k = -M .. M frames (`--max-shift` M, 640 samples a frame),
+For every clip of the main split and of each held-out split (reported separately):
+  * shift: the audio is shifted by k = -M .. M frames (M = `max_shift`, 640 samples a frame),
     trimmed and zero-padded to its length, with k > 0 advancing it (the content of frame v + k
     plays at frame v), which syncnet_python's convention reports as AV offset +k
     (`talking_heads.metrics.lse`); a shift counts as recovered when the offset equals k exactly.
@@ -15,38 +14,23 @@ For every clip of `--split` and of each held-out split (`--heldout-splits`, repo
     mean mismatched LSE-C (the issue's "at least twice");
   * speed: evaluator frames/s = video frames scored / seconds of one in-sync evaluation (video
     and audio embeddings and the distance curve), compilation excluded (warm-up clip first).
-Dataset clips are face crops and are scored as they are. The expert is the official S when
-`--weights-dir` has syncnet_v2.model, else the SyncNet trained in `--syncnet-workdir`; the
-report names it. Writes JSON (`--out`, default sync_eval.json) and a markdown table beside it
-(same stem, .md) with the command, machine and duration.
+Dataset clips are face crops and are scored as they are. The report names the expert (the
+official S, or a SyncNet trained here).
 """
 
 from __future__ import annotations
 
 import collections
-import json
-import pathlib
 import time
 from typing import Any
 
-from absl import app, flags, logging
+from absl import logging
 import numpy as np
 
-from experiments import reports
-from experiments import evaluate
 from talking_heads.io import dataset as dataset_lib
+from talking_heads.io import reports
 from talking_heads.metrics import lse
 from talking_heads.metrics import sync_experts
-
-DEFAULT_OUT = "sync_eval.json"
-
-_DATASET = flags.DEFINE_string("dataset", None, "Dataset root (the dataset format).")
-_SPLIT = flags.DEFINE_string("split", "test", "Main split to evaluate.")
-_HELDOUT = flags.DEFINE_list("heldout-splits", ["heldout_identity", "heldout_voice"],
-                             "Further splits, reported separately (skipped when absent).")
-_MAX_SHIFT = flags.DEFINE_integer("max-shift", 6, "Shifts k = -max_shift .. max_shift frames.")
-_MAX_CLIPS = flags.DEFINE_integer("max-clips", 0, "Clips per split (0: all).")
-
 
 def shift_audio(audio: np.ndarray, k: int) -> np.ndarray:
   """Audio advanced by k frames (k < 0: delayed), trimmed and zero-padded to its length."""
@@ -177,31 +161,3 @@ def markdown(results: dict[str, Any]) -> str:
                        for k, e in r["shift_errors"].items()) or "none"
     lines.append(f"- {split}: {errors}")
   return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not _DATASET.value:
-    raise app.UsageError("--dataset is required")
-  expert, expert_text = evaluate.load_sync_expert(evaluate.WEIGHTS_DIR.value,
-                                                  evaluate.SYNCNET_WORKDIR.value)
-  if expert is None:
-    raise app.UsageError(expert_text)
-  splits = [_SPLIT.value] + [s for s in _HELDOUT.value if s and s != _SPLIT.value]
-  results = reports.to_json(run(expert, expert_text, _DATASET.value, splits, _MAX_SHIFT.value,
-                                 _MAX_CLIPS.value))
-  report = markdown(results)
-  print(report)
-  # --out is shared with experiments.evaluate, whose default names its own file.
-  out = evaluate.OUT.value if flags.FLAGS["out"].present else DEFAULT_OUT
-  if out:
-    path = pathlib.Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2))
-    path.with_suffix(".md").write_text(report)
-    print(f"wrote {path} and {path.with_suffix('.md')}")
-
-
-if __name__ == "__main__":
-  app.run(main)

@@ -1,15 +1,10 @@
-r"""LaDTalk Tables 1 and 2 at small scale: Wav2Lip vs Wav2Lip + SOVQAE on one identity's clips.
-
-  python -m experiments.ladtalk_eval --dataset=runs/main/corpus --identity=id01 \
-      --wav2lip_workdir=runs/main/wav2lip --sovqae_workdir=runs/main/sovqae \
-      --syncnet_workdir=runs/main/syncnet --splits=test,heldout_voice \
-      --out=experiments/results/ladtalk_demo/tables.json
+"""LaDTalk Tables 1 and 2 at small scale: Wav2Lip vs Wav2Lip + SOVQAE on one identity's clips.
 
 For every clip of the identity in each split, the clip's own frames are the identity video and
-its audio drives both systems (`--box=full`: corpus frames are face crops):
-  * Wav2Lip alone (`systems.wav2lip_pipeline.run`), and
+its audio drives both systems (`box="full"`: corpus frames are face crops):
+  * Wav2Lip alone (`inference.run_wav2lip`), and
   * LaDTalk: the same Wav2Lip faces upscaled to the SOVQAE size and passed through it
-    (`systems.ladtalk_pipeline.run`).
+    (`inference.run_ladtalk`).
 Split "test" holds held-out utterances in the identity's own voice (Table 1: original-audio
 driving); "heldout_voice" holds utterances in voices the networks never heard (Table 2: the
 paper's out-of-domain audio). Synthetic clips have ground truth for both.
@@ -17,11 +12,11 @@ paper's out-of-domain audio). Synthetic clips have ground truth for both.
 Metrics, on the pasted full frames against the clip's frames:
   * PSNR with LaDTalk's sliding evaluation (`metrics.sliding`; generated and reference have the
     same length here, so the window is the whole clip), and PSNR of the lower half of the face;
-  * FID over all frames of the split (only with `--weights_dir` holding pt_inception-2015-12-05;
+  * FID over all frames of the split (only with `weights_dir` holding pt_inception-2015-12-05;
     otherwise reported as unavailable — never with random Inception weights);
-  * LSE-C / LSE-D with the SyncNet_color trained here (`--syncnet_workdir`; NOT comparable with
-    the papers' official-SyncNet numbers), also for the ground-truth clips as the ceiling.
-Writes JSON (`--out`) and a markdown table beside it with the command, machine and duration.
+  * LSE-C / LSE-D with the SyncNet_color trained here (NOT comparable with the papers'
+    official-SyncNet numbers), also for the ground-truth clips as the ceiling.
+Command: `python -m experiments.ladtalk.tables` (JSON + markdown with command, machine, duration).
 """
 
 from __future__ import annotations
@@ -29,35 +24,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from absl import app, flags, logging
+from absl import logging
 import numpy as np
 
-from experiments import reports
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.metrics import fid as fid_lib
 from talking_heads.metrics import image as image_lib
 from talking_heads.metrics import sliding as sliding_lib
 from talking_heads.metrics import sync_experts
-from talking_heads.systems import ladtalk_pipeline
-from talking_heads.systems import wav2lip_pipeline
+from talking_heads.systems import video_inference
+from talking_heads.systems.experts import sync_expert
+from talking_heads.systems.ladtalk import inference
 
 SYSTEMS = ("wav2lip", "ladtalk", "ground_truth")
-
-FLAGS = flags.FLAGS
-
-
-def define_flags() -> None:
-  """The command's flags (only when run as a program: the module is also imported)."""
-  flags.DEFINE_string("dataset", None, "Dataset root (the dataset format).")
-  flags.DEFINE_string("identity", "id01", "The identity the SOVQAE was trained on.")
-  flags.DEFINE_list("splits", ["test", "heldout_voice"], "Splits to evaluate.")
-  flags.DEFINE_string("wav2lip_workdir", None, "Trained `wav2lip` stage workdir.")
-  flags.DEFINE_string("sovqae_workdir", None, "Trained `sovqae` stage workdir.")
-  flags.DEFINE_string("syncnet_workdir", None, "Trained `syncnet` stage workdir (LSE).")
-  flags.DEFINE_string("weights_dir", "", "Folder with pt_inception-2015-12-05 (FID).")
-  flags.DEFINE_integer("max_clips", 0, "Clips per split (0: all).")
-  flags.DEFINE_string("out", "ladtalk_tables.json", "JSON output; markdown beside it.")
-
 
 def _psnr(generated: np.ndarray, reference: np.ndarray) -> np.ndarray:
   return np.asarray(image_lib.psnr(generated, reference, data_range=255.0))
@@ -91,23 +70,23 @@ def _fid(extractor: fid_lib.InceptionFeatureExtractor | None, generated: list[np
   return fid_lib.fid(*stats)
 
 
-def evaluate_split(clips: list[dataset_lib.Clip], wav2lip: wav2lip_pipeline.Wav2LipModel,
-                   sovqae: ladtalk_pipeline.SOVQAEModel, expert: sync_experts.SyncExpert,
+def evaluate_split(clips: list[dataset_lib.Clip], wav2lip: inference.Wav2LipModel,
+                   sovqae: inference.SOVQAEModel, expert: sync_experts.SyncExpert,
                    extractor: fid_lib.InceptionFeatureExtractor | None,
-                   options: wav2lip_pipeline.Options) -> dict[str, Any]:
+                   options: video_inference.Options) -> dict[str, Any]:
   """Per-clip and mean scores of the three systems on `clips`."""
   per_clip: dict[str, list[dict[str, float]]] = {s: [] for s in SYSTEMS}
   frames_by_system: dict[str, list[np.ndarray]] = {s: [] for s in SYSTEMS}
   seconds = {"wav2lip": 0.0, "ladtalk": 0.0}
   for clip in clips:
     reference, audio = clip.frames, clip.audio
-    inputs = wav2lip_pipeline.prepare_arrays(audio, reference, wav2lip.image_size, options,
+    inputs = video_inference.prepare_arrays(audio, reference, wav2lip.image_size, options,
                                              audio_id=clip.id, video_id=clip.id)
     start = time.perf_counter()
-    base = wav2lip_pipeline.run(wav2lip, inputs, options)
+    base = inference.run_wav2lip(wav2lip, inputs, options)
     seconds["wav2lip"] += time.perf_counter() - start
     start = time.perf_counter()
-    refined = ladtalk_pipeline.run(wav2lip, sovqae, inputs, options)
+    refined = inference.run_ladtalk(wav2lip, sovqae, inputs, options)
     seconds["ladtalk"] += time.perf_counter() - start
     for name, frames in (("wav2lip", base.frames), ("ladtalk", refined.frames),
                          ("ground_truth", reference)):
@@ -153,14 +132,14 @@ def markdown(results: dict[str, Any]) -> str:
 def run(dataset: str, identity: str, splits: list[str], wav2lip_workdir: str, sovqae_workdir: str,
         syncnet_workdir: str, weights_dir: str = "", max_clips: int = 0) -> dict[str, Any]:
   """Evaluates both systems on each split; returns the JSON-ready results (no command/machine)."""
-  wav2lip = wav2lip_pipeline.load_wav2lip_workdir(wav2lip_workdir)
-  sovqae = ladtalk_pipeline.load_sovqae_workdir(sovqae_workdir)
-  expert = sync_experts.TrainedSyncNetExpert.from_workdir(syncnet_workdir)
+  wav2lip = inference.load_wav2lip(wav2lip_workdir)
+  sovqae = inference.load_sovqae(sovqae_workdir)
+  expert = sync_expert.lse_expert(syncnet_workdir)
   extractor = None
   if weights_dir:   # a folder without the file raises MissingWeightsError naming it
-    from third_party import inception as inception_convert  # pylint: disable=g-import-not-at-top
+    from talking_heads.pretrained import inception as inception_convert  # pylint: disable=g-import-not-at-top
     extractor = fid_lib.InceptionFeatureExtractor(inception_convert.load_inception(weights_dir))
-  options = wav2lip_pipeline.Options(box="full")
+  options = video_inference.Options(box="full")
   data = dataset_lib.Dataset(dataset)
   out = {}
   for split in splits:
@@ -172,20 +151,3 @@ def run(dataset: str, identity: str, splits: list[str], wav2lip_workdir: str, so
     out[split] = evaluate_split(clips, wav2lip, sovqae, expert, extractor, options)
   return {"identity": identity, "lse_expert": "SyncNet_color trained here (not comparable with papers)",
           "wav2lip_workdir": wav2lip_workdir, "sovqae_workdir": sovqae_workdir, "splits": out}
-
-
-def main(argv):
-  del argv
-  start = time.time()
-  results = run(FLAGS.dataset, FLAGS.identity, FLAGS.splits, FLAGS.wav2lip_workdir,
-                FLAGS.sovqae_workdir, FLAGS.syncnet_workdir, FLAGS.weights_dir, FLAGS.max_clips)
-  results.update(command=reports.command_line(),
-                 machine=reports.machine_description(), duration_s=round(time.time() - start, 1))
-  reports.write_results(FLAGS.out, results, markdown(results))
-  print(markdown(results))
-
-
-if __name__ == "__main__":
-  define_flags()
-  flags.mark_flags_as_required(["dataset", "wav2lip_workdir", "sovqae_workdir", "syncnet_workdir"])
-  app.run(main)

@@ -40,7 +40,7 @@ import numpy as np
 
 from talking_heads.analysis import lipschitz
 from talking_heads.pipelines import frames as frames_pipeline
-from talking_heads.systems import ladtalk
+from talking_heads.systems.images import to_model_range
 
 KINDS = ("blur", "noise")
 # Latent vectors per chunk of the nearest-code search (bounds the [M, N] distance matrix).
@@ -49,7 +49,7 @@ _CHUNK = 4096
 
 def _model_range(images: np.ndarray) -> np.ndarray:
   """uint8 frames -> float32 in [-1, 1] on the host (the SOVQAE stage's own conversion)."""
-  return np.asarray(ladtalk.to_model_range(np.asarray(images)))
+  return np.asarray(to_model_range(np.asarray(images)))
 
 
 def min_codebook_distance(codebook: Any) -> tuple[float, tuple[int, int]]:

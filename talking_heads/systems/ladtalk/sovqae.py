@@ -53,31 +53,18 @@ from talking_heads.losses import perceptual as perceptual_lib
 from talking_heads.losses import vq as vq_losses
 from talking_heads.metrics import image as image_metrics
 from talking_heads.metrics import lpips as lpips_lib
+from talking_heads.metrics import reduce
 from talking_heads.models.patchgan import PatchGAN
 from talking_heads.models.vq import SOVQAE
+from talking_heads.io.dataset import parse_identities
 from talking_heads.pipelines import frames as frames_pipeline
+from talking_heads.systems.images import to_model_range, to_unit_range
 from talking_heads.training.optimizers import build_optimizer
 from talking_heads.training.stage import Stage
 from talking_heads.training.state import GanTrainState, TrainState
 
 PERCEPTUAL_NETS = ("lpips", "vgg16")
 RECONSTRUCTION_LOSSES = ("l2", "l1")
-
-
-def to_model_range(images: jax.Array) -> jax.Array:
-  """uint8 [..., 3] images -> float32 in [-1, 1]."""
-  return images.astype(jnp.float32) / 127.5 - 1.0
-
-
-def to_unit_range(images: jax.Array) -> jax.Array:
-  """Model-range images -> float32 clipped to [0, 1]."""
-  return jnp.clip((images.astype(jnp.float32) + 1.0) * 0.5, 0.0, 1.0)
-
-
-def parse_identities(value: Any) -> tuple[str, ...]:
-  """'id01,id02' or a sequence of names -> ('id01', 'id02'); empty names dropped."""
-  names = value.split(",") if isinstance(value, str) else list(value or ())
-  return tuple(n.strip() for n in names if n and n.strip())
 
 
 def load_perceptual_variables(weights_dir: str, net: str) -> Mapping[str, Any]:
@@ -266,16 +253,14 @@ class SOVQAEStage(Stage):
     params = state.eval_params
     recon, indices = self.reconstruct(params, batch["image"])
     target = batch["image"].astype(jnp.float32) / 255.0
-    valid = batch.get("valid")
-    w = jnp.ones(target.shape[:1]) if valid is None else valid.astype(jnp.float32)
-    count = jnp.sum(w)
-    mean = lambda per_example: jnp.sum(per_example * w) / jnp.maximum(count, 1.0)
+    w = reduce.example_weights(batch, target.shape[0])
+    mean = lambda per_example: reduce.weighted_mean(per_example, w)
     # L2 in the model's [-1, 1] range, like the training loss.
     l2 = mean(4.0 * jnp.mean(jnp.square(recon - target), axis=(1, 2, 3)))
     return {"psnr": mean(image_metrics.psnr(recon, target, data_range=1.0)), "l2": l2,
             "d_C": vq_losses.minimal_distance(params["quantizer"]["codebook"]),
             **vq_losses.codebook_stats(indices, self.config.model.num_codes, w),
-            "eval_weight": count}
+            "eval_weight": jnp.sum(w)}
 
   # -------------------------------------------------------------------------------------- data
 

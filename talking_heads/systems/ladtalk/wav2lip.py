@@ -41,9 +41,7 @@ optimizer{...}, plus the trainer fields (`talking_heads.training.loop`).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import os
 from typing import Any, Callable
 
 import jax
@@ -53,94 +51,19 @@ import numpy as np
 import optax
 from absl import logging
 
-from talking_heads.losses.sync import cosine_bce
-from talking_heads.models import syncnet as syncnet_lib
+from talking_heads.metrics import reduce
 from talking_heads.models import wav2lip as wav2lip_lib
 from talking_heads.pipelines import clips as clips_pipeline
-from talking_heads.training import restore
+from talking_heads.systems.experts import sync_expert as sync_expert_lib
+from talking_heads.systems.images import pixels_to_unit
 from talking_heads.training.optimizers import build_optimizer
 from talking_heads.training.stage import Stage
 from talking_heads.training.state import GanTrainState, TrainState
-from third_party import syncnet as syncnet_convert
-from third_party import weights as weights_lib
 
 WINDOW = 5
 EVAL_KEYS = ("frames", "masked", "reference", "mel", "indiv_mels", "valid")
 
 PyTree = Any
-
-
-@dataclasses.dataclass(frozen=True)
-class SyncExpert:
-  """A frozen SyncNet_color and its host variables.
-
-  Attributes:
-    model: the network (its width is the expert's).
-    variables: {"params", "batch_stats"} as numpy arrays.
-    bgr: the channel order it was trained on.
-    source: where the weights came from (for logs and errors).
-    use_running_average: BatchNorm on running statistics (True) or batch statistics.
-  """
-  model: syncnet_lib.SyncNetColor
-  variables: dict[str, Any]
-  bgr: bool
-  source: str
-  use_running_average: bool = True
-
-  def loss(self, mels: jax.Array, frames: jax.Array, weights: jax.Array | None = None) -> jax.Array:
-    """Mean BCE(cos, 1) of mels [B, 80, 16] and RGB frames [B, T, S, S, 3] in [0, 1]."""
-    size = syncnet_lib.FACE_SIZE
-    if frames.shape[2:4] != (size, size):
-      frames = jax.image.resize(frames, (*frames.shape[:2], size, size, 3), "linear")
-    faces = syncnet_lib.stack_lower_halves(frames, to_bgr=self.bgr)        # [B, 48, 96, 3T]
-    mels = mels[..., None].astype(jnp.float32)                             # [B, 80, 16, 1]
-    if self.use_running_average:
-      audio, face = self.model.apply(self.variables, mels, faces, use_running_average=True)
-    else:
-      (audio, face), _ = self.model.apply(self.variables, mels, faces, use_running_average=False,
-                                          mutable=["batch_stats"])
-    return cosine_bce(audio, face, jnp.ones(audio.shape[:1]), weights)
-
-
-def load_sync_expert(cfg: ml_collections.ConfigDict) -> SyncExpert:
-  """The frozen expert named by a `sync_expert` config (module docstring).
-
-  Raises:
-    ValueError: neither or both of `workdir` and `checkpoint` are set, or the workdir is not a
-      `syncnet` stage's.
-    FileNotFoundError: the workdir has no config or no checkpoint.
-    third_party.weights.MissingWeightsError: the checkpoint file does not exist.
-  """
-  workdir, checkpoint = cfg.get("workdir", ""), cfg.get("checkpoint", "")
-  use_running_average = bool(cfg.get("use_running_average", True))
-  if workdir and checkpoint:
-    raise ValueError(f"set only one of sync_expert.workdir ({workdir!r}) and "
-                     f"sync_expert.checkpoint ({checkpoint!r})")
-  if workdir:
-    if not os.path.isfile(os.path.join(workdir, "config.json")):
-      raise FileNotFoundError(
-          f"sync_expert.workdir={workdir!r} is not a trained lip-sync expert ("
-          f"{os.path.join(workdir, 'config.json')} is missing); train one with `python -m "
-          "experiments.train --config=experiments/configs/syncnet.py:demo --workdir=...`")
-    stage, state, step = restore.restore_stage(workdir)
-    if stage.config.stage != "syncnet":
-      raise ValueError(f"sync_expert.workdir={workdir!r} is a {stage.config.stage!r} workdir, "
-                       "not a lip-sync expert (stage 'syncnet')")
-    return SyncExpert(syncnet_lib.SyncNetColor(width=stage.config.model.width),
-                      jax.device_get(stage.variables(state)), bool(stage.config.data.bgr),
-                      f"{workdir} step {step}", use_running_average)
-  if checkpoint:
-    if not os.path.isfile(checkpoint):
-      entry = weights_lib.WEIGHTS["wav2lip_lipsync_expert"]
-      raise weights_lib.MissingWeightsError(
-          f"sync_expert.checkpoint={checkpoint!r} does not exist: it should be {entry.filename} "
-          f"({entry.description}); get it from {entry.source_url}")
-    return SyncExpert(syncnet_lib.SyncNetColor(), syncnet_convert.load_syncnet_color(checkpoint),
-                      True, checkpoint, use_running_average)
-  raise ValueError("Wav2Lip training needs a frozen lip-sync expert and none is configured: set "
-                   "sync_expert.workdir (a workdir of the 'syncnet' stage, e.g. runs/syncnet_demo) "
-                   "or sync_expert.checkpoint (Wav2Lip's lipsync_expert.pth); the stage never "
-                   "trains against random expert weights")
 
 
 def uniform_fan_in_init(abstract: PyTree, rng: jax.Array) -> PyTree:
@@ -179,10 +102,6 @@ def uniform_fan_in_init(abstract: PyTree, rng: jax.Array) -> PyTree:
   return jax.tree_util.tree_map_with_path(value, abstract)
 
 
-def _weighted_mean(per_example: jax.Array, weights: jax.Array) -> jax.Array:
-  return jnp.sum(per_example * weights) / jnp.maximum(jnp.sum(weights), 1.0)
-
-
 def _host_scalar(x: jax.Array) -> float:
   """A replicated scalar's value, also when the array spans other processes' devices."""
   return float(np.asarray(x.addressable_data(0)))
@@ -214,13 +133,13 @@ class Wav2LipStage(Stage):
     self.tx = build_optimizer(generator_optimizer, config.total_steps)
     self.disc_tx = build_optimizer(g.optimizer, config.total_steps)
     self.switched_sync_weight = float(g.sync_weight if self.gan else config.loss.sync_weight)
-    self._sync_expert: SyncExpert | None = None
+    self._sync_expert: sync_expert_lib.FrozenLipSyncExpert | None = None
 
   @property
-  def sync_expert(self) -> SyncExpert:
+  def sync_expert(self) -> sync_expert_lib.FrozenLipSyncExpert:
     """The frozen expert, loaded once on first use."""
     if self._sync_expert is None:
-      self._sync_expert = load_sync_expert(self.config.sync_expert)
+      self._sync_expert = sync_expert_lib.load_frozen_expert(self.config.sync_expert)
       logging.info("Wav2Lip: frozen lip-sync expert from %s.", self._sync_expert.source)
     return self._sync_expert
 
@@ -232,17 +151,10 @@ class Wav2LipStage(Stage):
       return x
     return x.reshape(*x.shape[:-1], -1, 3)[..., ::-1].reshape(x.shape)
 
-  @staticmethod
-  def _to_unit(x: jax.Array) -> jax.Array:
-    """uint8 pixels -> [0, 1]; floating pixels are taken as already in [0, 1]."""
-    x = jnp.asarray(x)
-    scale = 1.0 / 255.0 if jnp.issubdtype(x.dtype, jnp.integer) else 1.0
-    return x.astype(jnp.float32) * scale
-
   def _generate(self, variables: dict[str, Any], mels: jax.Array, masked: jax.Array,
                 reference: jax.Array, train: bool) -> tuple[jax.Array, Any]:
     """RGB faces [..., S, S, 3] in [0, 1] (and BatchNorm updates when `train`)."""
-    faces = self._model_order(jnp.concatenate([self._to_unit(masked), self._to_unit(reference)],
+    faces = self._model_order(jnp.concatenate([pixels_to_unit(masked), pixels_to_unit(reference)],
                                               axis=-1))                     # [..., S, S, 6]
     mels = jnp.asarray(mels, jnp.float32)[..., None]                       # [..., 80, 16, 1]
     if train:
@@ -315,7 +227,7 @@ class Wav2LipStage(Stage):
     generated, updates = self._generate(
         {"params": params, "batch_stats": generator.model_state["batch_stats"]},
         batch["indiv_mels"], batch["masked"], batch["reference"], train=True)  # [B, T, S, S, 3]
-    target = self._to_unit(batch["frames"])
+    target = pixels_to_unit(batch["frames"])
     l1 = jnp.mean(jnp.abs(generated - target))
     mse = jnp.mean(jnp.square(generated - target), axis=(1, 2, 3, 4))      # [B]
     sync = self._gated_sync_loss(sw, batch["mel"], generated)
@@ -344,7 +256,7 @@ class Wav2LipStage(Stage):
     if not self.gan:
       return generator, metrics
 
-    target, fake = self._to_unit(batch["frames"]), jax.lax.stop_gradient(generated)
+    target, fake = pixels_to_unit(batch["frames"]), jax.lax.stop_gradient(generated)
 
     def disc_loss_fn(params):
       real_loss = jnp.mean(_bce_logits(self.discriminator.apply(
@@ -396,12 +308,12 @@ class Wav2LipStage(Stage):
     valid = batch["valid"].astype(jnp.float32)                             # [B]
     generated, _ = self._generate(self.variables(state), batch["indiv_mels"], batch["masked"],
                                   batch["reference"], train=False)          # [B, T, S, S, 3]
-    target = self._to_unit(batch["frames"])
+    target = pixels_to_unit(batch["frames"])
     mse = jnp.mean(jnp.square(generated - target), axis=(1, 2, 3, 4))
     metrics = {
-        "l1": _weighted_mean(jnp.mean(jnp.abs(generated - target), axis=(1, 2, 3, 4)), valid),
+        "l1": reduce.weighted_mean(jnp.mean(jnp.abs(generated - target), axis=(1, 2, 3, 4)), valid),
         "sync_loss": self.sync_expert.loss(batch["mel"], generated, valid),
-        "psnr": _weighted_mean(-10.0 * jnp.log10(mse + 1e-10), valid),
+        "psnr": reduce.weighted_mean(-10.0 * jnp.log10(mse + 1e-10), valid),
         "eval_weight": jnp.sum(valid),
     }
     if self.gan:
@@ -409,10 +321,10 @@ class Wav2LipStage(Stage):
       scores = lambda faces: self.discriminator.apply({"params": state.discriminator.params},
                                                       faces, return_logits=True)
       fake_scores = scores(generated)
-      metrics["adv_loss"] = _weighted_mean(per_window(_bce_logits(fake_scores, 1.0)), valid)
+      metrics["adv_loss"] = reduce.weighted_mean(per_window(_bce_logits(fake_scores, 1.0)), valid)
       real_scores = scores(target)
-      metrics["disc_real_loss"] = _weighted_mean(per_window(_bce_logits(real_scores, 1.0)), valid)
-      metrics["disc_fake_loss"] = _weighted_mean(per_window(_bce_logits(fake_scores, 0.0)), valid)
+      metrics["disc_real_loss"] = reduce.weighted_mean(per_window(_bce_logits(real_scores, 1.0)), valid)
+      metrics["disc_fake_loss"] = reduce.weighted_mean(per_window(_bce_logits(fake_scores, 0.0)), valid)
     return metrics
 
   def eval_batches(self, batch_size: int, shard_index: int, shard_count: int):
@@ -427,7 +339,7 @@ class Wav2LipStage(Stage):
     n = min(4, batch["frames"].shape[0])
     generated, _ = self._generate(self.variables(state), batch["indiv_mels"][:n],
                                   batch["masked"][:n], batch["reference"][:n], train=False)
-    rows = [self._to_unit(batch["frames"][:n]), self._to_unit(batch["masked"][:n]), generated]
+    rows = [pixels_to_unit(batch["frames"][:n]), pixels_to_unit(batch["masked"][:n]), generated]
     # Each example: target / masked input / generated rows, the 5 frames side by side.
     strips = [r.transpose(0, 2, 1, 3, 4).reshape(n, self.image_size, -1, 3) for r in rows]
     return {"target_masked_generated": jnp.concatenate(strips, axis=1)}   # [n, 3S, 5S, 3]

@@ -1,6 +1,6 @@
 """The Table 3 ablation command: every variant's config and the table."""
 
-from experiments import regulariser_ablation
+from experiments.ladtalk import regulariser_ablation
 
 
 def test_variants_cover_table_3_and_change_only_the_regulariser():

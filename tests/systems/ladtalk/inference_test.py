@@ -13,8 +13,8 @@ from talking_heads.io import audio as audio_io
 from talking_heads.io import video as video_io
 from talking_heads.models import vq as vq_lib
 from talking_heads.models import wav2lip as wav2lip_lib
-from talking_heads.systems import ladtalk_pipeline as lp
-from talking_heads.systems import wav2lip_pipeline as wp
+from talking_heads.systems import video_inference as wp
+from talking_heads.systems.ladtalk import inference as ladtalk_inference
 
 W2L_SIZE, VQ_SIZE = 32, 64
 
@@ -39,7 +39,7 @@ def sovqae():
   module = vq_lib.SOVQAE(channels=(8, 16), num_codes=16, code_dim=4)
   abstract = jax.eval_shape(
       lambda: module.init(jax.random.key(0), jnp.zeros((1, VQ_SIZE, VQ_SIZE, 3))))
-  return lp.SOVQAEModel(module, random_variables(abstract), VQ_SIZE, "random (test)")
+  return ladtalk_inference.SOVQAEModel(module, random_variables(abstract), VQ_SIZE, "random (test)")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def wav2lip():
   abstract = jax.eval_shape(lambda: module.init(
       jax.random.key(0), jnp.zeros((1, 80, 16, 1)), jnp.zeros((1, W2L_SIZE, W2L_SIZE, 6)),
       use_running_average=True))
-  return wp.Wav2LipModel(module, random_variables(abstract, 1), bgr=True, source="random (test)")
+  return ladtalk_inference.Wav2LipModel(module, random_variables(abstract, 1), bgr=True, source="random (test)")
 
 
 @pytest.fixture(scope="module")
@@ -61,21 +61,21 @@ def faces():
 
 
 def test_upscale_is_bicubic_and_keeps_same_size(faces):
-  up = lp.upscale(faces, VQ_SIZE)
+  up = ladtalk_inference.upscale(faces, VQ_SIZE)
   assert up.shape == (6, VQ_SIZE, VQ_SIZE, 3) and up.dtype == np.uint8
   np.testing.assert_array_equal(up[2], cv2.resize(faces[2], (VQ_SIZE, VQ_SIZE),
                                                   interpolation=cv2.INTER_CUBIC))
-  assert lp.upscale(faces, W2L_SIZE) is faces
+  assert ladtalk_inference.upscale(faces, W2L_SIZE) is faces
   flat = np.full((1, 8, 8, 3), 77, np.uint8)
-  np.testing.assert_array_equal(lp.upscale(flat, 24), 77)
+  np.testing.assert_array_equal(ladtalk_inference.upscale(flat, 24), 77)
 
 
 def test_denoise_is_the_sovqae_round_trip_and_batch_invariant(sovqae, faces):
-  out, codes = lp.denoise_faces(sovqae, faces, batch_size=4, return_indices=True)
+  out, codes = ladtalk_inference.denoise_faces(sovqae, faces, batch_size=4, return_indices=True)
   assert out.shape == (6, VQ_SIZE, VQ_SIZE, 3) and out.dtype == np.uint8
   assert codes.shape == (6, VQ_SIZE // 4, VQ_SIZE // 4)
   # Written out: upscale, [-1, 1], encode -> nearest code -> decode, back to uint8.
-  x = lp.upscale(faces, VQ_SIZE).astype(np.float32) / 127.5 - 1.0
+  x = ladtalk_inference.upscale(faces, VQ_SIZE).astype(np.float32) / 127.5 - 1.0
 
   @jax.jit
   def round_trip(variables, x):
@@ -88,7 +88,7 @@ def test_denoise_is_the_sovqae_round_trip_and_batch_invariant(sovqae, faces):
   expected = np.round(np.clip((np.asarray(x_hat) + 1.0) / 2.0, 0.0, 1.0) * 255.0).astype(np.uint8)
   np.testing.assert_array_equal(codes, np.asarray(indices))
   assert np.abs(out.astype(int) - expected).max() <= 1     # float round-off at .5 boundaries
-  np.testing.assert_array_equal(lp.denoise_faces(sovqae, faces, batch_size=16), out)
+  np.testing.assert_array_equal(ladtalk_inference.denoise_faces(sovqae, faces, batch_size=16), out)
 
 
 def test_run_pastes_the_sovqae_faces(tmp_path, wav2lip, sovqae):
@@ -101,11 +101,11 @@ def test_run_pastes_the_sovqae_faces(tmp_path, wav2lip, sovqae):
   box = (10, 4, 42, 36)
   options = wp.Options(box=box, batch_size=16, feather=0.2)
   inputs = wp.prepare(audio, video, wav2lip.image_size, options)
-  result = lp.run(wav2lip, sovqae, inputs, options)
+  result = ladtalk_inference.run_ladtalk(wav2lip, sovqae, inputs, options)
   assert inputs.num_frames == 15 and result.frames.shape == (15, 40, 56, 3)
-  np.testing.assert_array_equal(result.stage_faces["wav2lip"], wp.generate_faces(wav2lip, inputs))
+  np.testing.assert_array_equal(result.stage_faces["wav2lip"], ladtalk_inference.generate_faces(wav2lip, inputs))
   np.testing.assert_array_equal(result.faces,
-                                lp.denoise_faces(sovqae, result.stage_faces["wav2lip"]))
+                                ladtalk_inference.denoise_faces(sovqae, result.stage_faces["wav2lip"]))
   assert result.faces.shape == (15, VQ_SIZE, VQ_SIZE, 3)
   np.testing.assert_array_equal(
       result.frames[6], crop_lib.paste_face(inputs.frames[2], result.faces[6], box, feather=0.2))

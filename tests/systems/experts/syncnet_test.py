@@ -5,10 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.configs import syncnet as syncnet_config
+from experiments.configs.experts import syncnet as syncnet_config
 from talking_heads.pipelines import sync as sync_pipeline
 from talking_heads.pipelines import testing
-from talking_heads.systems.syncnet_expert import SyncNetStage
+from talking_heads.systems.experts.syncnet import SyncNetStage
 from talking_heads.training import loop, restore
 
 

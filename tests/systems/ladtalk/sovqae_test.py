@@ -5,12 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.configs import sovqae as sovqae_config
+from experiments.configs.ladtalk import sovqae as sovqae_config
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.losses import gan as gan_losses
 from talking_heads.metrics import lpips as lpips_lib
 from talking_heads.pipelines import testing
-from talking_heads.systems.ladtalk import SOVQAEStage, parse_identities
+from talking_heads.io.dataset import parse_identities
+from talking_heads.systems.ladtalk.sovqae import SOVQAEStage
 from talking_heads.training import loop, restore
 
 # Slow: the stage's train/resume/eval compiles dominate: about 2 minutes on 2 cores; main_test trains the tiny stage in the default suite.

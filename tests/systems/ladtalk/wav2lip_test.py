@@ -12,12 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.configs import syncnet as syncnet_config
-from experiments.configs import wav2lip as wav2lip_config
+from experiments.configs.experts import syncnet as syncnet_config
+from experiments.configs.ladtalk import wav2lip as wav2lip_config
 from talking_heads.models import syncnet as syncnet_lib
 from talking_heads.pipelines import base, testing
-from talking_heads.systems import wav2lip
-from talking_heads.systems.syncnet_expert import SyncNetStage
+from talking_heads.systems.ladtalk import wav2lip
+from talking_heads.systems.experts.syncnet import SyncNetStage
 from talking_heads.training import checkpoint, loop, restore
 from talking_heads.training.state import GanTrainState
 from third_party import weights

@@ -13,13 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import denoise_regions
-from experiments import noise_tolerance as nt_command
-from experiments.configs import sovqae as sovqae_config
-from talking_heads.analysis import noise_tolerance as nt
+from experiments.ladtalk import denoise_regions
+from experiments.ladtalk import noise_tolerance as nt_command
+from experiments.configs.ladtalk import sovqae as sovqae_config
+from talking_heads.systems.ladtalk import noise_tolerance as nt
 from talking_heads.pipelines import frames as frames_pipeline
 from talking_heads.pipelines import testing as pipeline_testing
-from talking_heads.systems.ladtalk import SOVQAEStage
+from talking_heads.systems.ladtalk.sovqae import SOVQAEStage
 from talking_heads.training.checkpoint import Checkpointer
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

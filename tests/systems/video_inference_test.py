@@ -13,7 +13,8 @@ from talking_heads.face import crop as crop_lib
 from talking_heads.io import audio as audio_io
 from talking_heads.io import video as video_io
 from talking_heads.models import wav2lip as wav2lip_lib
-from talking_heads.systems import wav2lip_pipeline as wp
+from talking_heads.systems import video_inference as wp
+from talking_heads.systems.ladtalk import inference as ladtalk_inference
 
 SIZE = 32   # generator face size in these tests (a multiple of 32)
 
@@ -36,7 +37,7 @@ def small_wav2lip(bgr=True, size=SIZE):
   abstract = jax.eval_shape(lambda: module.init(
       jax.random.key(0), jnp.zeros((1, 80, 16, 1)), jnp.zeros((1, size, size, 6)),
       use_running_average=True))
-  return wp.Wav2LipModel(module, random_variables(abstract), bgr=bgr, source="random (test)")
+  return ladtalk_inference.Wav2LipModel(module, random_variables(abstract), bgr=bgr, source="random (test)")
 
 
 def speech_like(num_samples, seed=0):
@@ -133,12 +134,12 @@ def test_frame_order_plain_and_pingpong():
 
 def test_generator_inputs_mask_the_lower_half_and_flip_to_bgr():
   crops = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
-  x = wp.generator_inputs(crops, bgr=True)
+  x = ladtalk_inference.generator_inputs(crops, bgr=True)
   assert x.shape == (2, 8, 8, 6) and x.dtype == np.float32
   np.testing.assert_allclose(x[..., 3:], crops[..., ::-1] / 255.0, rtol=1e-6)
   np.testing.assert_array_equal(x[:, :4, :, :3], x[:, :4, :, 3:])
   assert not x[:, 4:, :, :3].any()
-  np.testing.assert_allclose(wp.generator_inputs(crops, bgr=False)[..., 3:], crops / 255.0,
+  np.testing.assert_allclose(ladtalk_inference.generator_inputs(crops, bgr=False)[..., 3:], crops / 255.0,
                              rtol=1e-6)
 
 
@@ -176,7 +177,7 @@ def test_runs_loops_and_pastes_only_inside_the_box(media, model):
   inputs = wp.prepare(media["audio"], media["video"], SIZE, options)
   assert inputs.num_frames == 25 and inputs.frames.shape == (10, 48, 64, 3)
   np.testing.assert_array_equal(inputs.order, np.arange(25) % 10)   # plain loop
-  result = wp.run(model, inputs, options)
+  result = ladtalk_inference.run_wav2lip(model, inputs, options)
   assert result.frames.shape == (25, 48, 64, 3) and result.faces.shape == (25, SIZE, SIZE, 3)
   assert set(result.seconds) == {"wav2lip", "wav2lip_first_batch", "paste"}
   source = inputs.frames[inputs.order]
@@ -195,7 +196,7 @@ def test_full_frame_box_and_written_mp4(media, model, tmp_path):
   options = wp.Options(box="full", batch_size=8)
   inputs = wp.prepare(media["audio"], media["video"], SIZE, options)
   np.testing.assert_array_equal(inputs.boxes, np.tile([0, 0, 64, 48], (10, 1)))
-  result = wp.run(model, inputs, options)
+  result = ladtalk_inference.run_wav2lip(model, inputs, options)
   out = wp.write_mp4(tmp_path / "out.mp4", result)
   info = video_io.probe(out)
   assert (info.width, info.height, info.fps) == (64, 48, 25.0) and info.has_audio
@@ -228,4 +229,4 @@ def test_input_errors_name_the_file(media, model, tmp_path):
     wp.prepare(media["audio"], media["video"], SIZE, wp.Options())
   inputs = wp.prepare(media["audio"], media["video"], 64, options)
   with pytest.raises(ValueError, match="crops are 64 px but the generator"):
-    wp.generate_faces(model, inputs)
+    ladtalk_inference.generate_faces(model, inputs)

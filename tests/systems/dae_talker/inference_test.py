@@ -4,10 +4,10 @@ import jax
 import numpy as np
 import pytest
 
-from experiments.configs import dae as dae_config
+from experiments.configs.dae_talker import dae as dae_config
 from talking_heads.audio import windows
-from talking_heads.systems import dae_talker_pipeline as pipeline
-from talking_heads.systems.dae_talker import DAEStage
+from talking_heads.systems.dae_talker import inference as pipeline
+from talking_heads.systems.dae_talker.dae import DAEStage
 
 
 @pytest.fixture(scope="module")

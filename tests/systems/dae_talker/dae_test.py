@@ -6,11 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.configs import dae as dae_config
+from experiments.configs.dae_talker import dae as dae_config
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.metrics import image as image_metrics
 from talking_heads.pipelines import testing
-from talking_heads.systems.dae_talker import DAEStage
+from talking_heads.systems.dae_talker.dae import DAEStage
 from talking_heads.training import loop, restore
 
 # Slow: two training runs, restores and DDIM loops compile for minutes on 2 shared cores;

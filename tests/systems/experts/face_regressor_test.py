@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.configs import face_regressor as face_regressor_config
+from experiments.configs.experts import face_regressor as face_regressor_config
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.pipelines import base, testing
-from talking_heads.systems import face_regressor as fr
+from talking_heads.systems.experts import face_regressor as fr
 from talking_heads.training import loop, registry
 from talking_heads.training.state import TrainState
 

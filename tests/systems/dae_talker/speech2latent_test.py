@@ -11,15 +11,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import precompute_latents
-from experiments.configs import dae as dae_config
-from experiments.configs import speech2latent as s2l_config
+from experiments.dae_talker import precompute_latents
+from experiments.configs.dae_talker import dae as dae_config
+from experiments.configs.dae_talker import speech2latent as s2l_config
 from talking_heads.audio import mel as mel_lib
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.pipelines import base, testing
-from talking_heads.systems import dae_latents
-from talking_heads.systems import speech2latent as s2l_system
-from talking_heads.systems.dae_talker import DAEStage
+from talking_heads.systems.dae_talker import latents as dae_latents
+from talking_heads.systems.dae_talker import speech2latent as s2l_system
+from talking_heads.systems.dae_talker.dae import DAEStage
 from talking_heads.training import loop
 from talking_heads.training.checkpoint import Checkpointer
 from talking_heads.training.state import TrainState

@@ -6,7 +6,7 @@ import numpy as np
 from experiments.configs import frame_autoencoder
 from talking_heads.io.dataset import Dataset
 from talking_heads.pipelines import testing
-from talking_heads.systems.frame_autoencoder import FrameAutoencoderStage
+from talking_heads.systems.frame_autoencoder.stage import FrameAutoencoderStage
 from talking_heads.training import loop
 
 
