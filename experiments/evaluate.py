@@ -65,6 +65,7 @@ from talking_heads.metrics import landmarks as landmarks_lib
 from talking_heads.metrics import lpips as lpips_lib
 from talking_heads.metrics import sliding as sliding_lib
 from talking_heads.metrics import sync_experts
+from talking_heads.systems.experts import sync_expert
 from talking_heads.metrics import temporal as temporal_lib
 from third_party import syncnet as syncnet_convert
 from third_party import weights as weights_lib
@@ -226,7 +227,7 @@ def load_sync_expert(weights_dir: str | None, syncnet_workdir: str | None
     expert = load_s_expert(weights_dir)
     return expert, f"{expert.name}: comparable with papers"
   if syncnet_workdir:
-    expert = sync_experts.TrainedSyncNetExpert.from_workdir(syncnet_workdir)
+    expert = sync_expert.lse_expert(syncnet_workdir)
     return expert, (f"{expert.name}: NOT comparable with papers (syncnet_v2.model is not in "
                     "--weights-dir)")
   return None, (unavailable("syncnet_v2") + "; or pass --syncnet-workdir for a SyncNet trained "

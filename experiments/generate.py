@@ -1,4 +1,4 @@
-r"""Generates a talking-head mp4 from speech and an identity video with a trained system.
+r"""Generates a talking-head mp4 from speech (and an identity video) with any trained system.
 
   python -m experiments.generate --system=ladtalk --audio=speech.wav --video=identity.mp4 \
       --out=out.mp4 --wav2lip_workdir=runs/wav2lip --sovqae_workdir=runs/sovqae
@@ -9,18 +9,16 @@ r"""Generates a talking-head mp4 from speech and an identity video with a traine
       --dae_workdir=runs/dae_demo --speech2latent_workdir=runs/speech2latent_demo \
       [--pose=natural|yaw=10,pitch=0,roll=0|poses.npy] [--noise=shared|independent]
 
-Systems (`SYSTEMS`): wav2lip (`talking_heads.systems.wav2lip_pipeline`), ladtalk
-(`talking_heads.systems.ladtalk_pipeline`) and dae_talker (`talking_heads.systems.dae_talker_pipeline`:
-speech -> latents -> DDIM decoding of every frame from one shared x_T; it needs no video, its
-identity is the one its diffusion autoencoder was trained on; --pose in degrees). The Wav2Lip generator comes from a trained workdir
-(`--wav2lip_workdir`) or the public `wav2lip.pth` / `wav2lip_gan.pth` (`--wav2lip_checkpoint`,
-read without torch by `third_party.wav2lip`); LaDTalk also needs the identity's SOVQAE workdir.
-Missing weights are an error naming the file; nothing runs with random weights.
+`--system` is any inference entry a system package declares (`talking_heads.systems.api`:
+`SYSTEM.generators`); each entry's weights (trained workdirs or public files) and own options
+become flags, so a new system adds none here. Missing weights are an error naming the file;
+nothing runs with random weights.
 
 Audio: any file ffmpeg reads (a video's sound track too), resampled to 16 kHz mono; the output
-is as long as the audio, looping the video when the audio is longer. Face boxes (`--box`):
-"detect" (OpenCV Haar, padded by `--pads`, smoothed), "full" (the whole frame, for datasets of
-face crops such as the synthetic corpus), or a static x0,y0,x1,y1.
+is as long as the audio, looping the video when the audio is longer
+(`talking_heads.systems.video_inference`). Face boxes (`--box`): "detect" (OpenCV Haar, padded
+by `--pads`, smoothed), "full" (the whole frame, for datasets of face crops such as the
+synthetic corpus), or a static x0,y0,x1,y1.
 
 Prints the output's frame count and generation speed: frames/s end to end (reading the inputs to
 the written mp4, jit compilation included, which dominates short clips) and of each network after
@@ -33,21 +31,16 @@ import dataclasses
 import os
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Mapping
 
 from absl import app, flags
 
 from talking_heads.audio import windows
 from talking_heads.io import video as video_io
-from talking_heads.models import wav2lip as wav2lip_lib
-from talking_heads.systems import dae_talker_pipeline
-from talking_heads.systems import ladtalk_pipeline
-from talking_heads.systems import wav2lip_pipeline
-from third_party import wav2lip as wav2lip_convert
-from third_party import weights as weights_lib
+from talking_heads.systems import api
+from talking_heads.systems import video_inference
 
-Options = wav2lip_pipeline.Options
-Result = wav2lip_pipeline.Result
+Options = video_inference.Options
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,111 +48,21 @@ class Request:
   """One generation.
 
   Attributes:
-    system: a key of `SYSTEMS`.
+    system: an inference entry's name (`api.generators()`).
     audio: the driving speech (any ffmpeg-readable file).
-    video: the identity video (not used by dae_talker).
+    video: the identity video (entries with `needs_video`), or an optional reference.
     out: the mp4 to write.
-    wav2lip_workdir: a trained Wav2Lip stage workdir, or
-    wav2lip_checkpoint: the public `wav2lip.pth` / `wav2lip_gan.pth` (exactly one of the two).
-    sovqae_workdir: the identity's trained SOVQAE workdir (ladtalk).
-    dae_workdir, speech2latent_workdir: DAE-Talker's trained stages (dae_talker).
+    weights: the entry's weights arguments (e.g. {"wav2lip_workdir": ...}).
+    system_options: the entry's own options (strings; e.g. {"pose": "natural"}).
     options: face boxes, batching, paste-back and looping.
-    dae_options: pose, DDIM steps, noise sharing and seed (dae_talker).
   """
   system: str
   audio: str
   video: str | None
   out: str
-  wav2lip_workdir: str | None = None
-  wav2lip_checkpoint: str | None = None
-  sovqae_workdir: str | None = None
-  dae_workdir: str | None = None
-  speech2latent_workdir: str | None = None
+  weights: Mapping[str, str | None] = dataclasses.field(default_factory=dict)
+  system_options: Mapping[str, str] = dataclasses.field(default_factory=dict)
   options: Options = Options()
-  dae_options: dae_talker_pipeline.Options = dae_talker_pipeline.Options()
-
-
-@dataclasses.dataclass(frozen=True)
-class LoadedSystem:
-  """A system's networks, ready to run.
-
-  Attributes:
-    generate: (audio path, video path, options) -> a result with `frames` [T, H, W, 3],
-      `audio` [N] at 16 kHz, `fps` and `seconds` (network wall times by step).
-    sources: where each network's weights come from.
-  """
-  generate: Callable[[str, str, Options], Any]
-  sources: dict[str, str]
-
-
-def load_wav2lip(workdir: str | None, checkpoint: str | None) -> wav2lip_pipeline.Wav2LipModel:
-  """The Wav2Lip generator from a workdir or the public checkpoint (exactly one).
-
-  Raises:
-    ValueError: neither or both given.
-    weights_lib.MissingWeightsError: the checkpoint file does not exist.
-    FileNotFoundError: the workdir has no config or checkpoint.
-  """
-  if (workdir is None) == (checkpoint is None):
-    raise ValueError("the Wav2Lip generator needs exactly one of --wav2lip_workdir (a trained "
-                     "workdir) and --wav2lip_checkpoint (wav2lip.pth / wav2lip_gan.pth)")
-  if workdir is not None:
-    return wav2lip_pipeline.load_wav2lip_workdir(workdir)
-  if not os.path.isfile(checkpoint):
-    entry = weights_lib.WEIGHTS["wav2lip_gan"]
-    raise weights_lib.MissingWeightsError(
-        f"missing {checkpoint}: expected Wav2Lip's public generator checkpoint (wav2lip.pth or "
-        f"{entry.filename}); get it from {entry.source_url}")
-  variables = wav2lip_convert.load_generator(checkpoint)
-  # The published generator takes BGR faces (it was trained on cv2-read frames).
-  return wav2lip_pipeline.Wav2LipModel(wav2lip_lib.Wav2LipGenerator(), variables, bgr=True,
-                                       source=os.fspath(checkpoint))
-
-
-def _wav2lip_system(request: Request) -> LoadedSystem:
-  model = load_wav2lip(request.wav2lip_workdir, request.wav2lip_checkpoint)
-
-  def generate(audio: str, video: str, options: Options) -> Result:
-    inputs = wav2lip_pipeline.prepare(audio, video, model.image_size, options)
-    return wav2lip_pipeline.run(model, inputs, options)
-
-  return LoadedSystem(generate, {"wav2lip": model.source})
-
-
-def _ladtalk_system(request: Request) -> LoadedSystem:
-  if request.sovqae_workdir is None:
-    raise ValueError("--system=ladtalk needs --sovqae_workdir (the identity's trained SOVQAE)")
-  wav2lip = load_wav2lip(request.wav2lip_workdir, request.wav2lip_checkpoint)
-  sovqae = ladtalk_pipeline.load_sovqae_workdir(request.sovqae_workdir)
-
-  def generate(audio: str, video: str, options: Options) -> Result:
-    inputs = wav2lip_pipeline.prepare(audio, video, wav2lip.image_size, options)
-    return ladtalk_pipeline.run(wav2lip, sovqae, inputs, options)
-
-  return LoadedSystem(generate, {"wav2lip": wav2lip.source, "sovqae": sovqae.source})
-
-
-def _dae_talker_system(request: Request) -> LoadedSystem:
-  if request.dae_workdir is None or request.speech2latent_workdir is None:
-    raise ValueError("--system=dae_talker needs --dae_workdir and --speech2latent_workdir (its "
-                     "trained diffusion autoencoder and speech2latent)")
-  model = dae_talker_pipeline.load(request.dae_workdir, request.speech2latent_workdir)
-
-  def generate(audio: str, video: str | None, options: Options) -> dae_talker_pipeline.Result:
-    del options   # the identity is the autoencoder's; settings are `dae_options`
-    # --video, when given, is the reference frame of noise="reference" (its first frame).
-    return dae_talker_pipeline.run(model, audio, request.dae_options, reference_path=video)
-
-  return LoadedSystem(generate, model.sources)
-
-
-# A new system adds its loader here (and its model paths to `Request` and the flags).
-SYSTEMS: dict[str, Callable[[Request], LoadedSystem]] = {
-    "wav2lip": _wav2lip_system,
-    "ladtalk": _ladtalk_system,
-    "dae_talker": _dae_talker_system,
-}
-NEEDS_VIDEO = ("wav2lip", "ladtalk")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,30 +88,33 @@ def network_speeds(seconds: dict[str, float], num_frames: int,
 
 def generate(request: Request) -> Generation:
   """Loads the system's networks, generates and writes `request.out` (mp4 with the audio)."""
-  if request.system not in SYSTEMS:
-    raise ValueError(f"unknown system {request.system!r}; choose one of {sorted(SYSTEMS)}")
-  if request.system in NEEDS_VIDEO and request.video is None:
+  entries = api.generators()
+  if request.system not in entries:
+    raise ValueError(f"unknown system {request.system!r}; choose one of {sorted(entries)}")
+  entry = entries[request.system]
+  if entry.needs_video and request.video is None:
     raise ValueError(f"--system={request.system} needs --video (the identity video)")
   start = time.perf_counter()
-  system = SYSTEMS[request.system](request)
+  weights = {name: request.weights.get(name) for name in entry.weights}
+  options = {name: request.system_options.get(name, default)
+             for name, (default, _) in entry.options.items()}
+  system = entry.loader()(weights, {**options, "batch_size": str(request.options.batch_size)})
   loaded = time.perf_counter()
   result = system.generate(request.audio, request.video, request.options)
   video_io.write_video_with_audio(request.out, result.frames, result.audio, fps=result.fps,
                                   sample_rate=windows.SAMPLE_RATE)
   done = time.perf_counter()
   num_frames = int(result.frames.shape[0])
-  batch_size = (request.dae_options.batch_size if request.system == "dae_talker"
-                else request.options.batch_size)
+  batch_size = system.batch_size or request.options.batch_size
   summary = {
       "system": request.system, "out": os.fspath(request.out), "frames": num_frames,
       "fps": result.fps, "size": list(result.frames.shape[1:3]),
       "audio_seconds": round(result.audio.shape[0] / windows.SAMPLE_RATE, 3),
-      "sources": system.sources,
+      "sources": dict(system.sources),
       "seconds": {"load": round(loaded - start, 3), "generate": round(done - loaded, 3),
                   **{k: round(v, 3) for k, v in result.seconds.items()}},
       "frames_per_second": {"end_to_end": round(num_frames / (done - loaded), 2),
-                            **network_speeds(result.seconds, num_frames,
-                                             batch_size)},
+                            **network_speeds(result.seconds, num_frames, batch_size)},
   }
   return Generation(result, summary)
 
@@ -216,35 +122,36 @@ def generate(request: Request) -> Generation:
 FLAGS = flags.FLAGS
 
 
+def _system_arguments() -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+  """Every entry's weights and own options (name -> help / (default, help)), merged by name."""
+  weights: dict[str, str] = {}
+  options: dict[str, tuple[str, str]] = {}
+  for entry in api.generators().values():
+    weights.update(entry.weights)
+    options.update(entry.options)
+  return weights, options
+
+
 def define_flags() -> None:
   """The command's flags (only when run as a program: the module is also imported)."""
-  flags.DEFINE_enum("system", None, sorted(SYSTEMS), "The talking-head system.")
+  flags.DEFINE_enum("system", None, sorted(api.generators()), "The talking-head system.")
   flags.DEFINE_string("audio", None, "Driving speech: any file ffmpeg reads.")
   flags.DEFINE_string("video", None, "Identity video.")
   flags.DEFINE_string("out", None, "Output mp4.")
-  flags.DEFINE_string("wav2lip_workdir", None, "Trained Wav2Lip workdir.")
-  flags.DEFINE_string(
-      "wav2lip_checkpoint", None, "Public wav2lip.pth / wav2lip_gan.pth (instead of a workdir).")
-  flags.DEFINE_string("sovqae_workdir", None, "Trained SOVQAE workdir (ladtalk).")
-  flags.DEFINE_string("dae_workdir", None, "Trained diffusion-autoencoder workdir (dae_talker).")
-  flags.DEFINE_string("speech2latent_workdir", None, "Trained speech2latent workdir (dae_talker).")
-  flags.DEFINE_string("pose", "natural", "dae_talker head pose: 'natural' (predicted from the "
-                      "speech), 'yaw=..,pitch=..,roll=..' in degrees, or a .npy/.txt/.csv file "
-                      "of [T, 3] degrees.")
-  flags.DEFINE_enum("noise", "shared", dae_talker_pipeline.NOISE_MODES,
-                    "dae_talker: one random x_T for all frames (the paper), one per frame, or "
-                    "one inverted from the first frame of --video ('reference').")
-  flags.DEFINE_integer("sample_steps", 100, "dae_talker: DDIM steps.")
-  flags.DEFINE_integer("seed", 0, "dae_talker: seed of x_T.")
+  weights, options = _system_arguments()
+  for name, help_text in weights.items():
+    flags.DEFINE_string(name, None, help_text)
+  for name, (default, help_text) in options.items():
+    flags.DEFINE_string(name, default, help_text)
   flags.DEFINE_string("box", "detect", "'detect', 'full' (whole frame) or x0,y0,x1,y1.")
   flags.DEFINE_string("detector", "haar", "Face detector backend for --box=detect.")
   flags.DEFINE_string("pads", "0,10,0,0", "Detected box padding top,bottom,left,right.")
-  flags.DEFINE_integer("smoothing", wav2lip_pipeline.REFERENCE_SMOOTHING,
-      "Frames in the box moving average (1: off).")
+  flags.DEFINE_integer("smoothing", video_inference.REFERENCE_SMOOTHING,
+                       "Frames in the box moving average (1: off).")
   flags.DEFINE_integer("batch_size", 16, "Frames per network call.")
   flags.DEFINE_float("feather", 0.1, "Paste-back feather as a fraction of the crop.")
-  flags.DEFINE_enum("loop", "plain", wav2lip_pipeline.LOOP_MODES,
-      "Frame order when the audio outlasts the video.")
+  flags.DEFINE_enum("loop", "plain", video_inference.LOOP_MODES,
+                    "Frame order when the audio outlasts the video.")
   flags.DEFINE_integer("fps", 25, "Output frame rate (the video is resampled to it).")
 
 
@@ -254,15 +161,12 @@ def main(argv: list[str]) -> None:
   for name in ("system", "audio", "out"):
     if FLAGS[name].value is None:
       raise app.UsageError(f"--{name} is required")
+  weights, options = _system_arguments()
   try:
     request = Request(
         system=FLAGS.system, audio=FLAGS.audio, video=FLAGS.video, out=FLAGS.out,
-        wav2lip_workdir=FLAGS.wav2lip_workdir, wav2lip_checkpoint=FLAGS.wav2lip_checkpoint,
-        sovqae_workdir=FLAGS.sovqae_workdir, dae_workdir=FLAGS.dae_workdir,
-        speech2latent_workdir=FLAGS.speech2latent_workdir,
-        dae_options=dae_talker_pipeline.Options(
-            pose=FLAGS.pose, sample_steps=FLAGS.sample_steps, noise=FLAGS.noise,
-            batch_size=FLAGS.batch_size, seed=FLAGS.seed),
+        weights={name: FLAGS[name].value for name in weights},
+        system_options={name: FLAGS[name].value for name in options},
         options=Options(fps=FLAGS.fps, box=FLAGS.box, detector=FLAGS.detector, pads=FLAGS.pads,
                         smoothing=FLAGS.smoothing, batch_size=FLAGS.batch_size,
                         feather=FLAGS.feather, loop=FLAGS.loop))

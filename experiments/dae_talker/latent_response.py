@@ -1,6 +1,6 @@
 r"""How strongly a diffusion autoencoder's prediction follows its semantic latent, per noise level.
 
-  python -m experiments.dae_latent_response --dataset=/tmp/demo_corpus --identity=id01 \
+  python -m experiments.dae_talker.latent_response --dataset=/tmp/demo_corpus --identity=id01 \
       --workdirs=runs/dae_demo,runs/dae_demo_v --out=experiments/results/dae_talker_demo/latent_response.json
 
 For frame pairs (A, B) of the identity's train clips that differ most in mouth opening and in

@@ -1,13 +1,13 @@
 r"""Writes a trained diffusion autoencoder's latents of every frame: speech2latent's targets.
 
-  python -m experiments.precompute_latents --dataset=/tmp/demo_corpus \
+  python -m experiments.dae_talker.precompute_latents --dataset=/tmp/demo_corpus \
       --dae_workdir=runs/dae_demo --name=dae_demo --identities=id01 \
       [--splits=train,val,test,heldout_voice] [--batch_size=64] [--overwrite]
 
 Each chosen clip's frames are resized to the DAE's image size, encoded with its EMA parameters
 and written to `<dataset>/latents/<name>/<clip id>.npy` (float32 [T, Z]) atomically; clips already
 written are skipped unless --overwrite, so an interrupted run resumes where it stopped
-(`talking_heads.systems.dae_latents`). Prints a JSON summary (clips written and skipped, frames,
+(`talking_heads.systems.dae_talker.latents`). Prints a JSON summary (clips written and skipped, frames,
 frames per second).
 """
 

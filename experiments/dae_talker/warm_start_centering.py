@@ -1,8 +1,8 @@
 r"""Continues a diffusion-autoencoder run with latent centring, from a checkpoint trained without it.
 
-  python -m experiments.dae_warm_start_centering --from_workdir=runs/dae_demo_step4300 \
+  python -m experiments.dae_talker.warm_start_centering --from_workdir=runs/dae_demo_step4300 \
       --workdir=runs/dae_demo_centred --frames=512
-  python -m experiments.train --config=experiments/configs/dae.py:demo \
+  python -m experiments.train --config=experiments/configs/dae_talker/dae.py:demo \
       --config.data.root=/tmp/demo_corpus --workdir=runs/dae_demo_centred
 
 `models.dae.ConditionalUNet(latent_centering=True)` projects SiLU(z) - m instead of SiLU(z). The

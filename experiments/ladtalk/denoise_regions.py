@@ -1,6 +1,6 @@
 r"""LaDTalk Fig. 2: a trained SOVQAE removes Gaussian blur and Gaussian noise from a face region.
 
-  python -m experiments.denoise_regions --workdir=runs/sovqae_id01 --dataset=/tmp/demo_corpus \
+  python -m experiments.ladtalk.denoise_regions --workdir=runs/sovqae_id01 --dataset=/tmp/demo_corpus \
       --identity=id01 --split=test --out=experiments/results/ladtalk/denoise_regions
 
 LaDTalk (Sec. 3, Fig. 2) degrades a random 192 x 192 region of each 256 px frame with Gaussian

@@ -1,11 +1,11 @@
 r"""Noise tolerance of a trained SOVQAE (LaDTalk Thm. 3.3): d_C, gamma, L_eps, radius, stability.
 
-  python -m experiments.noise_tolerance --workdir=runs/sovqae_id01 --dataset=/tmp/demo_corpus \
+  python -m experiments.ladtalk.noise_tolerance --workdir=runs/sovqae_id01 --dataset=/tmp/demo_corpus \
       --identity=id01 --split=test --out=experiments/results/ladtalk/noise_tolerance
 
 Restores the SOVQAE stage of `--workdir` (its EMA parameters when kept), takes `--frames` evenly
 spaced frames of the identity's `--split` clips and `--train_frames` of its `--train_split` clips
-(resized to the stage's image size) and runs `talking_heads.analysis.noise_tolerance.analyse`:
+(resized to the stage's image size) and runs `talking_heads.systems.ladtalk.noise_tolerance.analyse`:
 d_C, gamma (largest training-latent distance to its code), an upper bound on the encoder's
 Lipschitz constant (`talking_heads.analysis.lipschitz`, calibrated on the first `--calibration`
 evaluated frames), the tolerance radius (d_C - 2 gamma) / (2 L_eps), and the fraction of code
@@ -32,7 +32,8 @@ from talking_heads.io import reports
 from experiments.logs import quiet_library_logs
 from talking_heads.systems.ladtalk import noise_tolerance
 from talking_heads.pipelines import base
-from talking_heads.systems import ladtalk
+from talking_heads.io.dataset import parse_identities
+from talking_heads.systems.ladtalk.sovqae import SOVQAEStage
 from talking_heads.training import restore
 
 NAME = "noise_tolerance"
@@ -58,19 +59,19 @@ def define_flags() -> None:
   flags.mark_flags_as_required(["workdir"])
 
 
-def load_sovqae(workdir: str) -> tuple[ladtalk.SOVQAEStage, Any, int]:
+def load_sovqae(workdir: str) -> tuple[SOVQAEStage, Any, int]:
   """(stage, evaluation parameters on the host, step) of a SOVQAE workdir."""
   stage, state, step = restore.restore_stage(workdir)
-  if not isinstance(stage, ladtalk.SOVQAEStage):
+  if not isinstance(stage, SOVQAEStage):
     raise ValueError(f"{workdir}: stage {stage.config.stage!r} is not a SOVQAE stage")
   # Host copies: replicated device arrays would make every local device run the whole model.
   return stage, jax.device_get(state.eval_params), step
 
 
-def default_identity(stage: ladtalk.SOVQAEStage, identity: str | None) -> str:
+def default_identity(stage: SOVQAEStage, identity: str | None) -> str:
   if identity:
     return identity
-  names = ladtalk.parse_identities(stage.config.data.identities)
+  names = parse_identities(stage.config.data.identities)
   if not names:
     raise ValueError("--identity is required: the stage config names no identity")
   return names[0]

@@ -1,7 +1,7 @@
 r"""LaDTalk Table 3 at small scale: the codebook regulariser's object and bound.
 
-  python -m experiments.regulariser_ablation --dataset=runs/main/corpus \
-      --base=experiments/configs/sovqae.py:demo,data.image_size=64,total_steps=600 \
+  python -m experiments.ladtalk.regulariser_ablation --dataset=runs/main/corpus \
+      --base=experiments/configs/ladtalk/sovqae.py:demo,data.image_size=64,total_steps=600 \
       --wav2lip_workdir=runs/main/wav2lip --syncnet_workdir=runs/main/syncnet \
       --workdir=runs/regulariser_ablation --out=experiments/results/ladtalk_demo/regulariser_ablation.json
 
@@ -14,9 +14,9 @@ Trains one SOVQAE per variant from the same seed on the same identity (the base 
   minimal, theta=1    |d_C - 1|  (the paper's SOVQAE)
 and reports for each: held-out reconstruction PSNR of the identity's test frames, d_C, codebook
 usage / perplexity / dead codes, the Fig. 2 region experiment (blur and noise calibrated to the
-paper's degraded PSNR: PSNR gain and % of code indices unchanged; `experiments.denoise_regions`)
+paper's degraded PSNR: PSNR gain and % of code indices unchanged; `experiments.ladtalk.denoise_regions`)
 and, with `--wav2lip_workdir`, LaDTalk's PSNR and LSE-C/D on held-out-voice clips through that
-SOVQAE (`experiments.ladtalk_eval`; LSE with the SyncNet trained here). JSON + markdown table.
+SOVQAE (`experiments.ladtalk.tables`; LSE with the SyncNet trained here). JSON + markdown table.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from talking_heads.systems.ladtalk import evaluation as ladtalk_eval
 from talking_heads.io import reports
 from experiments.configs.ladtalk import sovqae as sovqae_config
 from experiments.logs import quiet_library_logs
-from talking_heads.systems import ladtalk
+from talking_heads.io.dataset import parse_identities
 from talking_heads.training import loop
 
 # (name, regulariser mode, theta), in Table 3's order with "off" first.
@@ -47,7 +47,7 @@ def define_flags() -> None:
   """The command's flags (only when run as a program: the module is also imported)."""
   flags.DEFINE_string("dataset", None, "Dataset root.")
   flags.DEFINE_string("base", "demo,data.image_size=64,total_steps=600",
-      "Argument of experiments/configs/sovqae.py for every variant.")
+      "Argument of experiments/configs/ladtalk/sovqae.py for every variant.")
   flags.DEFINE_string("workdir", "runs/regulariser_ablation", "Parent of the variants' workdirs.")
   flags.DEFINE_string("wav2lip_workdir", "", "Trained wav2lip workdir (LaDTalk LSE); optional.")
   flags.DEFINE_string("syncnet_workdir", "", "Trained syncnet workdir (LSE).")
@@ -82,7 +82,7 @@ def run_variant(name: str, mode: str, theta: float, base: str, root: str, workdi
                                                      "gain_db", "codes_unchanged_percent")},
          "ceiling_psnr": regions["ceiling_psnr"]}
   if wav2lip_workdir:
-    identity = ladtalk.parse_identities(config.data.identities)[0]
+    identity = parse_identities(config.data.identities)[0]
     lad = ladtalk_eval.run(root, identity, ["heldout_voice"], wav2lip_workdir, workdir,
                            syncnet_workdir, max_clips=lse_clips)
     row["ladtalk_heldout_voice"] = lad["splits"]["heldout_voice"]["summary"]["ladtalk"]

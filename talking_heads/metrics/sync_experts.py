@@ -17,8 +17,8 @@ Experts:
     copy of the scorer), BGR, raw 0..255 floats. Audio: the float signal scaled to int16 (as
     ffmpeg writes the scorer's wav: round(32768 x), clipped), `audio.mfcc` with
     python_speech_features' defaults, columns 4v .. 4v+19. Batches of 20, jitted.
-  `TrainedSyncNetExpert`: a Wav2Lip SyncNet_color trained here (`experiments/configs/syncnet.py`),
-    restored from its workdir. Inputs exactly as it trained: frames resized to its image size
+  `TrainedSyncNetExpert`: a Wav2Lip SyncNet_color trained here (restored from its workdir by
+    `systems.experts.sync_expert.lse_expert`). Inputs exactly as it trained: frames resized to its image size
     (96), lower halves of 5-frame windows, BGR / 255 if its config says so; Wav2Lip mel windows
     of 16 frames starting at int(3.2 v). Its embeddings are L2-normalised, so its distances
     live on another scale than S's: NOT comparable with papers, reported as such.
@@ -44,7 +44,6 @@ and the whole video counts as one scene (no PySceneDetect). Then as the referenc
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import cv2
@@ -246,20 +245,6 @@ class TrainedSyncNetExpert:
 
     self._faces = jax.jit(faces)
     self._mels = jax.jit(mels)
-
-  @classmethod
-  def from_workdir(cls, workdir: str | os.PathLike[str], step: int | None = None,
-                   **kwargs: Any) -> TrainedSyncNetExpert:
-    """Restores the newest (or `step`) checkpoint of a `syncnet` stage workdir."""
-    # Imported here: restoring pulls in the training stack, which scoring with S does not need.
-    from talking_heads.training import restore  # pylint: disable=g-import-not-at-top
-    stage, state, restored_step = restore.restore_stage(os.fspath(workdir), step)
-    if stage.config.stage != "syncnet":
-      raise ValueError(f"{workdir}: a {stage.config.stage!r} workdir, not a SyncNet expert "
-                       "(stage 'syncnet')")
-    return cls(stage.variables(state), width=stage.config.model.width,
-               image_size=stage.config.data.image_size, bgr=stage.config.data.bgr,
-               source=f"{os.fspath(workdir)} step {restored_step}", **kwargs)
 
   def describe(self) -> dict[str, Any]:
     return {"name": self.name, "source": self.source, "comparable_with_papers": False}

@@ -52,11 +52,12 @@ class LoadedGenerator:
     generate: (audio path, face-source video path or None, video_inference.Options) -> a
       `GeneratedVideo`.
     sources: where each network's weights come from.
-    batch_size: frames per network call (for the per-network speeds).
+    batch_size: frames per network call when the generator sets its own (None: the video
+      options'), for the per-network speeds.
   """
   generate: Callable[[str, str | None, Any], GeneratedVideo]
   sources: Mapping[str, str]
-  batch_size: int
+  batch_size: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +99,8 @@ class MainContext:
     corpus_root: the synthetic corpus.
     identity: the identity per-identity systems train on.
     artefacts: what earlier parts published (e.g. "syncnet_workdir"), read-only by convention.
+    config: stage name -> its config of this variant with `data.root` = the corpus (the
+      launcher owns the config files: `experiments/configs/<system>/<stage>.py`).
     progress: reports the part's progress in [0, 1] with a short status (one display for the job).
   """
   workdir: str
@@ -105,6 +108,7 @@ class MainContext:
   corpus_root: str
   identity: str
   artefacts: dict[str, Any]
+  config: Callable[[str], Any]
   progress: Callable[[float, str], None] = lambda fraction, status: None
 
   def system_dir(self, system: str) -> str:
@@ -158,6 +162,8 @@ class System:
     paper: the key of its paper's tables (`experiments/paper_tables/<paper>.json`), or None for
       shared experts.
     stages: training stage name -> "module:Class" (a `training.stage.Stage` subclass).
+    configs: stage name -> "module:get_config" for stages whose config does not sit at the
+      launchers' `experiments/configs/<system>/<stage>.py` (systems outside the library).
     generators: its inference entries.
     main_part: its part of the main job, if any.
     reproduce: "module:function" (results folder) -> list of measured tables
@@ -167,6 +173,7 @@ class System:
   title: str
   paper: str | None = None
   stages: Mapping[str, str] = dataclasses.field(default_factory=dict)
+  configs: Mapping[str, str] = dataclasses.field(default_factory=dict)
   generators: Sequence[Generator] = ()
   main_part: MainPart | None = None
   reproduce: str | None = None

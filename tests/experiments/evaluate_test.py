@@ -1,4 +1,4 @@
-"""The evaluation CLI (experiments.evaluate) and the sync-evaluation experiment (experiments.sync_eval)
+"""The evaluation CLI (experiments.evaluate) and the sync-evaluation experiment (experiments.experts.sync_eval)
 on tiny mp4s and datasets, with a randomly initialised SyncNet_color workdir as the LSE expert."""
 
 import json
@@ -20,6 +20,7 @@ from talking_heads.io import audio as audio_io
 from talking_heads.io import video as video_io
 from talking_heads.metrics import lse
 from talking_heads.metrics import sync_experts
+from talking_heads.systems.experts import sync_expert
 from talking_heads.pipelines import testing as pipeline_testing
 from talking_heads.systems.experts.syncnet import SyncNetStage
 from talking_heads.training.checkpoint import Checkpointer
@@ -101,7 +102,7 @@ def test_mp4s_against_dataset_clips(tmp_path, corpus, syncnet_workdir, capsys):
   # LSE with the trained expert, which says it is not comparable with papers.
   assert results["lse_expert"]["comparable_with_papers"] is False
   assert any("NOT comparable with papers" in n for n in results["notes"])
-  expert = sync_experts.TrainedSyncNetExpert.from_workdir(syncnet_workdir)
+  expert = sync_expert.lse_expert(syncnet_workdir)
   audio = audio_io.load_audio(corpus / "gen" / "clip000.mp4")
   direct = sync_experts.score_clip(expert, decoded, audio)
   assert video["metrics"]["lse_c"] == pytest.approx(direct.confidence, rel=1e-5, abs=1e-6)
@@ -229,7 +230,7 @@ def test_shifted_embeddings_report_the_shift():
 
 
 def test_sync_eval_plumbing(tmp_path, corpus, syncnet_workdir):
-  expert = sync_experts.TrainedSyncNetExpert.from_workdir(syncnet_workdir)
+  expert = sync_expert.lse_expert(syncnet_workdir)
   results = sync_eval.run(expert, "trained", str(corpus / "ref"), ["test", "heldout_voice"], max_shift=1)
   assert results["skipped_splits"] == ["heldout_voice"]
   split = results["splits"]["test"]

@@ -20,6 +20,7 @@ from talking_heads.audio import mel as mel_lib
 from talking_heads.audio import windows as windows_lib
 from talking_heads.metrics import lse
 from talking_heads.metrics import sync_experts as se
+from talking_heads.systems.experts import sync_expert
 from talking_heads.models import syncnet as syncnet_lib
 from talking_heads.pipelines import base as pipeline_base
 from talking_heads.systems.experts.syncnet import SyncNetStage
@@ -138,7 +139,7 @@ def test_trained_expert_restores_from_a_workdir(tmp_path):
   checkpointer = Checkpointer(str(tmp_path), async_save=False)
   checkpointer.save(7, state)
   checkpointer.close()
-  expert = se.TrainedSyncNetExpert.from_workdir(tmp_path)
+  expert = sync_expert.lse_expert(tmp_path)
   assert expert.source == f"{tmp_path} step 7"
   assert "trained here" in expert.describe()["name"] and not expert.describe()["comparable_with_papers"]
   frames, audio = _clip(9, size=96, seed=4)
@@ -146,7 +147,7 @@ def test_trained_expert_restores_from_a_workdir(tmp_path):
                                    bgr=True, source="direct")
   np.testing.assert_allclose(expert.embed_video(frames), direct.embed_video(frames), rtol=1e-6)
   with pytest.raises(FileNotFoundError, match="not a training workdir"):
-    se.TrainedSyncNetExpert.from_workdir(tmp_path / "nothing")
+    sync_expert.lse_expert(tmp_path / "nothing")
 
 
 def test_bad_inputs_are_named():

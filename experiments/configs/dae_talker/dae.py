@@ -1,9 +1,9 @@
 """DAE-Talker's diffusion autoencoder (diffae) on the frames of one speaker.
 
 Launch:
-  python -m experiments.train --config=experiments/configs/dae.py:demo \
+  python -m experiments.train --config=experiments/configs/dae_talker/dae.py:demo \
       --config.data.root=/tmp/demo_corpus --workdir=runs/dae_demo
-  python -m experiments.train --config=experiments/configs/dae.py:paper \
+  python -m experiments.train --config=experiments/configs/dae_talker/dae.py:paper \
       --config.data.root=datasets/obama --config.data.identities=obama --workdir=runs/dae_obama
 Variants:
   tiny   tests: 16 px, width 8, two levels, latent 16, T = 100 with 4 sampling steps, v and a

@@ -1,9 +1,9 @@
 """DAE-Talker's speech2latent (speech -> diffusion-autoencoder latents and head pose), one speaker.
 
-Launch (after training the DAE and writing its latents with experiments.precompute_latents):
-  python -m experiments.train --config=experiments/configs/speech2latent.py:demo \
+Launch (after training the DAE and writing its latents with experiments.dae_talker.precompute_latents):
+  python -m experiments.train --config=experiments/configs/dae_talker/speech2latent.py:demo \
       --config.data.root=/tmp/demo_corpus --workdir=runs/speech2latent_demo
-  python -m experiments.train --config=experiments/configs/speech2latent.py:paper \
+  python -m experiments.train --config=experiments/configs/dae_talker/speech2latent.py:paper \
       --config.data.root=datasets/obama --config.data.identities=obama \
       --config.data.latents=dae_obama --workdir=runs/speech2latent_obama
 Table 2's ablation ("w/o data aug"): --config.data.sampling=fixed_segments.

@@ -7,9 +7,9 @@ other pretrained detector can be downloaded here, so this stage trains a small C
 the evaluations load it with `load_face_regressor(workdir)`.
 
 Launch:
-  python -m experiments.train --config=experiments/configs/face_regressor.py:demo \
+  python -m experiments.train --config=experiments/configs/experts/face_regressor.py:demo \
       --config.data.root=/tmp/demo_corpus --workdir=runs/face_regressor_demo
-  python -m experiments.train --config=experiments/configs/face_regressor.py:paper \
+  python -m experiments.train --config=experiments/configs/experts/face_regressor.py:paper \
       --config.data.root=datasets/corpus --workdir=runs/face_regressor
 Variants:
   tiny   tests: 32 px, two stages of widths (8, 16), 10 steps; seconds on CPU.

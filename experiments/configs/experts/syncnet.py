@@ -1,7 +1,7 @@
 """Wav2Lip's lip-sync expert (SyncNet_color) on a dataset's in-sync / off-sync pairs.
 
 Launch:
-  python -m experiments.train --config=experiments/configs/syncnet.py:demo \
+  python -m experiments.train --config=experiments/configs/experts/syncnet.py:demo \
       --config.data.root=runs/main/corpus --workdir=runs/syncnet
 Variants: tiny (tests: 1/8 width, seconds), demo (1/4 width, CPU minutes on the demo corpus),
 paper (the published network and Wav2Lip's recipe: batch 64, Adam 1e-4, evaluation every 3000 steps;

@@ -1,9 +1,9 @@
 """LaDTalk's SOVQAE (per-identity VQ autoencoder with the codebook regulariser) on one identity.
 
 Launch:
-  python -m experiments.train --config=experiments/configs/sovqae.py:demo \
+  python -m experiments.train --config=experiments/configs/ladtalk/sovqae.py:demo \
       --config.data.root=/tmp/demo_corpus --workdir=runs/sovqae_id01
-  python -m experiments.train --config=experiments/configs/sovqae.py:paper \
+  python -m experiments.train --config=experiments/configs/ladtalk/sovqae.py:paper \
       --config.data.root=datasets/usual --config.data.identities=obama \
       --config.perceptual.weights_dir=~/weights --workdir=runs/sovqae_obama
 Variants:

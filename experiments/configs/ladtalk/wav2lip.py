@@ -1,10 +1,10 @@
 """Wav2Lip's generator trained against a frozen lip-sync expert (LaDTalk's base model).
 
-Launch (the expert is a workdir of `experiments/configs/syncnet.py`, or the public file):
-  python -m experiments.train --config=experiments/configs/wav2lip.py:demo \
+Launch (the expert is a workdir of `experiments/configs/experts/syncnet.py`, or the public file):
+  python -m experiments.train --config=experiments/configs/ladtalk/wav2lip.py:demo \
       --config.data.root=/tmp/demo_corpus --config.sync_expert.workdir=runs/syncnet_demo \
       --workdir=runs/wav2lip_demo
-  python -m experiments.train --config=experiments/configs/wav2lip.py:paper \
+  python -m experiments.train --config=experiments/configs/ladtalk/wav2lip.py:paper \
       --config.data.root=... --config.sync_expert.checkpoint=weights/lipsync_expert.pth \
       --workdir=...
 GAN variant (visual-quality discriminator, `hq_wav2lip_train.py`): `--config.gan.enabled=true`

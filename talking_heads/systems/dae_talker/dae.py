@@ -9,7 +9,7 @@ decay 0.9999). Frames decode by DDIM (eta 0) over 100 of the 1000 timesteps (dif
 spaced `space_timesteps`, i.e. "linspace"), x0_hat clipped to [-1, 1] with eps recomputed from
 it (diffae's `clip_denoised`). `diffusion.prediction` also trains on x0 or v (the network then
 predicts that and DDIM converts), which the demo config uses: at CPU scale an eps model barely
-reads the latent at high noise (see `experiments/configs/dae.py`).
+reads the latent at high noise (see `experiments/configs/dae_talker/dae.py`).
 
 `DAEStage` trains that model; its `encode`, `decode` and `invert` are the pieces the pipeline
 (`dae_talker_pipeline`) and the experiments compose. They take the model's flax variables,
@@ -24,7 +24,7 @@ model centres its latent (`model.latent_centering`, see `models.dae.ConditionalU
 Evaluation (every `eval_every` steps): noise-prediction loss on held-out frames at fixed (t,
 eps) draws, and PSNR/SSIM of DDIM reconstructions from their latents with a fixed random x_T
 over `diffusion.eval_sample_steps` steps (fewer than the 100 of Table 3, which
-`experiments.dae_talker_eval` measures).
+`experiments.dae_talker.tables` measures).
 
 Config fields: model{width, channel_mult, encoder_channel_mult, num_res_blocks,
 encoder_num_res_blocks, attention_resolutions, num_heads, embed_dim, latent_dim, dropout,

@@ -37,6 +37,7 @@ import numpy as np
 from talking_heads.audio import windows
 from talking_heads.io import audio as audio_io
 from talking_heads.io import video as video_io
+from talking_heads.systems import api
 from talking_heads.systems.dae_talker import speech2latent as s2l_system
 from talking_heads.systems.dae_talker.dae import DAEStage
 
@@ -293,3 +294,23 @@ def run(model: DAETalkerModel, audio_path: PathLike, options: Options = Options(
   audio = audio_io.load_audio(audio_path, sample_rate=windows.SAMPLE_RATE)
   return run_arrays(model, audio, options, reference_frame=reference,
                     audio_id=os.fspath(audio_path))
+
+
+def load_generator(weights: dict[str, str | None], options: dict[str, str]) -> api.LoadedGenerator:
+  """The `dae_talker` inference entry (`SYSTEM.generators`); `--video`, when given, is the
+  reference frame of `noise="reference"` (its first frame)."""
+  if not weights.get("dae_workdir") or not weights.get("speech2latent_workdir"):
+    raise ValueError("--system=dae_talker needs --dae_workdir and --speech2latent_workdir (its "
+                     "trained diffusion autoencoder and speech2latent)")
+  model = load(weights["dae_workdir"], weights["speech2latent_workdir"])
+  settings = Options(pose=options.get("pose", "natural"),
+                     sample_steps=int(options.get("sample_steps", 100)),
+                     noise=options.get("noise", "shared"),
+                     batch_size=int(options.get("batch_size", Options.batch_size)),
+                     seed=int(options.get("seed", 0)))
+
+  def generate(audio: str, video: str | None, video_options: Any) -> Result:
+    del video_options   # the identity is the autoencoder's
+    return run(model, audio, settings, reference_path=video)
+
+  return api.LoadedGenerator(generate, model.sources, batch_size=settings.batch_size)

@@ -12,6 +12,7 @@ Dimensions: B batch, T frames per window (5), S face size (96 for the public exp
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 import jax
@@ -21,8 +22,9 @@ import ml_collections
 from talking_heads.losses.sync import cosine_bce
 from talking_heads.metrics import sync_experts
 from talking_heads.models import syncnet as syncnet_lib
-from talking_heads.pretrained import frozen
-from talking_heads.pretrained import syncnet as syncnet_convert
+from talking_heads.training import restore
+from third_party import syncnet as syncnet_convert
+from third_party import weights as weights_lib
 
 STAGE = "syncnet"
 PUBLIC_FILE = "wav2lip_lipsync_expert"   # third_party.weights key of lipsync_expert.pth
@@ -46,26 +48,44 @@ class SyncNetWeights:
   source: str
 
 
-def restore_syncnet(workdir: str = "", checkpoint: str = "", step: int | None = None
-                    ) -> SyncNetWeights:
+def restore_syncnet(workdir: str = "", checkpoint: str = "", step: int | None = None, *,
+                    names: tuple[str, str] = ("workdir", "checkpoint")) -> SyncNetWeights:
   """The expert of a `syncnet` workdir or of Wav2Lip's public `lipsync_expert.pth` (one of them).
+
+  `names` say what the two arguments are called where they were set (config keys or flags), so
+  that errors point there.
 
   Raises:
     ValueError: neither or both given, or the workdir trained another stage.
     FileNotFoundError: the workdir has no config or no checkpoint.
     third_party.weights.MissingWeightsError: the public file does not exist.
   """
-  loaded = frozen.load_frozen(
-      workdir=workdir, checkpoint=checkpoint, stage=STAGE, weights_key=PUBLIC_FILE,
-      convert=syncnet_convert.load_syncnet_color, step=step,
-      what="the frozen lip-sync expert (SyncNet_color)",
-      train_hint="python -m experiments.train --config=experiments/configs/experts/syncnet.py:demo "
-                 "--workdir=runs/syncnet")
-  if loaded.config is None:   # the public expert: full width, 96 px, BGR
-    return SyncNetWeights(loaded.variables, 1.0, syncnet_lib.FACE_SIZE, True, loaded.source)
-  c = loaded.config
-  return SyncNetWeights(loaded.variables, c.model.width, int(c.data.image_size), bool(c.data.bgr),
-                        loaded.source)
+  if workdir and checkpoint:
+    raise ValueError(f"set only one of {names[0]} ({workdir!r}) and {names[1]} ({checkpoint!r})")
+  if checkpoint:
+    if not os.path.isfile(checkpoint):
+      entry = weights_lib.WEIGHTS[PUBLIC_FILE]
+      raise weights_lib.MissingWeightsError(
+          f"{names[1]}={checkpoint!r} does not exist: it should be {entry.filename} "
+          f"({entry.description}); get it from {entry.source_url}")
+    # The public expert: full width, 96 px faces, BGR.
+    return SyncNetWeights(syncnet_convert.load_syncnet_color(checkpoint), 1.0,
+                          syncnet_lib.FACE_SIZE, True, os.fspath(checkpoint))
+  if not workdir:
+    raise ValueError(f"no lip-sync expert given: set {names[0]} (a trained `syncnet` workdir) or "
+                     f"{names[1]} (Wav2Lip's lipsync_expert.pth); nothing runs with random weights")
+  workdir = os.fspath(workdir)
+  config_path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(config_path):
+    raise FileNotFoundError(
+        f"{names[0]}={workdir!r} is not a trained lip-sync expert (not a training workdir: "
+        f"{config_path} is missing); train one with `python -m experiments.train "
+        "--config=experiments/configs/experts/syncnet.py:demo --workdir=...`")
+  restore.load_config(workdir, expected_stage=STAGE)
+  stage, state, restored = restore.restore_stage(workdir, step)
+  c = stage.config
+  return SyncNetWeights(jax.device_get(stage.variables(state)), c.model.width,
+                        int(c.data.image_size), bool(c.data.bgr), f"{workdir} step {restored}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,8 +128,9 @@ def load_frozen_expert(cfg: ml_collections.ConfigDict) -> FrozenLipSyncExpert:
                      "sync_expert.workdir (a workdir of the 'syncnet' stage, e.g. runs/syncnet_demo) "
                      "or sync_expert.checkpoint (Wav2Lip's lipsync_expert.pth); the stage never "
                      "trains against random expert weights")
-  return FrozenLipSyncExpert(restore_syncnet(workdir, checkpoint),
-                             bool(cfg.get("use_running_average", True)))
+  return FrozenLipSyncExpert(
+      restore_syncnet(workdir, checkpoint, names=("sync_expert.workdir", "sync_expert.checkpoint")),
+      bool(cfg.get("use_running_average", True)))
 
 
 def lse_expert(workdir: str, step: int | None = None,

@@ -33,7 +33,8 @@ import numpy as np
 
 from talking_heads.models import vq as vq_lib
 from talking_heads.models import wav2lip as wav2lip_lib
-from talking_heads.pretrained import wav2lip as wav2lip_convert
+from third_party import wav2lip as wav2lip_convert
+from talking_heads.systems import api
 from talking_heads.systems import video_inference
 from talking_heads.systems.images import to_model_range, to_unit_range
 from third_party import weights as weights_lib
@@ -202,3 +203,37 @@ def run_ladtalk(wav2lip: Wav2LipModel, sovqae: SOVQAEModel, inputs: video_infere
   generate = functools.partial(generate_faces, wav2lip, batch_size=options.batch_size)
   refine = functools.partial(denoise_faces, sovqae, batch_size=options.batch_size)
   return video_inference.run(inputs, [("wav2lip", generate), ("sovqae", refine)], options)
+
+
+# ------------------------------------------------------------------------------ entries
+
+
+def load_wav2lip_generator(weights: dict[str, str | None],
+                           options: dict[str, str]) -> api.LoadedGenerator:
+  """The `wav2lip` inference entry (`SYSTEM.generators`)."""
+  del options
+  model = load_wav2lip(weights.get("wav2lip_workdir"), weights.get("wav2lip_checkpoint"))
+
+  def generate(audio: str, video: str | None,
+               video_options: video_inference.Options) -> video_inference.Result:
+    inputs = video_inference.prepare(audio, video, model.image_size, video_options)
+    return run_wav2lip(model, inputs, video_options)
+
+  return api.LoadedGenerator(generate, {"wav2lip": model.source})
+
+
+def load_ladtalk_generator(weights: dict[str, str | None],
+                           options: dict[str, str]) -> api.LoadedGenerator:
+  """The `ladtalk` inference entry (`SYSTEM.generators`)."""
+  del options
+  if not weights.get("sovqae_workdir"):
+    raise ValueError("--system=ladtalk needs --sovqae_workdir (the identity's trained SOVQAE)")
+  wav2lip = load_wav2lip(weights.get("wav2lip_workdir"), weights.get("wav2lip_checkpoint"))
+  sovqae = load_sovqae(weights["sovqae_workdir"])
+
+  def generate(audio: str, video: str | None,
+               video_options: video_inference.Options) -> video_inference.Result:
+    inputs = video_inference.prepare(audio, video, wav2lip.image_size, video_options)
+    return run_ladtalk(wav2lip, sovqae, inputs, video_options)
+
+  return api.LoadedGenerator(generate, {"wav2lip": wav2lip.source, "sovqae": sovqae.source})

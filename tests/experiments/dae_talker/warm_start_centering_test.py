@@ -1,4 +1,4 @@
-"""experiments.dae_warm_start_centering: an uncentred DAE run continues centred, same function,
+"""experiments.dae_talker.warm_start_centering: an uncentred DAE run continues centred, same function,
 same step and data position; a centred run or a used workdir is refused."""
 
 import numpy as np

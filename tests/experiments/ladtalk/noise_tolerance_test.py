@@ -1,4 +1,4 @@
-"""The noise-tolerance (experiments.noise_tolerance) and Fig. 2 (experiments.denoise_regions)
+"""The noise-tolerance (experiments.ladtalk.noise_tolerance) and Fig. 2 (experiments.ladtalk.denoise_regions)
 commands end to end on a SOVQAE workdir of the tiny config, plus the region sampling and the
 strength calibration of the Fig. 2 experiment."""
 
@@ -71,7 +71,7 @@ def run_command(module, *args):
 def test_noise_tolerance_command(workdir, tmp_path):
   work, params = workdir
   out = tmp_path / "nt"
-  run_command("experiments.noise_tolerance", f"--workdir={work}", f"--out={out}", "--frames=4",
+  run_command("experiments.ladtalk.noise_tolerance", f"--workdir={work}", f"--out={out}", "--frames=4",
               "--train_frames=6", "--calibration=2", "--blur_sigmas=0,2",
               "--noise_stds=0,30", "--power_iters=0", "--seed=3")
   results = json.loads((out / "noise_tolerance.json").read_text())
@@ -87,14 +87,14 @@ def test_noise_tolerance_command(workdir, tmp_path):
       ("blur", 0.0), ("blur", 2.0), ("noise", 0.0), ("noise", 30.0)]
   assert rows[0]["unchanged_fraction"] == 1.0 and rows[3]["unchanged_fraction"] < 1.0
   report = (out / "noise_tolerance.md").read_text()
-  assert "python -m experiments.noise_tolerance" in report and "seed: 3" in report
+  assert "python -m experiments.ladtalk.noise_tolerance" in report and "seed: 3" in report
   assert "| encoder/mid_attn | attention |" in report and "| noise | std 30 |" in report
 
 
 def test_denoise_regions_command(workdir, tmp_path):
   work, params = workdir
   out = tmp_path / "fig2"
-  run_command("experiments.denoise_regions", f"--workdir={work}", f"--out={out}", "--frames=4",
+  run_command("experiments.ladtalk.denoise_regions", f"--workdir={work}", f"--out={out}", "--frames=4",
               "--noise_std=25", "--sweep_blur=1", "--sweep_noise=10,40", "--seed=1")
   results = json.loads((out / "denoise_regions.json").read_text())
   assert results["region_side"] == 24 and len(results["frames"]) == 4

@@ -334,7 +334,7 @@ def test_precompute_writes_latents_and_skips_finished_clips(dataset, dae_workdir
 def test_precompute_command_line(dataset, dae_workdir, tmp_path):
   workdir = dae_workdir[0]
   env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
-  args = [sys.executable, "-m", "experiments.precompute_latents", f"--dataset={dataset}",
+  args = [sys.executable, "-m", "experiments.dae_talker.precompute_latents", f"--dataset={dataset}",
           f"--dae_workdir={workdir}", "--name=dae_cli", "--identities=id1", "--splits=train"]
   done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
                         check=False)

@@ -1,0 +1,89 @@
+"""Helpers every system's main-job part uses: train a stage with progress, keep finished results.
+
+A part (`api.MainPart.run`) trains its stages with `train` (resuming from the workdir, the
+stage's own progress bar off: the job shows one display), and keeps videos and tables it already
+made with `load_cached` / `save_cached`, keyed by the checkpoints that produced them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Mapping
+
+import ml_collections
+
+from talking_heads.io import reports
+from talking_heads.systems.api import MainContext
+from talking_heads.training import loop
+
+
+def read_metrics(workdir: str) -> tuple[dict[str, float], dict[str, float]]:
+  """Last training and last eval record of a run's metrics.jsonl."""
+  train, evaluation = {}, {}
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    for line in f:
+      record = json.loads(line)
+      if any(k.startswith("eval/") for k in record):
+        evaluation = record
+      else:
+        train = record
+  return train, evaluation
+
+
+def train(ctx: MainContext, title: str, config: ml_collections.ConfigDict, workdir: str,
+          span: tuple[float, float] = (0.0, 1.0)) -> dict[str, Any]:
+  """Trains (or resumes) `config` in `workdir`, reporting progress in `span` of the part.
+
+  Returns the record the report shows: stage, variant, steps, seconds, last train and eval
+  metrics, the newest image grid (relative to the main workdir).
+  """
+  start = time.perf_counter()
+  config.progress_bar = False
+  low, high = span
+  total = max(int(config.total_steps), 1)
+
+  def hook(step: int, state: Any, metrics: Any) -> None:
+    del state, metrics
+    ctx.progress(low + (high - low) * step / total, f"{title}: step {step}/{total}")
+
+  result = loop.train_and_evaluate(config, workdir, hooks=[hook])
+  ctx.progress(high, f"{title}: done")
+  last_train, last_eval = read_metrics(workdir)
+  images_dir = os.path.join(workdir, "images")
+  images = sorted(p for p in os.listdir(images_dir) if p.endswith(".png")) if os.path.isdir(
+      images_dir) else []
+  return {"part": title, "stage": config.stage, "variant": config.get("variant", ""),
+          "steps": result.step, "seconds": round(time.perf_counter() - start, 1),
+          "train": last_train, "eval": last_eval,
+          "image": os.path.relpath(os.path.join(images_dir, images[-1]), ctx.workdir)
+          if images else None}
+
+
+def load_cached(path: str, sources: Mapping[str, str]) -> dict[str, Any] | None:
+  """The results at `path` when they were made from the same checkpoints (`sources`)."""
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    cached = json.load(f)
+  return cached if cached.get("sources") == dict(sources) else None
+
+
+def save_cached(path: str, results: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+  """Writes `results` with the `sources` they came from (atomically: a kill leaves no half file)."""
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(reports.to_json({**results, "sources": dict(sources)}), f, indent=2)
+  os.replace(tmp, path)
+
+
+def training_table(trainings: list[dict[str, Any]]) -> list[str]:
+  """Markdown rows of the trained stages (for a part's report section)."""
+  lines = ["| stage | variant | steps | time (s) | final train loss | eval metrics |",
+           "|---|---|---|---|---|---|"]
+  for t in trainings:
+    ev = ", ".join(f"{k[5:]}={v:.4g}" for k, v in t["eval"].items() if k.startswith("eval/"))
+    lines.append(f"| {t['part']} ({t['stage']}) | {t['variant']} | {t['steps']} | {t['seconds']} | "
+                 f"{t['train'].get('loss', float('nan')):.4g} | {ev} |")
+  return lines
