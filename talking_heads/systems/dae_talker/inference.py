@@ -13,8 +13,9 @@ paper's ablation "w/o shared x_T"); frame i's noise comes from fold_in(seed, i),
 depend on the batch size. `noise="reference"` (not in the paper) shares the x_T that DDIM
 inversion gives for a reference frame of the speaker (diffae's stochastic code of that frame):
 the frame's global colour and background then come from the image instead of from a random draw,
-which matters most for an autoencoder trained briefly. Frames are decoded in parallel batches of `batch_size` (the last one
-padded so every batch has one compiled shape).
+which matters most for an autoencoder trained briefly. Frames are decoded in parallel batches of
+`batch_size` (`video_inference.batched`: the last one padded so every batch has one compiled
+shape).
 
 Pose (`parse_pose`): "natural", "yaw=..,pitch=..,roll=.." in degrees (missing angles are 0), or a
 .npy / .txt / .csv file of [3] or [T', 3] angles in degrees (yaw, pitch, roll), linearly
@@ -38,6 +39,7 @@ from talking_heads.audio import windows
 from talking_heads.io import audio as audio_io
 from talking_heads.io import video as video_io
 from talking_heads.systems import api
+from talking_heads.systems import video_inference
 from talking_heads.systems.dae_talker import speech2latent as s2l_system
 from talking_heads.systems.dae_talker.dae import DAEStage
 
@@ -227,20 +229,18 @@ def decode_latents(stage: DAEStage, variables: Any, latents: np.ndarray, options
   else:
     x_T = initial_noise(size, num_frames, options.seed, options.noise)
   decode = _decode_fn(stage, options.sample_steps)
-  b = options.batch_size
-  out, seconds = [], {}
+  seconds: dict[str, float] = {}
+
+  def make_batch(index: np.ndarray) -> tuple[Any, ...]:
+    noise = x_T[index] if options.noise == "independent" else x_T
+    return variables, latents[index], noise
+
   start = time.perf_counter()
-  for i in range(0, num_frames, b):
-    z = latents[i:i + b]
-    n = z.shape[0]
-    z = np.pad(z, ((0, b - n), (0, 0)))
-    noise = (np.pad(x_T[i:i + b], ((0, b - n),) + ((0, 0),) * 3)
-             if options.noise == "independent" else x_T)
-    out.append(np.asarray(decode(variables, z, noise))[:n])
-    if i == 0:
-      seconds["decode_first_batch"] = time.perf_counter() - start
+  frames = video_inference.batched(
+      decode, make_batch, num_frames, options.batch_size,
+      on_first_batch=lambda s: seconds.update(decode_first_batch=s))   # [T, H, W, 3] uint8
   seconds["decode"] = time.perf_counter() - start
-  return np.concatenate(out), seconds
+  return frames, seconds
 
 
 def run_arrays(model: DAETalkerModel, audio: np.ndarray, options: Options = Options(), *,
