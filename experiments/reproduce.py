@@ -1,0 +1,110 @@
+r"""A paper's tables with our measured rows beside the paper's, and what we cannot reproduce.
+
+  python -m experiments.reproduce --paper=ladtalk
+  python -m experiments.reproduce --paper=dae_talker --results=experiments/results/dae_talker_demo \
+      --out=/tmp/reproduce
+
+The system whose `SYSTEM.paper` is `--paper` (`talking_heads.systems.api`) turns the results in
+`--results` (default: `runs/main/<system>` when the main job wrote it, else the committed
+`experiments/results/<system>_demo`) into rows of the paper's tables (`System.reproduce`, see
+`talking_heads.systems.reproduction`). Every table of the paper (`experiments.paper_tables`) is
+printed with the paper's rows, ours (labelled with scale, data, steps and machine, and the file
+they come from) and the rows or columns we cannot produce with the reason; a paper without a
+system lists every table as not implemented yet. Writes `reproduce_<paper>.md` and `.json` to
+`--out` (default: the results folder; `runs/reproduce` for a paper without a system).
+`reproduce(paper, results_dir)` returns the same markdown and JSON (for `experiments.main`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from absl import app, flags
+
+from experiments import paper_tables
+from talking_heads.systems import api
+
+_PAPER = flags.DEFINE_enum("paper", None, paper_tables.papers(), "The paper whose tables to show.")
+_RESULTS = flags.DEFINE_string("results", None, "Results folder (default: see the module doc).")
+_OUT = flags.DEFINE_string("out", None, "Output folder (default: the results folder).")
+
+NOT_IMPLEMENTED = "not implemented yet (no system in talking_heads.systems declares this paper)"
+
+
+def system_for(paper: str) -> api.System | None:
+  """The system reproducing `paper`, or None."""
+  return next((s for s in api.systems().values() if s.paper == paper), None)
+
+
+def default_results(paper: str) -> str | None:
+  """`runs/main/<system>` when it exists, else `experiments/results/<system>_demo`; None without a
+  system."""
+  system = system_for(paper)
+  if system is None:
+    return None
+  main = os.path.join("runs", "main", system.name)
+  return main if os.path.isdir(main) else os.path.join("experiments", "results",
+                                                        f"{system.name}_demo")
+
+
+Rows = tuple[list[paper_tables.MeasuredRow], list[paper_tables.Unavailable]]
+
+
+def _measured(system: api.System, results_dir: str) -> dict[str, Rows]:
+  """Table id -> (our rows, what we cannot produce), from the system's `reproduce` function."""
+  by_table: dict[str, Rows] = {}
+  for entry in api.resolve(system.reproduce)(results_dir):
+    rows, missing = by_table.setdefault(entry["table"], ([], []))
+    rows += [paper_tables.MeasuredRow(**r) for r in entry["measured"]]
+    missing += [paper_tables.Unavailable(**u) for u in entry["unavailable"]]
+  return by_table
+
+
+def reproduce(paper: str, results_dir: str | None = None) -> tuple[str, dict[str, Any]]:
+  """(markdown, JSON) of every table of `paper` with our rows from `results_dir` (default:
+  `default_results`)."""
+  tables = paper_tables.load(paper)
+  system = system_for(paper)
+  if system is None or system.reproduce is None:
+    by_table, fallback, name = {}, NOT_IMPLEMENTED, None
+  else:
+    results_dir = results_dir or default_results(paper)
+    by_table = _measured(system, results_dir)
+    fallback, name = f"not reported by {system.reproduce}", system.name
+    unknown = set(by_table) - {t.id for t in tables}
+    if unknown:
+      raise ValueError(f"{system.reproduce} returned tables {sorted(unknown)} that {paper} lacks")
+  lines = [f"# {paper}: paper tables and our measurements", "",
+           f"System: {name or 'none'}; results: {results_dir}", "",
+           "| table | our rows | not reproduced |", "|---|---|---|"]
+  sections, data = [], []
+  for table in tables:
+    rows, missing = by_table.get(table.id, ([], []))
+    if not rows and not missing:
+      missing = [paper_tables.Unavailable("whole table", fallback)]
+    lines.append(f"| {table.id} | {len(rows)} | "
+                 + "; ".join(u.method_or_column for u in missing).replace("|", "\\|") + " |")
+    sections.append(paper_tables.side_by_side(table, rows, missing))
+    data.append(paper_tables.to_json(table, rows, missing))
+  markdown = "\n".join(lines + [""] + sections)
+  return markdown, {"paper": paper, "system": name, "results_dir": results_dir, "tables": data}
+
+
+def main(argv):
+  del argv
+  paper = _PAPER.value
+  markdown, data = reproduce(paper, _RESULTS.value)
+  out = _OUT.value or data["results_dir"] or os.path.join("runs", "reproduce")
+  os.makedirs(out, exist_ok=True)
+  with open(os.path.join(out, f"reproduce_{paper}.md"), "w") as f:
+    f.write(markdown)
+  with open(os.path.join(out, f"reproduce_{paper}.json"), "w") as f:
+    json.dump(data, f, indent=2, ensure_ascii=False)
+  print(markdown)
+
+
+if __name__ == "__main__":
+  flags.mark_flag_as_required("paper")
+  app.run(main)
