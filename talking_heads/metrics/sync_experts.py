@@ -17,8 +17,8 @@ Experts:
     copy of the scorer), BGR, raw 0..255 floats. Audio: the float signal scaled to int16 (as
     ffmpeg writes the scorer's wav: round(32768 x), clipped), `audio.mfcc` with
     python_speech_features' defaults, columns 4v .. 4v+19. Batches of 20, jitted.
-  `TrainedSyncNetExpert`: a Wav2Lip SyncNet_color trained here (restored from its workdir by
-    `systems.experts.sync_expert.lse_expert`). Inputs exactly as it trained: frames resized to its image size
+  `TrainedSyncNetExpert`: a Wav2Lip SyncNet_color trained here (its variables restored from a
+    `syncnet` workdir by the experts' loader). Inputs exactly as it trained: frames resized to its image size
     (96), lower halves of 5-frame windows, BGR / 255 if its config says so; Wav2Lip mel windows
     of 16 frames starting at int(3.2 v). Its embeddings are L2-normalised, so its distances
     live on another scale than S's: NOT comparable with papers, reported as such.

@@ -81,8 +81,8 @@ def test_main_job_tiny(tmp_path):
   assert (tmp_path / "dae_talker" / "dae_talker_tables.md").exists()
 
   # The plugin system trained and reported without any shared file naming it.
-  assert parts["fake_talker"]["summary"]["steps"] == 20
-  assert "fake talker trained to step 20" in md
+  assert parts["fake_talker"]["summary"]["steps"] == 50
+  assert "fake talker trained to step 50" in md
 
   second = run_main(tmp_path)   # everything finished: nothing is redone
   assert second.returncode == 0, failure_text(second)
