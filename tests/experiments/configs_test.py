@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import pathlib
+import re
 
 import jax
 import pytest
@@ -54,6 +55,14 @@ def test_config_argument_tuples_keep_their_commas():
   assert parsed == common.ParsedArg("tiny", {"model.channels": (8, 16), "seed": 3})
 
 
+def test_trainer_defaults_table_is_documented():
+  """The table in `common`'s docstring matches `common.TRAINER_DEFAULTS`."""
+  for field in common.TRAINER_DEFAULTS["tiny"]:
+    values = (str(common.TRAINER_DEFAULTS[v][field]) for v in common.VARIANTS)
+    row = r"\s+".join([re.escape(field), *values])
+    assert re.search(rf"^  {row}$", common.__doc__, re.M), field
+
+
 def all_configs() -> dict:
   """{'experts/syncnet': {'tiny': config dict, ...}, ...} for every config under experiments/configs."""
   paths = sorted(p for p in CONFIG_DIR.rglob("*.py") if p.name not in ("__init__.py", "common.py"))
@@ -74,7 +83,7 @@ def _canonical(x, lists_are_tuples=False):
 def test_variant_defaults_change_no_config():
   """Every stage x variant config equals the committed snapshot (taken before the per-variant trainer
   defaults moved into `common.TRAINER_DEFAULTS`). Regenerate only for an intended config change:
-    PYTHONPATH=. .venv/bin/python tests/experiments/configs_test.py
+    PYTHONPATH=. python tests/experiments/configs_test.py
   """
   snapshot, current = json.loads(SNAPSHOT.read_text()), all_configs()
   assert sorted(current) == sorted(snapshot)
