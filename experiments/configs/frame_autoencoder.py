@@ -18,24 +18,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant = parsed.variant
   c = common.trainer_config("frame_autoencoder", variant)
   c.model = ml_collections.ConfigDict({"widths": (32, 64), "latent_channels": 8, "dtype": "float32"})
-  c.data = ml_collections.ConfigDict({"root": "", "image_size": 32, "num_frames": 4096, "num_eval_frames": 64,
-                                      "eval_stride": 25, "seed": 0, "num_workers": 0})
+  c.data.update({"root": "", "image_size": 32, "num_frames": 4096, "num_eval_frames": 64,
+                 "eval_stride": 25, "seed": 0})
   c.optimizer.learning_rate = 1e-3
   if variant == "tiny":
-    c.total_steps, c.batch_size, c.eval_batch_size = 10, 8, 8
     c.model.widths, c.model.latent_channels = (8, 16), 4
     c.data.image_size, c.data.num_frames, c.data.num_eval_frames = 16, 256, 16
-    c.log_every, c.checkpoint_every, c.eval_every, c.image_every = 5, 5, 10, 10
   elif variant == "demo":
-    c.total_steps, c.batch_size = 1500, 32
+    c.total_steps, c.batch_size, c.eval_batch_size = 1500, 32, 8
     c.optimizer.schedule, c.optimizer.warmup_steps = "warmup_cosine", 100
-    c.log_every, c.checkpoint_every, c.eval_every, c.image_every = 50, 500, 500, 500
+    c.checkpoint_every, c.eval_every = 500, 500
   elif variant == "paper":
-    c.total_steps, c.batch_size, c.eval_batch_size = 100_000, 256, 64
+    c.total_steps, c.batch_size = 100_000, 256
     c.model.widths, c.model.latent_channels = (128, 256, 512), 16
     c.data.image_size, c.data.num_frames, c.data.num_eval_frames = 256, 1_000_000, 1024
-    c.data.num_workers = 8
     c.optimizer.learning_rate, c.optimizer.schedule, c.optimizer.warmup_steps = 4.5e-6 * 256, "warmup_cosine", 5000
-    c.mesh.fsdp = 1
-    c.log_every, c.checkpoint_every, c.eval_every, c.image_every = 100, 5000, 5000, 5000
   return common.apply_overrides(c, parsed)

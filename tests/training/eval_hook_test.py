@@ -55,7 +55,7 @@ class CountingStage(Stage):
 def make_config(**overrides):
   c = common.trainer_config("counting", "tiny")
   c.batch_size = c.eval_batch_size = 8
-  c.total_steps, c.log_every, c.eval_every, c.checkpoint_every = 6, 1, 2, 100
+  c.total_steps, c.log_every, c.eval_every, c.checkpoint_every, c.image_every = 6, 1, 2, 100, 0
   c.progress_bar = False
   c.update(overrides)
   return c

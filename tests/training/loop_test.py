@@ -79,7 +79,7 @@ registry.register("fake_regression", FakeRegressionStage)
 def make_config(**overrides):
   c = common.trainer_config("fake_regression", "tiny")
   c.total_steps, c.batch_size, c.eval_batch_size = 6, 16, 16
-  c.log_every, c.checkpoint_every = 1, 100
+  c.log_every, c.checkpoint_every, c.eval_every, c.image_every = 1, 100, 0, 0
   c.progress_bar = False
   c.optimizer.learning_rate = 1e-2
   c.sharding.fsdp_min_size = 256

@@ -46,9 +46,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "schedule": "linear", "num_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02,
       "prediction": "epsilon", "loss": "l1", "sample_steps": 100, "spacing": "linspace",
       "eval_sample_steps": 20})
-  c.data = ml_collections.ConfigDict({
+  c.data.update({
       "root": "", "identities": "", "image_size": 256, "eval_split": "test", "eval_stride": 10,
-      "eval_seed": 0, "num_workers": 0})
+      "eval_seed": 0})
   c.ema_decay = 0.9999
   c.optimizer.learning_rate = 1e-4
   if variant == "tiny":
@@ -60,8 +60,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.update(identities="id0", image_size=16, eval_stride=3)
     c.ema_decay = 0.9
     c.optimizer.learning_rate = 1e-3
-    c.total_steps, c.batch_size, c.eval_batch_size = 10, 8, 8
-    c.log_every, c.checkpoint_every, c.eval_every, c.image_every = 5, 5, 10, 10
   elif variant == "demo":
     c.model.update(width=16, channel_mult=(1, 2, 4), encoder_channel_mult=(1, 2, 4, 4),
                    num_res_blocks=1, encoder_num_res_blocks=1, dropout=0.0, norm_groups=8,
@@ -71,10 +69,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.ema_decay = 0.995
     c.optimizer.update(learning_rate=2e-4, schedule="warmup_cosine", warmup_steps=100,
                        end_lr_factor=0.1)
-    c.total_steps, c.batch_size, c.eval_batch_size = 4000, 8, 16
-    c.log_every, c.checkpoint_every, c.eval_every, c.image_every = 50, 250, 500, 1000
+    c.total_steps, c.eval_batch_size = 4000, 16
+    c.eval_every, c.image_every = 500, 1000
   elif variant == "paper":
-    c.data.num_workers = 8
     c.total_steps, c.batch_size, c.eval_batch_size = 80_000, 32, 32
-    c.log_every, c.checkpoint_every, c.eval_every, c.image_every = 100, 5000, 5000, 5000
   return common.apply_overrides(c, parsed)

@@ -34,16 +34,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   parsed = common.parse_arg(arg)
   variant = parsed.variant
   c = common.trainer_config("speech2latent", variant)
+  c.image_every = 0  # no image summaries
   c.model = ml_collections.ConfigDict({
       "features": "radio_mel", "model_dim": 256, "num_heads": 2, "encoder_blocks": 4,
       "decoder_blocks": 4, "ffn_dim": 1024, "kernel_size": 13, "input_kernel": 0,
       "pose_channels": 384, "pose_kernel": 3, "latent_dim": 512, "dropout": 0.1,
       "dtype": "float32"})
   c.loss = ml_collections.ConfigDict({"alpha": 1.0, "standardise_latents": True})
-  c.data = ml_collections.ConfigDict({
+  c.data.update({
       "root": "", "identities": "", "latents": "", "sampling": "pseudo_sentence",
       "min_length": 125, "max_length": 500, "pose_scale": 0.1, "eval_split": "val",
-      "eval_seed": 0, "num_workers": 0})
+      "eval_seed": 0})
   c.optimizer.learning_rate = 1e-4
   if variant == "tiny":
     c.model.update(model_dim=16, encoder_blocks=1, decoder_blocks=1, ffn_dim=32, kernel_size=3,
@@ -51,8 +52,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.update(identities="id0", latents="dae_tiny", min_length=8, max_length=16,
                   pose_scale=0.05, eval_split="test")
     c.optimizer.learning_rate = 3e-3
-    c.total_steps, c.batch_size, c.eval_batch_size = 10, 8, 8
-    c.log_every, c.checkpoint_every, c.eval_every = 5, 5, 10
   elif variant == "demo":
     c.model.update(model_dim=128, encoder_blocks=2, decoder_blocks=2, ffn_dim=512,
                    pose_channels=128)
@@ -60,10 +59,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                   pose_scale=0.01)
     c.optimizer.update(learning_rate=3e-4, schedule="warmup_cosine", warmup_steps=100,
                        end_lr_factor=0.1)
-    c.total_steps, c.batch_size, c.eval_batch_size = 1500, 8, 8
-    c.log_every, c.checkpoint_every, c.eval_every = 50, 250, 250
+    c.total_steps, c.eval_batch_size = 1500, 8
   elif variant == "paper":
     c.data.num_workers = 4
-    c.total_steps, c.batch_size, c.eval_batch_size = 50_000, 16, 16
-    c.log_every, c.checkpoint_every, c.eval_every = 100, 5000, 2500
+    c.batch_size, c.eval_batch_size, c.eval_every = 16, 16, 2500
   return common.apply_overrides(c, parsed)

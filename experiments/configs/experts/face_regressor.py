@@ -47,9 +47,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.augment = ml_collections.ConfigDict({
       "enabled": True, "blur_prob": 0.3, "blur_sigma": (0.3, 1.2), "rescale_prob": 0.3,
       "rescale_factor": (1.0, 2.0), "noise_prob": 0.3, "noise_std": (1.0, 6.0)})
-  c.data = ml_collections.ConfigDict({
+  c.data.update({
       "root": "", "identities": "", "eval_identities": "", "image_size": 256,
-      "eval_split": "val", "eval_stride": 1, "eval_seed": 0, "num_workers": 0})
+      "eval_split": "val", "eval_stride": 1, "eval_seed": 0})
   c.optimizer.update(learning_rate=1e-3, schedule="warmup_cosine", warmup_steps=200,
                      end_lr_factor=0.02)
   if variant == "tiny":
@@ -57,16 +57,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.augment.enabled = False
     c.data.update(image_size=32, eval_stride=3)
     c.optimizer.update(schedule="constant", warmup_steps=0)
-    c.total_steps, c.batch_size, c.eval_batch_size = 10, 8, 8
-    c.log_every, c.checkpoint_every, c.eval_every, c.image_every = 5, 5, 10, 10
   elif variant == "demo":
     c.model.update(channels=(16, 32, 64, 128), blocks=1, hidden=256)
     c.data.update(eval_identities="id01", image_size=64, eval_stride=2)
     c.optimizer.warmup_steps = 100
-    c.total_steps, c.batch_size, c.eval_batch_size = 3000, 32, 64
+    c.total_steps, c.batch_size = 3000, 32
     c.log_every, c.checkpoint_every, c.eval_every, c.image_every = 100, 1000, 1000, 1000
-  elif variant == "paper":
-    c.total_steps, c.batch_size, c.eval_batch_size = 50_000, 64, 64
-    c.data.num_workers = 8
-    c.log_every, c.checkpoint_every, c.eval_every, c.image_every = 100, 5000, 5000, 5000
   return common.apply_overrides(c, parsed)

@@ -18,22 +18,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant = parsed.variant
   c = common.trainer_config("syncnet", variant)
   c.model = ml_collections.ConfigDict({"width": 1.0, "dtype": "float32"})
-  c.data = ml_collections.ConfigDict({
+  c.data.update({
       "root": "", "image_size": 96, "min_offset": 1, "eval_split": "val", "eval_stride": 5,
-      "eval_seed": 0, "bgr": True, "num_workers": 0})
+      "eval_seed": 0, "bgr": True})
   c.optimizer.learning_rate = 1e-4
   if variant == "tiny":
     c.model.width = 0.125
-    c.total_steps, c.batch_size, c.eval_batch_size = 10, 8, 8
-    c.log_every, c.checkpoint_every, c.eval_every, c.image_every = 5, 5, 10, 10
   elif variant == "demo":
     c.model.width = 0.25
-    c.total_steps, c.batch_size, c.eval_batch_size = 6000, 32, 64
+    c.total_steps, c.batch_size = 6000, 32
     c.optimizer.learning_rate = 5e-4
     c.optimizer.schedule, c.optimizer.warmup_steps, c.optimizer.end_lr_factor = "warmup_cosine", 100, 0.05
-    c.log_every, c.checkpoint_every, c.eval_every, c.image_every = 50, 500, 500, 1000
+    c.checkpoint_every, c.eval_every, c.image_every = 500, 500, 1000
   elif variant == "paper":
-    c.total_steps, c.batch_size, c.eval_batch_size = 300_000, 64, 64
-    c.data.num_workers = 8
-    c.log_every, c.checkpoint_every, c.eval_every, c.image_every = 100, 3000, 3000, 3000
+    c.total_steps = 300_000
+    c.checkpoint_every, c.eval_every, c.image_every = 3000, 3000, 3000
   return common.apply_overrides(c, parsed)

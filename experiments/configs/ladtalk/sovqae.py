@@ -46,9 +46,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "disc_weight": 0.8, "disc_start": 30001, "disc_loss": "hinge"})
   c.perceptual = ml_collections.ConfigDict({"weights_dir": "", "net": "lpips"})
   c.discriminator = ml_collections.ConfigDict({"base_features": 64, "num_layers": 3})
-  c.data = ml_collections.ConfigDict({
+  c.data.update({
       "root": "", "identities": "", "image_size": 256, "degrade": False, "eval_split": "test",
-      "eval_stride": 10, "eval_seed": 0, "num_workers": 0})
+      "eval_stride": 10, "eval_seed": 0})
   c.optimizer.update(b1=0.5, b2=0.9)
   c.disc_optimizer = ml_collections.ConfigDict(c.optimizer.to_dict())
   if variant == "tiny":
@@ -57,8 +57,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.loss.update(perceptual_weight=0.0, disc_start=2)
     c.data.update(identities="id0", image_size=32, eval_stride=3)
     c.optimizer.learning_rate = c.disc_optimizer.learning_rate = 1e-3
-    c.total_steps, c.batch_size, c.eval_batch_size = 10, 8, 8
-    c.log_every, c.checkpoint_every, c.eval_every, c.image_every = 5, 5, 10, 10
   elif variant == "demo":
     c.model.update(channels=(16, 32, 64), num_codes=512, code_dim=64)
     c.discriminator.base_features = 16
@@ -66,11 +64,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.update(identities="id01", image_size=128, eval_stride=4)
     c.optimizer.update(learning_rate=5e-4, schedule="warmup_cosine", warmup_steps=100,
                        end_lr_factor=0.05)
-    c.total_steps, c.batch_size, c.eval_batch_size = 1100, 8, 16
-    c.log_every, c.checkpoint_every, c.eval_every, c.image_every = 50, 250, 250, 500
+    c.total_steps, c.eval_batch_size = 1100, 16
   elif variant == "paper":
     c.optimizer.learning_rate = c.disc_optimizer.learning_rate = 4.5e-6 * 8
-    c.total_steps, c.batch_size, c.eval_batch_size = 50_000, 8, 8
-    c.data.num_workers = 8
-    c.log_every, c.checkpoint_every, c.eval_every, c.image_every = 100, 5000, 5000, 5000
+    c.batch_size, c.eval_batch_size = 8, 8
   return common.apply_overrides(c, parsed)

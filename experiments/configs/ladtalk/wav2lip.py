@@ -26,9 +26,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant = parsed.variant
   c = common.trainer_config("wav2lip", variant)
   c.model = ml_collections.ConfigDict({"width": 1.0, "dtype": "float32"})
-  c.data = ml_collections.ConfigDict({
+  c.data.update({
       "root": "", "image_size": 96, "bgr": True, "eval_split": "val", "eval_stride": 5,
-      "eval_seed": 0, "num_workers": 0})
+      "eval_seed": 0})
   c.loss = ml_collections.ConfigDict({"sync_weight": 0.01, "sync_threshold": 0.75})
   c.sync_expert = ml_collections.ConfigDict({
       "workdir": "", "checkpoint": "", "use_running_average": True})
@@ -39,7 +39,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if variant == "tiny":
     c.model.width = 0.125
     c.data.image_size = 64
-    c.total_steps, c.batch_size, c.eval_batch_size = 4, 8, 8
+    c.total_steps = 4
     c.log_every, c.checkpoint_every, c.eval_every, c.image_every = 2, 2, 4, 4
   elif variant == "demo":
     # LaDTalk's premise at CPU scale: a small, blurry base model (1/8 width, 64 px faces) whose
@@ -48,11 +48,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.image_size = 64
     c.sync_expert.workdir = "runs/syncnet_demo"
     c.data.eval_stride = 10
-    c.total_steps, c.batch_size, c.eval_batch_size = 1000, 8, 64
     c.optimizer.learning_rate = c.gan.optimizer.learning_rate = 3e-4
-    c.log_every, c.checkpoint_every, c.eval_every, c.image_every = 50, 250, 250, 500
   elif variant == "paper":
     c.total_steps, c.batch_size, c.eval_batch_size = 500_000, 16, 16
-    c.data.num_workers = 8
-    c.log_every, c.checkpoint_every, c.eval_every, c.image_every = 100, 3000, 3000, 3000
+    c.checkpoint_every, c.eval_every, c.image_every = 3000, 3000, 3000
   return common.apply_overrides(c, parsed)
