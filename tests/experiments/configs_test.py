@@ -12,7 +12,7 @@ from experiments.configs import common
 from talking_heads.training import registry
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "configs"
-CONFIG_FILES = sorted(p for p in CONFIG_DIR.glob("*.py") if p.name not in ("__init__.py", "common.py"))
+CONFIG_FILES = sorted(p for p in CONFIG_DIR.rglob("*.py") if p.name not in ("__init__.py", "common.py"))
 SNAPSHOT = pathlib.Path(__file__).resolve().parent / "fixtures" / "config_snapshot.json"
 
 
