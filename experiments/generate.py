@@ -14,7 +14,7 @@ Systems (`SYSTEMS`): wav2lip (`talking_heads.systems.wav2lip_pipeline`), ladtalk
 speech -> latents -> DDIM decoding of every frame from one shared x_T; it needs no video, its
 identity is the one its diffusion autoencoder was trained on; --pose in degrees). The Wav2Lip generator comes from a trained workdir
 (`--wav2lip_workdir`) or the public `wav2lip.pth` / `wav2lip_gan.pth` (`--wav2lip_checkpoint`,
-read without torch by `third_party.wav2lip`); LaDTalk also needs the identity's SOVQAE workdir.
+read without torch by `pretrained.wav2lip`); LaDTalk also needs the identity's SOVQAE workdir.
 Missing weights are an error naming the file; nothing runs with random weights.
 
 Audio: any file ffmpeg reads (a video's sound track too), resampled to 16 kHz mono; the output
@@ -40,10 +40,10 @@ from absl import app, flags
 from talking_heads.audio import windows
 from talking_heads.io import video as video_io
 from talking_heads.models import wav2lip as wav2lip_lib
+from talking_heads.pretrained import wav2lip as wav2lip_convert
 from talking_heads.systems import dae_talker_pipeline
 from talking_heads.systems import ladtalk_pipeline
 from talking_heads.systems import wav2lip_pipeline
-from third_party import wav2lip as wav2lip_convert
 from third_party import weights as weights_lib
 
 Options = wav2lip_pipeline.Options

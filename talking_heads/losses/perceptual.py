@@ -3,7 +3,7 @@
 loss = sum_l lambda_l * mean |phi_l(x) - phi_l(y)|^p over VGG16 activations relu1_2, relu2_2,
 relu3_3, relu4_3 (torchvision `features` slices [0:4], [4:9], [9:16], [16:23]) of ImageNet-
 normalised images; p = 1 (RADIO, FD2Talk) or 2 (PIR, Johnson's MSE). The VGG16 weights are the
-public torchvision file loaded by `third_party.vgg.load_vgg16(weights_dir, perceptual_vgg())`;
+public torchvision file loaded by `talking_heads.pretrained.vgg.load_vgg(weights_dir, perceptual_vgg())`;
 they stay frozen (they are an argument, not trained parameters).
 
 Dimensions: B batch, H, W image size (NHWC, 3 channels).
@@ -24,9 +24,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def perceptual_vgg(layers: Sequence[str] = LAYERS, dtype: jnp.dtype = jnp.float32
-                   ) -> vgg.VGG16Features:
+                   ) -> vgg.VGGFeatures:
   """The VGG16 trunk the loss runs (built only up to the deepest layer)."""
-  return vgg.VGG16Features(taps=tuple(layers), dtype=dtype)
+  return vgg.VGGFeatures("vgg16", taps=tuple(layers), dtype=dtype)
 
 
 def imagenet_normalise(images: jax.Array, value_range: tuple[float, float] = (0.0, 1.0)

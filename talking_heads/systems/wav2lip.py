@@ -57,11 +57,11 @@ from talking_heads.losses.sync import cosine_bce
 from talking_heads.models import syncnet as syncnet_lib
 from talking_heads.models import wav2lip as wav2lip_lib
 from talking_heads.pipelines import clips as clips_pipeline
+from talking_heads.pretrained import syncnet as syncnet_convert
 from talking_heads.training import restore
 from talking_heads.training.optimizers import build_optimizer
 from talking_heads.training.stage import Stage
 from talking_heads.training.state import GanTrainState, TrainState
-from third_party import syncnet as syncnet_convert
 from third_party import weights as weights_lib
 
 WINDOW = 5

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from talking_heads.losses import perceptual
+from talking_heads.pretrained import vgg as vgg_convert
 from third_party import torch_reader
-from third_party import vgg as vgg_convert
 
 SIZE = 16  # relu4_3 sits after three pools: 2x2 maps.
 # Jitted (weights and value range traced, so few compilations); eager VGG is slow on CPU.
@@ -133,6 +133,6 @@ def test_matches_reference_torch_loss(tmp_path):
 
   expected = jax.eval_shape(perceptual.perceptual_vgg().init, jax.random.key(0),
                             jnp.zeros((1, SIZE, SIZE, 3)))
-  variables = vgg_convert.convert_vgg16(torch_reader.load_torch_file(path), expected, str(path))
+  variables = vgg_convert.convert_vgg(torch_reader.load_torch_file(path), expected, str(path))
   got = loss_fn(variables, x, y, layer_weights=weights)
   np.testing.assert_allclose(float(got), want, rtol=1e-4)
