@@ -43,10 +43,11 @@ WEIGHTS: dict[str, WeightFile] = {
     "vgg19": WeightFile(
         "vgg19-dcbb9e9d.pth", "torchvision VGG19 ImageNet weights (IMAGENET1K_V1)",
         _TORCHVISION + "vgg19-dcbb9e9d.pth",
-        "talking_heads.pretrained.vgg (VGG19 perceptual loss: RADIO, pix2pixHD taps)"),
+        "talking_heads.pretrained.vgg (VGG19 perceptual loss, RADIO / pix2pixHD taps)"),
     "alexnet": WeightFile(
         "alexnet-owt-7be5be79.pth", "torchvision AlexNet ImageNet weights (IMAGENET1K_V1)",
-        _TORCHVISION + "alexnet-owt-7be5be79.pth", "talking_heads.pretrained.vgg (LPIPS alex backbone)"),
+        _TORCHVISION + "alexnet-owt-7be5be79.pth",
+        "talking_heads.pretrained.vgg (LPIPS alex backbone)"),
     "lpips_alex": WeightFile(
         "lpips/weights/v0.1/alex.pth", "LPIPS v0.1 linear layers for the AlexNet backbone",
         _LPIPS_SOURCE, "talking_heads.pretrained.lpips, talking_heads.metrics.lpips"),

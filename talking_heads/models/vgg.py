@@ -1,4 +1,4 @@
-"""torchvision's VGG16/VGG19 and AlexNet convolutional trunks (`features`) returning named activations.
+"""torchvision's VGG16/VGG19 and AlexNet conv trunks (`features`) returning named activations.
 
 Used by LPIPS (AlexNet, VGG16) and the perceptual losses (VGG16, VGG19). The layers match
 torchvision's `vgg16().features` (configuration D), `vgg19().features` (configuration E) and
