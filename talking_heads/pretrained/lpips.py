@@ -46,8 +46,8 @@ def convert_lpips(net: str, backbone_state_dict: Mapping[str, np.ndarray],
   if net == "alex":
     backbone = vgg_pretrained.convert_alexnet(backbone_state_dict, backbone_expected, sources[0])
   elif net == "vgg":
-    backbone = vgg_pretrained.convert_vgg(backbone_state_dict, backbone_expected, "vgg16",
-                                          sources[0])
+    backbone = vgg_pretrained.convert_vgg(backbone_state_dict, backbone_expected,
+                                          source=sources[0])
   else:
     raise ValueError(f"LPIPS net must be one of {lpips_metric.NETS}, got {net!r}")
   linear = convert_lpips_linear(linear_state_dict, expected_variables, sources[1])

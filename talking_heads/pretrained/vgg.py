@@ -28,7 +28,7 @@ def _convert(state_dict: Mapping[str, np.ndarray], expected_variables: Mapping[s
   return convert.convert(state_dict, mapping, expected_variables, ignore=ignore, source=source)
 
 
-def convert_vgg(state_dict: Mapping[str, np.ndarray], expected_variables: Mapping[str, Any],
+def convert_vgg(state_dict: Mapping[str, np.ndarray], expected_variables: Mapping[str, Any], *,
                 variant: str = "vgg16", source: str | None = None) -> dict[str, Any]:
   """torchvision `vgg16`/`vgg19` state dict -> variables of a `VGGFeatures(variant)` (any taps)."""
   return _convert(state_dict, expected_variables, vgg_keys.vgg_indices(variant),
@@ -55,8 +55,8 @@ def load_vgg(weights_dir: str | os.PathLike[str] | None,
   """
   model = model or vgg.VGGFeatures()
   path = weights.require(weights_dir, model.variant)
-  return convert_vgg(torch_reader.load_torch_file(path), _expected(model), model.variant,
-                     str(path))
+  return convert_vgg(torch_reader.load_torch_file(path), _expected(model), variant=model.variant,
+                     source=str(path))
 
 
 def load_alexnet(weights_dir: str | os.PathLike[str] | None,

@@ -139,7 +139,8 @@ def test_matches_reference_torch_loss(tmp_path):
 
   expected = jax.eval_shape(perceptual.perceptual_vgg().init, jax.random.key(0),
                             jnp.zeros((1, SIZE, SIZE, 3)))
-  variables = vgg_convert.convert_vgg(torch_reader.load_torch_file(path), expected, str(path))
+  variables = vgg_convert.convert_vgg(torch_reader.load_torch_file(path), expected,
+                                      source=str(path))
   got = loss_fn(variables, x, y, layer_weights=weights)
   np.testing.assert_allclose(float(got), want, rtol=1e-4)
 

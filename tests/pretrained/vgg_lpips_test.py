@@ -132,7 +132,7 @@ def test_vgg19_round_trip_through_a_checkpoint_file(tmp_path):
   vgg16 = _torchvision_state_dict(_vgg_conv_shapes(), VGG16_CLASSIFIER, rng, classifier_scale=64)
   with pytest.raises(convert.ConversionError, match=r"(?s)unknown torch key: features.17.weight"
                      r".*missing torch key: features.16.weight"):
-    vgg_convert.convert_vgg(vgg16, _expected(model), "vgg19")
+    vgg_convert.convert_vgg(vgg16, _expected(model), variant="vgg19")
 
 
 def test_alexnet_name_map_and_shape_errors():
