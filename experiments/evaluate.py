@@ -67,7 +67,7 @@ from talking_heads.metrics import sliding as sliding_lib
 from talking_heads.metrics import sync_experts
 from talking_heads.systems.experts import sync_expert
 from talking_heads.metrics import temporal as temporal_lib
-from third_party import syncnet as syncnet_convert
+from talking_heads.pretrained import syncnet as syncnet_convert
 from third_party import weights as weights_lib
 
 METRICS = ("psnr", "ssim", "ms_ssim", "lpips", "fid", "cpbd", "lmd", "flicker", "lse")
@@ -464,14 +464,14 @@ def evaluate(options: Options) -> dict[str, Any]:
     if missing := _missing(options.weights_dir, *needed):
       summary_override["lpips"] = unavailable(*missing)
     else:
-      from third_party import lpips as lpips_convert  # pylint: disable=g-import-not-at-top
+      from talking_heads.pretrained import lpips as lpips_convert  # pylint: disable=g-import-not-at-top
       lpips_variables = lpips_convert.load_lpips(options.weights_dir, options.lpips_net)
   inception = None
   if "fid" in requested and "fid" not in summary_override:
     if _missing(options.weights_dir, "pt_inception"):
       summary_override["fid"] = unavailable("pt_inception")
     else:
-      from third_party import inception as inception_convert  # pylint: disable=g-import-not-at-top
+      from talking_heads.pretrained import inception as inception_convert  # pylint: disable=g-import-not-at-top
       inception = fid_lib.InceptionFeatureExtractor(inception_convert.load_inception(options.weights_dir))
   expert, expert_text = None, None
   if "lse" in requested:

@@ -39,16 +39,21 @@ WEIGHTS: dict[str, WeightFile] = {
     "vgg16": WeightFile(
         "vgg16-397923af.pth", "torchvision VGG16 ImageNet weights (IMAGENET1K_V1)",
         _TORCHVISION + "vgg16-397923af.pth",
-        "third_party.vgg (LPIPS vgg backbone, VGG16 perceptual loss)"),
+        "talking_heads.pretrained.vgg (LPIPS vgg backbone, VGG16 perceptual loss)"),
+    "vgg19": WeightFile(
+        "vgg19-dcbb9e9d.pth", "torchvision VGG19 ImageNet weights (IMAGENET1K_V1)",
+        _TORCHVISION + "vgg19-dcbb9e9d.pth",
+        "talking_heads.pretrained.vgg (VGG19 perceptual loss, RADIO / pix2pixHD taps)"),
     "alexnet": WeightFile(
         "alexnet-owt-7be5be79.pth", "torchvision AlexNet ImageNet weights (IMAGENET1K_V1)",
-        _TORCHVISION + "alexnet-owt-7be5be79.pth", "third_party.vgg (LPIPS alex backbone)"),
+        _TORCHVISION + "alexnet-owt-7be5be79.pth",
+        "talking_heads.pretrained.vgg (LPIPS alex backbone)"),
     "lpips_alex": WeightFile(
         "lpips/weights/v0.1/alex.pth", "LPIPS v0.1 linear layers for the AlexNet backbone",
-        _LPIPS_SOURCE, "third_party.lpips, talking_heads.metrics.lpips"),
+        _LPIPS_SOURCE, "talking_heads.pretrained.lpips, talking_heads.metrics.lpips"),
     "lpips_vgg": WeightFile(
         "lpips/weights/v0.1/vgg.pth", "LPIPS v0.1 linear layers for the VGG16 backbone",
-        _LPIPS_SOURCE, "third_party.lpips, talking_heads.metrics.lpips"),
+        _LPIPS_SOURCE, "talking_heads.pretrained.lpips, talking_heads.metrics.lpips"),
     "syncnet_v2": WeightFile(
         "syncnet_v2.model", "official SyncNet network S from syncnet_python (LSE-C/LSE-D)",
         "http://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model",

@@ -169,7 +169,7 @@ class InceptionFeatureExtractor:
 
   Args:
     variables: converted weights ({'params', 'batch_stats'}), e.g. from
-      `third_party.inception.load_inception(weights_dir)`.
+      `talking_heads.pretrained.inception.load_inception(weights_dir)`.
     batch_size: images per network call (pytorch-fid's default is 50).
     model: the network (default: the published configuration).
   """

@@ -3,8 +3,8 @@
 distance(x, y) = sum over tapped layers l of mean_{h,w} sum_c w_lc (n_l(x) - n_l(y))^2_{hwc},
 where n_l is the layer's activation unit-normalised over channels (eps 1e-10 added to the norm)
 and w_l are the learned non-negative 1x1 linear weights. Inputs in [-1, 1] are first shifted and
-scaled per channel. Weights come from public files through `third_party.lpips`; this module
-never invents them.
+scaled per channel. Weights come from public files through `talking_heads.pretrained.lpips`;
+this module never invents them.
 
 Dimensions: B batch, H, W image size, C channels (NHWC); L tapped layers.
 """
@@ -30,7 +30,7 @@ def _backbone(net: str, dtype: jnp.dtype, param_dtype: jnp.dtype) -> nn.Module:
   if net == "alex":
     return vgg.AlexNetFeatures(dtype=dtype, param_dtype=param_dtype, name="backbone")
   if net == "vgg":
-    return vgg.VGG16Features(dtype=dtype, param_dtype=param_dtype, name="backbone")
+    return vgg.VGGFeatures("vgg16", dtype=dtype, param_dtype=param_dtype, name="backbone")
   raise ValueError(f"LPIPS net must be one of {NETS}, got {net!r}")
 
 
@@ -80,6 +80,6 @@ def lpips_distance(variables: Mapping[str, Any], x: jax.Array, y: jax.Array, *,
                    net: str = "alex", normalize: bool = False) -> jax.Array:
   """Jitted LPIPS [B] for images [B, H, W, 3] in [-1, 1] (or [0, 1] with `normalize`).
 
-  `variables` come from `third_party.lpips.load_lpips(weights_dir, net)`.
+  `variables` come from `talking_heads.pretrained.lpips.load_lpips(weights_dir, net)`.
   """
   return LPIPS(net=net).apply(variables, x, y, normalize=normalize)

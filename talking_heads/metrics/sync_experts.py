@@ -10,7 +10,7 @@ length (T - 5 for video, floor(samples / 640) - 5 for audio); `score_clip` uses 
 
 Experts:
   `SyncNetSExpert`: syncnet_python's official network S (`syncnet_v2.model`, converted by
-    `third_party.syncnet.load_syncnet_s`; `experiments.evaluate.load_s_expert` finds it in a
+    `pretrained.syncnet.load_syncnet_s`; `experiments.evaluate.load_s_expert` finds it in a
     weights folder), the scorer behind every published LSE-C/LSE-D; the only expert whose
     numbers are comparable with papers.
     Lips: each 5-frame window of face crops resized to 224x224 (cv2 bilinear, as Wav2Lip's

@@ -5,7 +5,7 @@ blocks replaced the way pytorch-fid replaces them to match the TensorFlow graph 
 the average pools inside FIDInceptionA/C/E_1 exclude padding from the count
 (count_include_pad=False) and the last block (E_2, `Mixed_7c`) pools with a 3x3 max-pool instead.
 Module names repeat the torch attribute names (`Conv2d_1a_3x3`, `Mixed_5b.branch5x5_1`, each
-BasicConv2d with `conv` and `bn`) so `third_party.inception` maps the public checkpoint
+BasicConv2d with `conv` and `bn`) so `pretrained.inception` maps the public checkpoint
 `pt_inception-2015-12-05-6726825d.pth` one to one.
 
 Input as pytorch-fid's `InceptionV3` wrapper takes it: RGB in [0, 1], bilinearly resized to

@@ -150,8 +150,8 @@ class SyncNetS(nn.Module):
   """syncnet_python's network S, the official LSE-C/LSE-D scorer (inputs: module docstring).
 
   Layers are named by role and index (`aud_conv_i`/`aud_bn_i`, `lip_conv_i`/`lip_bn_i`, `aud_fc*`,
-  `lip_fc*`); `third_party/syncnet.py` maps them to the reference Sequential indices. S is only
-  used as a frozen scorer, so `use_running_average` defaults to True here.
+  `lip_fc*`); `third_party/syncnet_keys.py` maps them to the reference Sequential indices.
+  S is only used as a frozen scorer, so `use_running_average` defaults to True here.
 
   Attributes:
     embed_dim: D (S's `num_layers_in_fc_layers`, 1024 in the published model).

@@ -1,9 +1,10 @@
-"""torchvision's VGG16 and AlexNet convolutional trunks (`features`) returning named activations.
+"""torchvision's VGG16/VGG19 and AlexNet conv trunks (`features`) returning named activations.
 
-Used by LPIPS (both backbones) and the VGG16 perceptual loss. The layers match torchvision's
-`vgg16().features` (configuration D) and `alexnet().features` one to one, so the public ImageNet
-checkpoints load through `third_party.vgg`. Inputs are already normalised by the caller (LPIPS
-and the perceptual loss normalise differently).
+Used by LPIPS (AlexNet, VGG16) and the perceptual losses (VGG16, VGG19). The layers match
+torchvision's `vgg16().features` (configuration D), `vgg19().features` (configuration E) and
+`alexnet().features` one to one, so the public ImageNet checkpoints load through
+`talking_heads.pretrained.vgg`. Inputs are already normalised by the caller (LPIPS and the
+perceptual loss normalise differently).
 
 Dimensions: B batch, H, W image size, C channels (NHWC).
 """
@@ -16,15 +17,39 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-# (name, output channels) per conv; "pool" is a 2x2 stride-2 max-pool. torchvision config D.
-VGG16_LAYERS: tuple[tuple[str, int], ...] = (
-    ("conv1_1", 64), ("conv1_2", 64), ("pool", 0),
-    ("conv2_1", 128), ("conv2_2", 128), ("pool", 0),
-    ("conv3_1", 256), ("conv3_2", 256), ("conv3_3", 256), ("pool", 0),
-    ("conv4_1", 512), ("conv4_2", 512), ("conv4_3", 512), ("pool", 0),
-    ("conv5_1", 512), ("conv5_2", 512), ("conv5_3", 512), ("pool", 0),
-)
-VGG16_TAPS: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
+# (convs, output channels) per block; each block ends with a 2x2 stride-2 max-pool.
+_VGG_BLOCKS: dict[str, tuple[tuple[int, int], ...]] = {
+    "vgg16": ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512)),   # torchvision config D
+    "vgg19": ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512)),   # torchvision config E
+}
+VGG_VARIANTS: tuple[str, ...] = tuple(_VGG_BLOCKS)
+
+
+def _blocks(variant: str) -> tuple[tuple[int, int], ...]:
+  if variant not in _VGG_BLOCKS:
+    raise ValueError(f"VGG variant must be one of {VGG_VARIANTS}, got {variant!r}")
+  return _VGG_BLOCKS[variant]
+
+
+def vgg_layers(variant: str) -> tuple[tuple[str, int], ...]:
+  """(name, output channels) per layer of `variant`: conv<block>_<i>, or ("pool", 0)."""
+  out: list[tuple[str, int]] = []
+  for block, (convs, channels) in enumerate(_blocks(variant), start=1):
+    out.extend((f"conv{block}_{i}", channels) for i in range(1, convs + 1))
+    out.append(("pool", 0))
+  return tuple(out)
+
+
+def vgg_taps(variant: str) -> tuple[str, ...]:
+  """Every ReLU activation of `variant`, relu<block>_<i>, in order."""
+  return tuple("relu" + name[len("conv"):] for name, _ in vgg_layers(variant) if name != "pool")
+
+
+def vgg_block_taps(variant: str) -> tuple[str, ...]:
+  """The last ReLU of each block (VGG16: relu1_2, relu2_2, relu3_3, relu4_3, relu5_3)."""
+  return tuple(f"relu{block}_{convs}"
+               for block, (convs, _) in enumerate(_blocks(variant), start=1))
+
 
 # (name, output channels, kernel, stride, padding) per conv; each conv is followed by ReLU and
 # convs 1, 2 and 5 by a 3x3 stride-2 max-pool (after the tap).
@@ -50,30 +75,36 @@ def _check_images(x: jax.Array, model: str, min_size: int) -> None:
                      f"requested taps (need at least {min_size}x{min_size})")
 
 
-class VGG16Features(nn.Module):
-  """VGG16 conv trunk (3x3 convs, padding 1, ReLU, 2x2 max-pools) returning ReLU activations.
+class VGGFeatures(nn.Module):
+  """VGG16/VGG19 conv trunk (3x3 convs, padding 1, ReLU, 2x2 max-pools) returning ReLU activations.
 
+  Parameters are named conv<block>_<i> (VGG16: conv1_1 ... conv5_3; VGG19: conv1_1 ... conv5_4).
   Only layers up to the deepest requested tap are built, so a perceptual loss tapping relu4_3
   carries no conv5 parameters.
 
   Attributes:
-    taps: which activations to return, from `VGG16_TAPS` (relu1_2: [B, H, W, 64], relu2_2:
-      [B, H/2, W/2, 128], relu3_3: [B, H/4, W/4, 256], relu4_3: [B, H/8, W/8, 512], relu5_3:
-      [B, H/16, W/16, 512]; sizes floored at each pool).
+    variant: "vgg16" or "vgg19".
+    taps: activations to return, from `vgg_taps(variant)`; None: `vgg_block_taps(variant)`.
+      Block b's taps are [B, H/2^(b-1), W/2^(b-1), C_b] with C = 64, 128, 256, 512, 512
+      (sizes floored at each pool).
   """
-  taps: Sequence[str] = VGG16_TAPS
+  variant: str = "vgg16"
+  taps: Sequence[str] | None = None
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
-    _check_taps(self.taps, VGG16_TAPS, "VGG16Features")
-    deepest = max(VGG16_TAPS.index(t) for t in self.taps)
-    _check_images(x, "VGG16Features", 2**deepest)
+    model = f"VGGFeatures({self.variant})"
+    layers = vgg_layers(self.variant)
+    taps = tuple(self.taps) if self.taps is not None else vgg_block_taps(self.variant)
+    _check_taps(taps, vgg_taps(self.variant), model)
+    deepest_block = max(int(t[len("relu"):].split("_")[0]) for t in taps)
+    _check_images(x, model, 2**(deepest_block - 1))
     x = x.astype(self.dtype)                                    # [B, H, W, 3]
-    wanted = set(self.taps)
+    wanted = set(taps)
     out: dict[str, jax.Array] = {}
-    for name, channels in VGG16_LAYERS:
+    for name, channels in layers:
       if len(out) == len(wanted):
         break
       if name == "pool":

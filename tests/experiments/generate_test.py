@@ -23,6 +23,7 @@ from talking_heads.audio import windows
 from talking_heads.io import audio as audio_io
 from talking_heads.io import video as video_io
 from talking_heads.pipelines import testing as pipeline_testing
+from talking_heads.pretrained import wav2lip as wav2lip_convert
 from talking_heads.systems import video_inference
 from talking_heads.systems.ladtalk import inference as ladtalk_inference
 from talking_heads.systems.dae_talker.dae import DAEStage
@@ -31,7 +32,6 @@ from talking_heads.systems.dae_talker.speech2latent import Speech2LatentStage
 from talking_heads.systems.ladtalk.wav2lip import Wav2LipStage
 from talking_heads.training import loop
 from talking_heads.training.checkpoint import Checkpointer
-from third_party import wav2lip as wav2lip_convert
 from third_party import weights
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

@@ -1,6 +1,8 @@
 """Tests for talking_heads.losses.perceptual: the VGG16 feature loss against a numpy transcription
 of its definition, its properties, and (torch installed) a reference PyTorch VGG16 loss built
-from torchvision's `features` slices [0:4], [4:9], [9:16], [16:23]."""
+from torchvision's `features` slices [0:4], [4:9], [9:16], [16:23]; `make_perceptual_loss` through
+public-layout checkpoint files written without torch (VGG16, VGG19 with pix2pixHD's weights) and
+its errors."""
 
 import jax
 import jax.numpy as jnp
@@ -8,8 +10,12 @@ import numpy as np
 import pytest
 
 from talking_heads.losses import perceptual
+from talking_heads.metrics import lpips as lpips_metric
+from talking_heads.pretrained import vgg as vgg_convert
+from tests.pretrained import torch_files
 from third_party import torch_reader
-from third_party import vgg as vgg_convert
+from third_party import vgg_keys
+from third_party import weights
 
 SIZE = 16  # relu4_3 sits after three pools: 2x2 maps.
 # Jitted (weights and value range traced, so few compilations); eager VGG is slow on CPU.
@@ -17,10 +23,10 @@ loss_fn = jax.jit(perceptual.perceptual_loss,
                   static_argnames=("layers", "distance"))
 
 
-def _variables(seed=0):
+def _variables(seed=0, trunk=None):
   """He-scaled random weights for the perceptual trunk (numpy: fast on CPU)."""
-  shapes = jax.eval_shape(perceptual.perceptual_vgg().init, jax.random.key(0),
-                          jnp.zeros((1, SIZE, SIZE, 3)))
+  trunk = trunk or perceptual.perceptual_vgg()
+  shapes = jax.eval_shape(trunk.init, jax.random.key(0), jnp.zeros((1, SIZE, SIZE, 3)))
   rng = np.random.default_rng(seed)
 
   def fill(path, leaf):
@@ -133,6 +139,86 @@ def test_matches_reference_torch_loss(tmp_path):
 
   expected = jax.eval_shape(perceptual.perceptual_vgg().init, jax.random.key(0),
                             jnp.zeros((1, SIZE, SIZE, 3)))
-  variables = vgg_convert.convert_vgg16(torch_reader.load_torch_file(path), expected, str(path))
+  variables = vgg_convert.convert_vgg(torch_reader.load_torch_file(path), expected,
+                                      source=str(path))
   got = loss_fn(variables, x, y, layer_weights=weights)
   np.testing.assert_allclose(float(got), want, rtol=1e-4)
+
+
+# ---- make_perceptual_loss ----------------------------------------------------------------------
+
+
+def _write_torchvision_file(weights_dir, name, variables):
+  """Writes trunk variables back under torchvision's keys (kernel H W I O -> O I H W)."""
+  indices = vgg_keys.vgg_indices(name)
+  state_dict = {}
+  for layer, p in variables["params"].items():
+    state_dict[f"features.{indices[layer]}.weight"] = np.asarray(p["kernel"]).transpose(3, 2, 0, 1)
+    state_dict[f"features.{indices[layer]}.bias"] = np.asarray(p["bias"])
+  torch_files.write_state_dict(weights_dir / weights.WEIGHTS[name].filename, state_dict)
+
+
+def test_vgg16_kind_reproduces_perceptual_loss(tmp_path):
+  variables = _variables()
+  _write_torchvision_file(tmp_path, "vgg16", variables)
+  x, y = _images(6)
+  for p, distance in ((1, "l1"), (2, "l2")):
+    loss = perceptual.make_perceptual_loss("vgg16", tmp_path, p=p, value_range=(0.0, 1.0))
+    assert (loss.layers, loss.layer_weights) == (perceptual.LAYERS, (1.0,) * 4)
+    for got, want in zip(jax.tree.leaves(loss.variables), jax.tree.leaves(variables)):
+      np.testing.assert_array_equal(got, want)
+    want = loss_fn(variables, x, y, layer_weights=(1.0,) * 4, value_range=(0.0, 1.0),
+                   distance=distance)
+    np.testing.assert_allclose(float(jax.jit(loss.apply)(loss.variables, x, y)), float(want),
+                               rtol=1e-6)
+
+
+def test_vgg19_kind_applies_the_pix2pixhd_layer_weights(tmp_path):
+  trunk = perceptual.perceptual_vgg(perceptual.PIX2PIXHD_LAYERS, variant="vgg19")
+  variables = _variables(trunk=trunk)
+  assert "conv5_2" not in variables["params"] and "conv4_4" in variables["params"]
+  _write_torchvision_file(tmp_path, "vgg19", variables)
+  loss = perceptual.make_perceptual_loss("vgg19", tmp_path)          # images in [-1, 1]
+  assert loss.layers == ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+  assert loss.layer_weights == (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0) and loss.p == 1
+  x, y = _images(7)
+  mean, std = np.array(perceptual.IMAGENET_MEAN), np.array(perceptual.IMAGENET_STD)
+  apply = jax.jit(trunk.apply)
+  fx = apply(variables, ((x - mean) / std).astype(np.float32))
+  fy = apply(variables, ((y - mean) / std).astype(np.float32))
+  per_layer = {name: np.abs(np.asarray(fx[name], np.float64) - np.asarray(fy[name], np.float64)
+                            ).mean() for name in loss.layers}
+  want = sum(w * per_layer[name] for w, name in zip(loss.layer_weights, loss.layers))
+  got = float(jax.jit(loss.apply)(loss.variables, 2 * x - 1, 2 * y - 1))
+  np.testing.assert_allclose(got, want, rtol=1e-4)
+  assert abs(got - sum(per_layer.values())) > 1e-3 * got          # The weights matter.
+  custom = perceptual.make_perceptual_loss("vgg19", tmp_path, layers=("relu1_1", "relu3_1"),
+                                           weights=(2.0, 0.5), value_range=(0.0, 1.0))
+  np.testing.assert_allclose(float(jax.jit(custom.apply)(custom.variables, x, y)),
+                             2.0 * per_layer["relu1_1"] + 0.5 * per_layer["relu3_1"], rtol=1e-4)
+
+
+def test_lpips_kind_is_the_mean_vgg_lpips():
+  x, y = _images(8)
+  variables = jax.jit(lpips_metric.LPIPS(net="vgg").init)(jax.random.key(0), x, y)
+  loss = perceptual.PerceptualLoss("lpips", variables, value_range=(0.0, 1.0))
+  want = jnp.mean(lpips_metric.lpips_distance(variables, x, y, net="vgg", normalize=True))
+  np.testing.assert_allclose(float(jax.jit(loss.apply)(variables, x, y)), float(want), rtol=1e-5)
+
+
+def test_make_perceptual_loss_errors(tmp_path):
+  for kind, weights_dir in (("vgg19", ""), ("lpips", None)):
+    with pytest.raises(ValueError, match="needs the public weights"):
+      perceptual.make_perceptual_loss(kind, weights_dir)
+  with pytest.raises(weights.MissingWeightsError, match="vgg19-dcbb9e9d.pth"):
+    perceptual.make_perceptual_loss("vgg19", tmp_path)
+  with pytest.raises(weights.MissingWeightsError, match=r"(?s)vgg16-397923af.pth.*lpips/weights"):
+    perceptual.make_perceptual_loss("lpips", tmp_path)
+  with pytest.raises(ValueError, match="kind must be one of"):
+    perceptual.make_perceptual_loss("vgg11", tmp_path)
+  with pytest.raises(ValueError, match="p must be 1 or 2"):
+    perceptual.make_perceptual_loss("vgg16", tmp_path, p=3)
+  with pytest.raises(ValueError, match="2 weights for 4 layers"):
+    perceptual.make_perceptual_loss("vgg16", tmp_path, weights=(1.0, 1.0))
+  with pytest.raises(ValueError, match="fixes its layers"):
+    perceptual.make_perceptual_loss("lpips", tmp_path, layers=("relu1_2",))

@@ -2,7 +2,7 @@
 its definition, and properties (identity, symmetry, batching, linearity in the weights).
 
 Weights here are random (initialised, lin kernels made non-negative like the released ones);
-parity with a reference PyTorch LPIPS is in tests/third_party/vgg_lpips_test.py.
+parity with a reference PyTorch LPIPS is in tests/pretrained/vgg_lpips_test.py.
 """
 
 import jax
@@ -43,7 +43,7 @@ def _images(seed, batch=3, size=SIZE):
 def _numpy_lpips(variables, x, y, net):
   """LPIPS from its definition in float64, given the backbone's activations."""
   shift, scale = np.array(lpips.SHIFT), np.array(lpips.SCALE)
-  trunk = vgg.AlexNetFeatures() if net == "alex" else vgg.VGG16Features()
+  trunk = vgg.AlexNetFeatures() if net == "alex" else vgg.VGGFeatures()
   backbone = {"params": variables["params"]["backbone"]}
   apply = jax.jit(trunk.apply)
   fx = apply(backbone, ((x - shift) / scale).astype(np.float32))

@@ -1,4 +1,4 @@
-"""pytorch-fid's InceptionV3 in Flax and its converter (`third_party.inception`).
+"""pytorch-fid's InceptionV3 in Flax and its converter (`talking_heads.pretrained.inception`).
 
 Torch-free: the name map against the committed key/shape manifest `inception_manifest.json` (the
 state dict of the reference module below, kept honest by a torch-gated test), conversion into
@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 
 from talking_heads.models import inception
+from talking_heads.pretrained import inception as inception_convert
 from third_party import convert as cv
-from third_party import inception as inception_convert
+from third_party import inception_keys
 from third_party import weights
 
 MANIFEST = pathlib.Path(__file__).parent / "inception_manifest.json"
@@ -56,10 +57,10 @@ def _random_state_dict(seed: int = 0) -> dict[str, np.ndarray]:
 def test_name_map_covers_exactly_the_manifest_keys():
   manifest = _manifest()
   tensors = {k for k in manifest if not k.endswith("num_batches_tracked")}
-  mapping = inception_convert.inception_map()
+  mapping = inception_keys.inception_map()
   assert set(mapping) == tensors
   assert len(mapping) == 94 * 5 + 2                       # 94 BasicConv2d + fc
-  assert len(inception_convert.basic_conv_paths()) == 94
+  assert len(inception_keys.basic_conv_paths()) == 94
 
 
 def test_manifest_converts_into_every_flax_leaf():

@@ -303,7 +303,7 @@ def run(dataset: str, identity: str, dae_workdir: str, speech2latent_workdir: st
   if "3" in tables:
     lpips_variables = None
     if weights_dir:
-      from third_party import lpips as lpips_convert  # pylint: disable=g-import-not-at-top
+      from talking_heads.pretrained import lpips as lpips_convert  # pylint: disable=g-import-not-at-top
       lpips_variables = lpips_convert.load_lpips(weights_dir, "alex")
     data = dataset_lib.Dataset(dataset)
     test = [c for c in data.clips("test") if c.identity == identity]

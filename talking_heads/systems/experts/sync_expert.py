@@ -3,8 +3,9 @@
 Two consumers need the same trained SyncNet_color: Wav2Lip's stage trains against it (a frozen
 player whose BCE(cos, 1) on generated lower halves is a loss term) and the LSE evaluator scores
 videos with it (`metrics.sync_experts.TrainedSyncNetExpert`). Both come from `restore_syncnet`,
-which restores a `syncnet` stage workdir (stage checked) or converts Wav2Lip's public
-`lipsync_expert.pth`; a missing file or workdir is an error naming it, never random weights.
+which loads a `syncnet` stage workdir (stage checked) or Wav2Lip's public `lipsync_expert.pth`
+through the one frozen-network loader (`pretrained.frozen`); a missing file or workdir is an
+error naming it, never random weights.
 
 Dimensions: B batch, T frames per window (5), S face size (96 for the public expert).
 """
@@ -12,7 +13,6 @@ Dimensions: B batch, T frames per window (5), S face size (96 for the public exp
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any
 
 import jax
@@ -22,9 +22,8 @@ import ml_collections
 from talking_heads.losses.sync import cosine_bce
 from talking_heads.metrics import sync_experts
 from talking_heads.models import syncnet as syncnet_lib
-from talking_heads.training import restore
-from third_party import syncnet as syncnet_convert
-from third_party import weights as weights_lib
+from talking_heads.pretrained import frozen
+from talking_heads.pretrained import syncnet as syncnet_convert
 
 STAGE = "syncnet"
 PUBLIC_FILE = "wav2lip_lipsync_expert"   # third_party.weights key of lipsync_expert.pth
@@ -60,32 +59,17 @@ def restore_syncnet(workdir: str = "", checkpoint: str = "", step: int | None = 
     FileNotFoundError: the workdir has no config or no checkpoint.
     third_party.weights.MissingWeightsError: the public file does not exist.
   """
-  if workdir and checkpoint:
-    raise ValueError(f"set only one of {names[0]} ({workdir!r}) and {names[1]} ({checkpoint!r})")
-  if checkpoint:
-    if not os.path.isfile(checkpoint):
-      entry = weights_lib.WEIGHTS[PUBLIC_FILE]
-      raise weights_lib.MissingWeightsError(
-          f"{names[1]}={checkpoint!r} does not exist: it should be {entry.filename} "
-          f"({entry.description}); get it from {entry.source_url}")
-    # The public expert: full width, 96 px faces, BGR.
-    return SyncNetWeights(syncnet_convert.load_syncnet_color(checkpoint), 1.0,
-                          syncnet_lib.FACE_SIZE, True, os.fspath(checkpoint))
-  if not workdir:
-    raise ValueError(f"no lip-sync expert given: set {names[0]} (a trained `syncnet` workdir) or "
-                     f"{names[1]} (Wav2Lip's lipsync_expert.pth); nothing runs with random weights")
-  workdir = os.fspath(workdir)
-  config_path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(config_path):
-    raise FileNotFoundError(
-        f"{names[0]}={workdir!r} is not a trained lip-sync expert (not a training workdir: "
-        f"{config_path} is missing); train one with `python -m experiments.train "
-        "--config=experiments/configs/experts/syncnet.py:demo --workdir=...`")
-  restore.load_config(workdir, expected_stage=STAGE)
-  stage, state, restored = restore.restore_stage(workdir, step)
-  c = stage.config
-  return SyncNetWeights(jax.device_get(stage.variables(state)), c.model.width,
-                        int(c.data.image_size), bool(c.data.bgr), f"{workdir} step {restored}")
+  loaded = frozen.load_frozen(
+      stage=STAGE, variables_of=lambda stage, state: stage.variables(state),
+      weights_key=PUBLIC_FILE, convert=syncnet_convert.load_syncnet_color,
+      workdir=workdir or None, checkpoint=checkpoint or None, step=step,
+      train_config="experiments/configs/experts/syncnet.py:demo",
+      what="lip-sync expert (SyncNet_color)", names=names)
+  if loaded.config is None:   # the public expert: full width, 96 px faces, BGR
+    return SyncNetWeights(loaded.variables, 1.0, syncnet_lib.FACE_SIZE, True, loaded.source)
+  c = loaded.config
+  return SyncNetWeights(loaded.variables, c.model.width, int(c.data.image_size),
+                        bool(c.data.bgr), loaded.source)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -139,7 +139,7 @@ def run(dataset: str, identity: str, splits: list[str], wav2lip_workdir: str, so
   expert = sync_expert.lse_expert(syncnet_workdir)
   extractor = None
   if weights_dir:   # a folder without the file raises MissingWeightsError naming it
-    from third_party import inception as inception_convert  # pylint: disable=g-import-not-at-top
+    from talking_heads.pretrained import inception as inception_convert  # pylint: disable=g-import-not-at-top
     extractor = fid_lib.InceptionFeatureExtractor(inception_convert.load_inception(weights_dir))
   options = video_inference.Options(box="full")
   data = dataset_lib.Dataset(dataset)

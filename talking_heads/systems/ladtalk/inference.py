@@ -33,7 +33,7 @@ import numpy as np
 
 from talking_heads.models import vq as vq_lib
 from talking_heads.models import wav2lip as wav2lip_lib
-from third_party import wav2lip as wav2lip_convert
+from talking_heads.pretrained import wav2lip as wav2lip_convert
 from talking_heads.systems import api
 from talking_heads.systems import video_inference
 from talking_heads.systems.images import to_model_range, to_unit_range

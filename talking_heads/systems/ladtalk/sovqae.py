@@ -71,12 +71,7 @@ def load_perceptual_variables(weights_dir: str, net: str) -> Mapping[str, Any]:
   """The frozen perceptual network's variables from the public files in `weights_dir`."""
   if net not in PERCEPTUAL_NETS:
     raise ValueError(f"perceptual.net must be one of {PERCEPTUAL_NETS}, got {net!r}")
-  # Converters live outside the library package and are needed only with weights.
-  if net == "lpips":
-    from third_party import lpips as lpips_convert  # pylint: disable=g-import-not-at-top
-    return lpips_convert.load_lpips(weights_dir, "vgg")
-  from third_party import vgg as vgg_convert  # pylint: disable=g-import-not-at-top
-  return vgg_convert.load_vgg16(weights_dir, perceptual_lib.perceptual_vgg())
+  return perceptual_lib.make_perceptual_loss(net, weights_dir).variables
 
 
 class SOVQAEStage(Stage):

@@ -1,11 +1,7 @@
-"""SyncNet checkpoints -> Flax variables: official `syncnet_v2.model` (network S) and Wav2Lip's
-`lipsync_expert.pth` (SyncNet_color).
-
-`syncnet_v2.model` is a bare state dict of syncnet_python's `S`, whose towers are `nn.Sequential`s
-with ReLU/max-pool entries between the weighted layers: in `netcnnaud` and `netcnnlip` the convs
-sit at indices 0, 4, 8, 11, 14, 18, each followed by its BatchNorm; `netfcaud`/`netfclip` are
-Linear (0), BatchNorm1d (1), ReLU, Linear (3). `lipsync_expert.pth` is a Wav2Lip training
-checkpoint (see `third_party.wav2lip`) with `face_encoder.<i>` and `audio_encoder.<i>` blocks.
+"""SyncNet checkpoints -> `talking_heads.models.syncnet` variables: official `syncnet_v2.model`
+(network S, key layout in `third_party.syncnet_keys`) and Wav2Lip's `lipsync_expert.pth`
+(SyncNet_color, a Wav2Lip training checkpoint with `face_encoder.<i>` and `audio_encoder.<i>`
+blocks, `third_party.wav2lip_keys`).
 """
 
 from __future__ import annotations
@@ -18,34 +14,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from talking_heads.models import syncnet as syncnet_lib
+from talking_heads.pretrained import wav2lip as wav2lip_pretrained
 from third_party import convert as convert_lib
+from third_party import syncnet_keys
 from third_party import torch_reader
-from third_party import wav2lip as wav2lip_convert
+from third_party import wav2lip_keys
 
 NameMap = convert_lib.NameMap
-
-# Indices of the weighted layers in S's conv towers (BatchNorm at index + 1).
-S_CONV_INDICES = (0, 4, 8, 11, 14, 18)
-
-
-def syncnet_s_map() -> NameMap:
-  """Complete torch key -> flax target map for syncnet_python `S` -> `SyncNetS`."""
-  out: NameMap = {}
-  for tower, flax_tower in (("netcnnaud", "aud"), ("netcnnlip", "lip")):
-    for k, i in enumerate(S_CONV_INDICES):
-      out.update(convert_lib.map_conv(f"{tower}.{i}", (f"{flax_tower}_conv_{k}",)))
-      out.update(convert_lib.map_batchnorm(f"{tower}.{i + 1}", (f"{flax_tower}_bn_{k}",)))
-  for tower, flax_tower in (("netfcaud", "aud"), ("netfclip", "lip")):
-    out.update(convert_lib.map_linear(f"{tower}.0", (f"{flax_tower}_fc1",)))
-    out.update(convert_lib.map_batchnorm(f"{tower}.1", (f"{flax_tower}_fc_bn",)))
-    out.update(convert_lib.map_linear(f"{tower}.3", (f"{flax_tower}_fc2",)))
-  return out
 
 
 def syncnet_color_map() -> NameMap:
   """Complete torch key -> flax target map for Wav2Lip `SyncNet_color` -> `SyncNetColor`."""
-  return {**wav2lip_convert.blocks_map("face_encoder", "face_encoder", syncnet_lib.FACE_ENCODER),
-          **wav2lip_convert.blocks_map("audio_encoder", "audio_encoder", syncnet_lib.AUDIO_ENCODER)}
+  return {
+      **wav2lip_pretrained.blocks_map("face_encoder", "face_encoder", syncnet_lib.FACE_ENCODER),
+      **wav2lip_pretrained.blocks_map("audio_encoder", "audio_encoder",
+                                      syncnet_lib.AUDIO_ENCODER)}
 
 
 def syncnet_s_variables_shape() -> Any:
@@ -69,14 +52,15 @@ def syncnet_color_variables_shape() -> Any:
 def convert_syncnet_s(state_dict: Mapping[str, np.ndarray], *,
                       source: str = "state dict") -> dict[str, Any]:
   """S state dict (optionally 'module.'-prefixed) -> `SyncNetS` {'params', 'batch_stats'}."""
-  return convert_lib.convert(convert_lib.strip_prefix(state_dict, "module."), syncnet_s_map(),
-                             syncnet_s_variables_shape(), source=source)
+  return convert_lib.convert(convert_lib.strip_prefix(state_dict, "module."),
+                             syncnet_keys.syncnet_s_map(), syncnet_s_variables_shape(),
+                             source=source)
 
 
 def convert_syncnet_color(state_dict: Mapping[str, np.ndarray], *,
                           source: str = "state dict") -> dict[str, Any]:
   """SyncNet_color state dict or flattened Wav2Lip checkpoint -> `SyncNetColor` variables."""
-  return convert_lib.convert(wav2lip_convert.model_state_dict(state_dict), syncnet_color_map(),
+  return convert_lib.convert(wav2lip_keys.model_state_dict(state_dict), syncnet_color_map(),
                              syncnet_color_variables_shape(), source=source)
 
 

@@ -1,10 +1,11 @@
 """Converters for SyncNet S, SyncNet_color, the Wav2Lip generator and its quality discriminator.
 
-Torch-free checks read the key/shape manifests in `manifests/` (state dicts of the reference
-PyTorch modules below, kept honest by a torch-gated test) and check that each name map covers
-exactly those keys, converts them into the Flax models and names bad keys. With torch installed,
-each converted network is compared with the reference module on random weights (eval-mode
-BatchNorm with calibrated running statistics), also through files saved by `torch.save`.
+Torch-free checks read the key/shape manifests in `tests/third_party/manifests/` (state dicts of
+the reference PyTorch modules below, kept honest by a torch-gated test) and check that each name
+map covers exactly those keys, converts them into the Flax models and names bad keys. With torch
+installed, each converted network is compared with the reference module on random weights
+(eval-mode BatchNorm with calibrated running statistics), also through files saved by
+`torch.save`.
 The reference modules are written here from the layer tables in
 `shared/reference/wav2lip_syncnet_metrics.md` (Wav2Lip `models/`, syncnet_python `SyncNetModel.py`).
 """
@@ -19,15 +20,16 @@ import pytest
 
 from talking_heads.models import syncnet
 from talking_heads.models import wav2lip
+from talking_heads.pretrained import syncnet as syncnet_convert
+from talking_heads.pretrained import wav2lip as wav2lip_convert
 from third_party import convert as cv
-from third_party import syncnet as syncnet_convert
-from third_party import wav2lip as wav2lip_convert
+from third_party import syncnet_keys
 
-MANIFESTS = pathlib.Path(__file__).parent / "manifests"
+MANIFESTS = pathlib.Path(__file__).parents[1] / "third_party" / "manifests"
 
 # name: (manifest file, name map, converter)
 NETWORKS = {
-    "syncnet_s": ("syncnet_s.json", syncnet_convert.syncnet_s_map,
+    "syncnet_s": ("syncnet_s.json", syncnet_keys.syncnet_s_map,
                   syncnet_convert.convert_syncnet_s),
     "syncnet_color": ("syncnet_color.json", syncnet_convert.syncnet_color_map,
                       syncnet_convert.convert_syncnet_color),

@@ -1,11 +1,8 @@
-"""Loads LPIPS v0.1 into `talking_heads.metrics.lpips.LPIPS` variables from the public files.
+"""LPIPS v0.1 public files -> `talking_heads.metrics.lpips.LPIPS` variables.
 
 Two files per backbone: the torchvision trunk (`vgg16-397923af.pth` or
 `alexnet-owt-7be5be79.pth`) and the linear layers that ship inside the `lpips` wheel
-(`lpips/weights/v0.1/{alex,vgg}.pth`), whose keys are `lin{l}.model.1.weight` of shape
-(1, C_l, 1, 1) -- index 1 because each layer is Sequential(Dropout, Conv2d 1x1 without bias).
-The released weights were clamped non-negative in training; a negative weight means a wrong
-file and is an error.
+(`lpips/weights/v0.1/{alex,vgg}.pth`, key layout in `third_party.lpips_keys`).
 """
 
 from __future__ import annotations
@@ -18,18 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from talking_heads.metrics import lpips as lpips_metric
+from talking_heads.pretrained import vgg as vgg_pretrained
 from third_party import convert
+from third_party import lpips_keys
 from third_party import torch_reader
-from third_party import vgg as vgg_convert
 from third_party import weights
-
-NUM_LAYERS = 5  # Both alex and vgg tap five layers.
-
-
-def lpips_linear_name_map(num_layers: int = NUM_LAYERS) -> convert.NameMap:
-  """Name map of the `lpips` wheel's linear layers onto `LPIPS` params lin0..lin{L-1}."""
-  return {f"lin{l}.model.1.weight": ("params", (f"lin{l}", "kernel"), convert.conv_kernel)
-          for l in range(num_layers)}
 
 
 def convert_lpips_linear(state_dict: Mapping[str, np.ndarray],
@@ -40,12 +30,9 @@ def convert_lpips_linear(state_dict: Mapping[str, np.ndarray],
   Raises:
     ConversionError: unknown/missing/mis-shaped keys, or negative weights.
   """
-  negative = [k for k, v in state_dict.items() if np.any(np.asarray(v) < 0)]
-  if negative:
-    raise convert.ConversionError(f"{source}: negative LPIPS linear weights in {negative}; the "
-                                  "released v0.1 weights are non-negative (wrong file?)")
+  lpips_keys.check_non_negative(state_dict, source)
   lins = {k: v for k, v in expected_variables["params"].items() if k.startswith("lin")}
-  return convert.convert(state_dict, lpips_linear_name_map(len(lins)), {"params": lins},
+  return convert.convert(state_dict, lpips_keys.linear_name_map(len(lins)), {"params": lins},
                          source=source)
 
 
@@ -57,9 +44,10 @@ def convert_lpips(net: str, backbone_state_dict: Mapping[str, np.ndarray],
   """Both torch state dicts -> the full variables of `LPIPS(net)`."""
   backbone_expected = {"params": expected_variables["params"]["backbone"]}
   if net == "alex":
-    backbone = vgg_convert.convert_alexnet(backbone_state_dict, backbone_expected, sources[0])
+    backbone = vgg_pretrained.convert_alexnet(backbone_state_dict, backbone_expected, sources[0])
   elif net == "vgg":
-    backbone = vgg_convert.convert_vgg16(backbone_state_dict, backbone_expected, sources[0])
+    backbone = vgg_pretrained.convert_vgg(backbone_state_dict, backbone_expected,
+                                          source=sources[0])
   else:
     raise ValueError(f"LPIPS net must be one of {lpips_metric.NETS}, got {net!r}")
   linear = convert_lpips_linear(linear_state_dict, expected_variables, sources[1])
