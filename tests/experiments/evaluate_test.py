@@ -14,7 +14,7 @@ from skimage import metrics as skmetrics
 
 from experiments import evaluate
 from talking_heads.io import reports
-from experiments.experts import sync_eval
+from talking_heads.systems.experts import sync_evaluation as sync_eval
 from experiments.configs.experts import syncnet as syncnet_config
 from talking_heads.io import audio as audio_io
 from talking_heads.io import video as video_io
