@@ -54,16 +54,14 @@ import numpy as np
 
 from talking_heads.io import reports
 from talking_heads.audio.windows import SAMPLE_RATE
-from talking_heads.face import detect as detect_lib
 from talking_heads.io import audio as audio_io
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.io import video as video_io
 from talking_heads.metrics import cpbd as cpbd_lib
 from talking_heads.metrics import fid as fid_lib
-from talking_heads.metrics import image as image_lib
 from talking_heads.metrics import landmarks as landmarks_lib
 from talking_heads.metrics import lpips as lpips_lib
-from talking_heads.metrics import sliding as sliding_lib
+from talking_heads.metrics import suite
 from talking_heads.metrics import sync_experts
 from talking_heads.systems.experts import sync_expert
 from talking_heads.metrics import temporal as temporal_lib
@@ -75,7 +73,6 @@ NEEDS_REFERENCE = ("psnr", "ssim", "ms_ssim", "lpips", "fid", "lmd")
 FPS = 25
 DATASET_PREFIX = "dataset:"
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".mp4")
-CHUNK = 32  # frames per jitted metric call
 
 _GENERATED = flags.DEFINE_string(
     "generated", None, "Generated videos: an mp4, a directory of mp4s, or dataset:ROOT[:SPLIT].")
@@ -237,71 +234,6 @@ def load_sync_expert(weights_dir: str | None, syncnet_workdir: str | None
 # ----------------------------------------------------------------------------- metrics
 
 
-def _per_frame(fn: Callable[[np.ndarray, np.ndarray], Any], a: np.ndarray, b: np.ndarray) -> np.ndarray:
-  """Per-frame values of a jitted image metric, CHUNK frames per call."""
-  return np.concatenate([np.asarray(fn(a[s:s + CHUNK], b[s:s + CHUNK]), np.float64)
-                         for s in range(0, a.shape[0], CHUNK)])
-
-
-def frame_metrics(requested: Iterable[str], lpips_variables: Any, lpips_net: str
-                  ) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
-  """Per-frame full-reference metrics: name -> (gen [T, ...], ref [T, ...]) -> [T]."""
-  requested = set(requested)
-  out = {}
-  if "psnr" in requested:
-    out["psnr"] = functools.partial(image_lib.psnr, data_range=255.0)
-  if "ssim" in requested:
-    out["ssim_wang"] = functools.partial(image_lib.ssim_wang, data_range=255.0)
-    out["ssim_skimage"] = functools.partial(image_lib.ssim_skimage, data_range=255.0)
-  if "ms_ssim" in requested:
-    out["ms_ssim"] = functools.partial(image_lib.ms_ssim, data_range=255.0)
-  if "lpips" in requested and lpips_variables is not None:
-    out["lpips"] = lambda g, r: lpips_lib.lpips_distance(
-        lpips_variables, np.asarray(g, np.float32) / 255.0, np.asarray(r, np.float32) / 255.0,
-        net=lpips_net, normalize=True)
-  return {k: functools.partial(_per_frame, f) for k, f in out.items()}
-
-
-HIGHER_IS_BETTER = {"psnr": True, "ssim_wang": True, "ssim_skimage": True, "ms_ssim": True,
-                    "lpips": False}
-
-
-class _Landmarker:
-  """68-point landmarks for mp4 frames: Haar face track + dlib's shape predictor, if installed."""
-
-  def __init__(self):
-    self.detector, self.description = detect_lib.load_landmark_detector()
-    self._faces = None
-
-  def __call__(self, frames: np.ndarray) -> np.ndarray:
-    if self.detector is None:
-      raise LookupError(f"unavailable: no 68-point landmark model ({self.description})")
-    self._faces = self._faces or detect_lib.make_detector("haar")
-    track = detect_lib.track_faces(frames, self._faces)
-    return self.detector.track(frames, track.boxes)
-
-
-def _lse(expert: sync_experts.SyncExpert, video: Video, audio: np.ndarray, crop_mode: str,
-         settings: sync_experts.CropSettings) -> dict[str, Any]:
-  use_as_is = crop_mode == "none" or (crop_mode == "auto" and video.face_crops)
-  if use_as_is:
-    score = sync_experts.score_clip(expert, video.frames, audio, clip_id=video.name)
-    return {"lse_c": score.confidence, "lse_d": score.distance, "av_offset": score.offset,
-            "lse_windows": score.num_windows}
-  tracks = sync_experts.face_track_crops(video.frames, audio, expert.crop_size, settings=settings)
-  if not tracks:
-    raise ValueError(f"{video.name}: no face track for LSE (Haar detector; tracks need more than "
-                     f"{settings.min_track} detections and faces over {settings.min_face_size:g} "
-                     "px: see --crop-min-track / --crop-min-face, or --lse-crop=none for face crops)")
-  scores = [sync_experts.score_clip(expert, t.frames, t.audio,
-                                    clip_id=f"{video.name} track {int(t.track.frames[0])}")
-            for t in tracks]
-  return {"lse_c": float(np.mean([s.confidence for s in scores])),
-          "lse_d": float(np.mean([s.distance for s in scores])),
-          "av_offset": [s.offset for s in scores], "lse_tracks": len(scores),
-          "lse_windows": int(sum(s.num_windows for s in scores))}
-
-
 def _audio_for(name: str, generated: Video, reference: Video | None,
                audio_spec: str | None) -> tuple[np.ndarray | None, str]:
   if audio_spec:
@@ -348,29 +280,13 @@ class Options:
   crop_settings: sync_experts.CropSettings = sync_experts.CropSettings()
 
 
-def _alignment(num_generated: int, num_reference: int, reference_psnr: Callable[[], int] | None,
-               sliding: bool) -> tuple[int, int, bool, list[str]]:
-  """(frames n, reference start, slide, notes) for a pair of lengths."""
-  if num_generated == num_reference:
-    return num_generated, 0, False, []
-  if sliding and num_generated < num_reference:
-    window = reference_psnr()
-    return num_generated, window, True, [
-        f"generated {num_generated} frames slid along the reference's {num_reference}; fid, lmd and "
-        f"flicker_error use the PSNR-best window at reference frame {window}"]
-  n = min(num_generated, num_reference)
-  return n, 0, False, [f"lengths differ (generated {num_generated}, reference {num_reference} "
-                       f"frames): used the first {n} of both"]
-
-
 @dataclasses.dataclass
 class _Context:
   """What every pair is scored with (built once)."""
   requested: list[str]
-  per_frame: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]
-  inception: fid_lib.InceptionFeatureExtractor | None
-  fid_stats: tuple[fid_lib.FeatureStatistics, fid_lib.FeatureStatistics] | None
-  landmarker: _Landmarker | None
+  per_frame: dict[str, suite.FrameMetric]
+  fid: suite.FidAccumulator | None
+  landmarker: suite.Landmarker | None
   expert: sync_experts.SyncExpert | None
   options: Options
 
@@ -383,29 +299,18 @@ def _evaluate_pair(gen: Video, ref: Video | None, ctx: _Context) -> dict[str, An
   g, r = gen.frames, None
   if ref is not None:
     entry.update(reference=ref.source, reference_frames=int(ref.frames.shape[0]))
-    psnr = frame_metrics(["psnr"], None, "alex")["psnr"]
-    best_psnr_window = lambda: sliding_lib.sliding_frame_metric(
-        psnr, gen.frames, ref.frames, higher_is_better=True).best_offset
-    try:
-      n, window, slide, notes = _alignment(g.shape[0], ref.frames.shape[0], best_psnr_window,
-                                           ctx.options.sliding)
-    except ValueError as e:  # e.g. frame sizes differ: no PSNR window to pick
-      n, window, slide = min(g.shape[0], ref.frames.shape[0]), 0, False
-      notes = [f"sliding window not found ({e}); used the first {n} frames of both"]
-    g, r = gen.frames[:n], ref.frames[window:window + n]
+    alignment = suite.align(gen.frames, ref.frames, sliding=ctx.options.sliding)
+    n, window, notes = alignment.frames, alignment.start, list(alignment.notes)
+    g, r = alignment.pair(gen.frames, ref.frames)
     for key, fn in ctx.per_frame.items():
       def frame_metric(key=key, fn=fn):
-        if slide:
-          result = sliding_lib.sliding_frame_metric(fn, gen.frames, ref.frames,
-                                                    higher_is_better=HIGHER_IS_BETTER[key])
-          return {key: result.best, f"{key}_window": result.best_offset}
-        return {key: float(np.mean(fn(g, r)))}
+        value, best = suite.frame_score(fn, gen.frames, ref.frames, sliding=alignment.slide,
+                                        higher_is_better=suite.HIGHER_IS_BETTER[key])
+        return {key: value} if best is None else {key: value, f"{key}_window": best}
       _record(values, [key], frame_metric)
-    if ctx.fid_stats is not None:
+    if ctx.fid is not None:
       def fid_features():
-        features = ctx.inception(g), ctx.inception(r)
-        for stats, f in zip(ctx.fid_stats, features):
-          stats.update(f)
+        ctx.fid.add(g, r)
         return {}
       _record(values, ["fid"], fid_features)
     if ctx.landmarker is not None:
@@ -429,7 +334,10 @@ def _evaluate_pair(gen: Video, ref: Video | None, ctx: _Context) -> dict[str, An
       audio, entry["audio"] = _audio_for(gen.name, gen, ref, ctx.options.audio)
       if audio is None:
         raise ValueError(f"{gen.name}: no audio for LSE (the video has no audio track; pass --audio)")
-      return _lse(ctx.expert, gen, audio, ctx.options.lse_crop, ctx.options.crop_settings)
+      crop_mode = ctx.options.lse_crop
+      as_is = crop_mode == "none" or (crop_mode == "auto" and gen.face_crops)
+      return suite.video_lse(ctx.expert, gen.frames, audio, clip_id=gen.name,
+                             crop=None if as_is else ctx.options.crop_settings)
     _record(values, ["lse_c", "lse_d"], lse)
   entry["metrics"] = values
   if notes:
@@ -478,12 +386,12 @@ def evaluate(options: Options) -> dict[str, Any]:
     expert, expert_text = load_sync_expert(options.weights_dir, options.syncnet_workdir)
     if expert is None:
       summary_override["lse"] = expert_text
-  per_frame = frame_metrics([m for m in requested if m not in summary_override], lpips_variables,
-                            options.lpips_net)
-  landmarker = _Landmarker() if "lmd" in requested and "lmd" not in summary_override else None
-  fid_stats = (fid_lib.FeatureStatistics(), fid_lib.FeatureStatistics()) if inception else None
+  per_frame = suite.frame_metrics([m for m in requested if m not in summary_override],
+                                  lpips_variables, options.lpips_net)
+  landmarker = suite.Landmarker() if "lmd" in requested and "lmd" not in summary_override else None
+  fid = suite.FidAccumulator(inception) if inception is not None else None
 
-  context = _Context(requested, per_frame, inception, fid_stats, landmarker, expert, options)
+  context = _Context(requested, per_frame, fid, landmarker, expert, options)
   videos = []
   for gen_ref, ref_ref in pairs:
     entry = _evaluate_pair(gen_ref.load(), ref_ref.load() if ref_ref is not None else None, context)
@@ -491,9 +399,9 @@ def evaluate(options: Options) -> dict[str, Any]:
     videos.append(entry)
 
   summary = _summarise(videos, summary_override, notes)
-  if fid_stats is not None:
+  if fid is not None:
     try:
-      summary["fid"] = fid_lib.fid(*fid_stats)
+      summary["fid"] = fid.value()
     except ValueError as e:
       summary["fid"] = _error_text(e)
   if expert is not None:
@@ -531,7 +439,7 @@ def _summarise(videos: list[dict[str, Any]], override: dict[str, str],
 
 def format_table(results: dict[str, Any]) -> str:
   """The summary as an aligned text table, then the notes."""
-  rows = [(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in results["summary"].items()]
+  rows = [(k, suite.format_value(v, digits=4)) for k, v in results["summary"].items()]
   width = max([len("metric")] + [len(k) for k, _ in rows])
   lines = [f"{'metric':<{width}}  value", "-" * (width + 8)]
   lines += [f"{k:<{width}}  {v}" for k, v in rows]

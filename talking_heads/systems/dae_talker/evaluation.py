@@ -45,10 +45,9 @@ from absl import logging
 
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.metrics import image as image_metrics
-from talking_heads.metrics import landmarks as landmarks_lib
 from talking_heads.metrics import lpips as lpips_lib
+from talking_heads.metrics import suite
 from talking_heads.metrics import sync_experts
-from talking_heads.metrics import temporal
 from talking_heads.pipelines import base as pipelines_base
 from talking_heads.systems.dae_talker import inference as pipeline
 from talking_heads.systems import reproduction
@@ -83,24 +82,18 @@ def load_clips(dataset: str, identity: str, split: str, count: int, num_frames: 
   return out
 
 
-class Scorer:
-  """Per-video metrics from the expert and the regressor."""
+class Scorer(suite.VideoScorer):
+  """Tables 1 and 2's per-video metrics: LSE from the expert; LMD (ATVGnet's sum over the mouth)
+  and landmark jitter from the regressor's landmarks; flicker and flicker error."""
 
   def __init__(self, expert: sync_experts.SyncExpert,
                regressor: face_regressor.FaceRegressorPredictor):
-    self.expert, self.regressor = expert, regressor
+    super().__init__(("lse", "lmd", "flicker", "flicker_error", "landmark_jitter"), expert=expert,
+                     landmarks=lambda frames: regressor.predict(frames)["landmarks"])
 
   def video(self, frames: np.ndarray, clip: TestClip) -> dict[str, float]:
-    sync = sync_experts.score_clip(self.expert, frames, clip.audio, clip_id=clip.id)
-    generated = self.regressor.predict(frames)["landmarks"]
-    reference = self.regressor.predict(clip.frames)["landmarks"]
-    return {
-        "lse_d": sync.distance, "lse_c": sync.confidence,
-        "lmd": float(landmarks_lib.lmd(generated, reference, reduction="sum")),
-        "flicker": float(temporal.flicker(frames)),
-        "flicker_error": float(temporal.flicker_error(frames, clip.frames)),
-        "landmark_jitter": float(landmarks_lib.landmark_jitter(generated)),
-    }
+    """Generated `frames` [T, H, W, 3] against the clip's true frames and audio."""
+    return self.score(frames, clip.frames, clip.audio, clip_id=clip.id)
 
 
 def mean_rows(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -238,10 +231,6 @@ def regressor_floor(dataset: str, clips: list[TestClip],
   return float(np.mean(errors))
 
 
-def _fmt(value: Any) -> str:
-  return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-
 def markdown(results: dict[str, Any]) -> str:
   lines = [f"# DAE-Talker tables ({results['identity']}, {results['sample_steps']} DDIM steps)", ""]
   names = {"test": "held-out audio (A)", "heldout_voice": "held-out voices (C)"}
@@ -253,22 +242,23 @@ def markdown(results: dict[str, Any]) -> str:
     for set_name, rows in results["lip_sync"]["rows"].items():
       for model, row in rows.items():
         lines.append(f"| {names.get(set_name, set_name)} | {model} | "
-                     + " | ".join(_fmt(row[m]) for m in metrics) + " |")
+                     + " | ".join(suite.format_value(row[m]) for m in metrics) + " |")
     lines.append("")
   if "reconstruction" in results:
     lines += ["## Table 3: reconstruction from the DAE latent", "",
               "| model | frames | PSNR | SSIM | LPIPS |", "|---|---|---|---|---|"]
     for name, row in results["reconstruction"].items():
-      lines.append(f"| {name} | {row['frames']} | {_fmt(row['psnr'])} | {_fmt(row['ssim'])} | "
-                   f"{_fmt(row['lpips'])} |")
+      lines.append(f"| {name} | {row['frames']} | "
+                   + " | ".join(suite.format_value(row[m]) for m in ("psnr", "ssim", "lpips"))
+                   + " |")
     lines.append("")
   if "pose" in results:
     lines += ["## Table 4: mean square distance (deg^2) to the specified pose", "",
               "| pose condition | " + " | ".join(names.get(s, s) for s in results["pose"]) + " |",
               "|---|" + "---|" * len(results["pose"])]
     for row in ("Natural", "Specified", "regressor floor"):
-      lines.append(f"| {row} | " + " | ".join(_fmt(r[row]) for r in results["pose"].values())
-                   + " |")
+      lines.append(f"| {row} | " + " | ".join(suite.format_value(r[row])
+                                               for r in results["pose"].values()) + " |")
     lines.append("")
   return "\n".join(lines) + "\n"
 

@@ -30,8 +30,7 @@ import numpy as np
 
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.metrics import fid as fid_lib
-from talking_heads.metrics import image as image_lib
-from talking_heads.metrics import sliding as sliding_lib
+from talking_heads.metrics import suite
 from talking_heads.metrics import sync_experts
 from talking_heads.systems import reproduction
 from talking_heads.systems import video_inference
@@ -39,37 +38,7 @@ from talking_heads.systems.experts import sync_expert
 from talking_heads.systems.ladtalk import inference
 
 SYSTEMS = ("wav2lip", "ladtalk", "ground_truth")
-
-def _psnr(generated: np.ndarray, reference: np.ndarray) -> np.ndarray:
-  return np.asarray(image_lib.psnr(generated, reference, data_range=255.0))
-
-
-def lower_half(frames: np.ndarray) -> np.ndarray:
-  """[T, S, S, 3] -> [T, S/2, S, 3]: where Wav2Lip regenerates the face."""
-  return frames[:, frames.shape[1] // 2:]
-
-
-def clip_scores(frames: np.ndarray, reference: np.ndarray, audio: np.ndarray,
-                expert: sync_experts.SyncExpert, clip_id: str) -> dict[str, float]:
-  """Sliding PSNR (full frame and lower half) and LSE of one generated clip."""
-  n = min(frames.shape[0], reference.shape[0])
-  psnr = sliding_lib.sliding_frame_metric(_psnr, frames[:n], reference, higher_is_better=True)
-  psnr_lower = sliding_lib.sliding_frame_metric(_psnr, lower_half(frames[:n]), lower_half(reference),
-                                                higher_is_better=True)
-  sync = sync_experts.score_clip(expert, frames, audio, clip_id=clip_id)
-  return {"psnr": psnr.best, "psnr_lower_half": psnr_lower.best, "lse_c": sync.confidence,
-          "lse_d": sync.distance, "frames": int(frames.shape[0])}
-
-
-def _fid(extractor: fid_lib.InceptionFeatureExtractor | None, generated: list[np.ndarray],
-         reference: list[np.ndarray]) -> float | str:
-  if extractor is None:
-    return "unavailable: pt_inception-2015-12-05 missing from --weights_dir"
-  stats = fid_lib.FeatureStatistics(), fid_lib.FeatureStatistics()
-  for g, r in zip(generated, reference):
-    stats[0].update(extractor(g))
-    stats[1].update(extractor(r))
-  return fid_lib.fid(*stats)
+FID_UNAVAILABLE = "unavailable: pt_inception-2015-12-05 missing from --weights_dir"
 
 
 def evaluate_split(clips: list[dataset_lib.Clip], wav2lip: inference.Wav2LipModel,
@@ -77,8 +46,9 @@ def evaluate_split(clips: list[dataset_lib.Clip], wav2lip: inference.Wav2LipMode
                    extractor: fid_lib.InceptionFeatureExtractor | None,
                    options: video_inference.Options) -> dict[str, Any]:
   """Per-clip and mean scores of the three systems on `clips`."""
+  scorer = suite.VideoScorer(("psnr", "psnr_lower_half", "lse"), expert=expert, sliding=True)
   per_clip: dict[str, list[dict[str, float]]] = {s: [] for s in SYSTEMS}
-  frames_by_system: dict[str, list[np.ndarray]] = {s: [] for s in SYSTEMS}
+  fid = {s: suite.FidAccumulator(extractor, FID_UNAVAILABLE) for s in SYSTEMS if s != "ground_truth"}
   seconds = {"wav2lip": 0.0, "ladtalk": 0.0}
   for clip in clips:
     reference, audio = clip.frames, clip.audio
@@ -92,9 +62,10 @@ def evaluate_split(clips: list[dataset_lib.Clip], wav2lip: inference.Wav2LipMode
     seconds["ladtalk"] += time.perf_counter() - start
     for name, frames in (("wav2lip", base.frames), ("ladtalk", refined.frames),
                          ("ground_truth", reference)):
-      scores = clip_scores(frames, reference, audio, expert, clip.id)
-      per_clip[name].append({"clip": clip.id, **scores})
-      frames_by_system[name].append(frames[:reference.shape[0]])
+      scores = scorer.score(frames, reference, audio, clip_id=clip.id)  # sliding PSNRs, LSE
+      per_clip[name].append({"clip": clip.id, **scores, "frames": int(frames.shape[0])})
+      if name in fid:
+        fid[name].add(frames[:reference.shape[0]], reference)
   total_frames = sum(r["frames"] for r in per_clip["wav2lip"])
   summary = {}
   for name in SYSTEMS:
@@ -102,13 +73,9 @@ def evaluate_split(clips: list[dataset_lib.Clip], wav2lip: inference.Wav2LipMode
     summary[name] = {k: float(np.mean([r[k] for r in rows]))
                      for k in ("psnr", "psnr_lower_half", "lse_c", "lse_d")}
     if name != "ground_truth":
-      summary[name]["fid"] = _fid(extractor, frames_by_system[name], frames_by_system["ground_truth"])
+      summary[name]["fid"] = fid[name].value()
       summary[name]["frames_per_second"] = total_frames / max(seconds[name], 1e-9)
   return {"clips": len(clips), "frames": total_frames, "summary": summary, "per_clip": per_clip}
-
-
-def _fmt(value: Any) -> str:
-  return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -120,9 +87,10 @@ def markdown(results: dict[str, Any]) -> str:
            "|---|---|---|---|---|---|---|---|"]
   for split, r in results["splits"].items():
     for name, s in r["summary"].items():
-      lines.append(f"| {split} ({r['clips']} clips) | {name} | {_fmt(s['psnr'])} | "
-                   f"{_fmt(s['psnr_lower_half'])} | {_fmt(s.get('fid', '-'))} | {_fmt(s['lse_c'])} | "
-                   f"{_fmt(s['lse_d'])} | {_fmt(s.get('frames_per_second', '-'))} |")
+      cells = (s["psnr"], s["psnr_lower_half"], s.get("fid", "-"), s["lse_c"], s["lse_d"],
+               s.get("frames_per_second", "-"))
+      lines.append(f"| {split} ({r['clips']} clips) | {name} | "
+                   + " | ".join(suite.format_value(c) for c in cells) + " |")
   lines += ["", "LaDTalk vs Wav2Lip (the issue's bar: LSE-C >= 80% of Wav2Lip's, higher PSNR):", ""]
   for split, r in results["splits"].items():
     s = r["summary"]
