@@ -114,7 +114,8 @@ def test_both_systems_from_workdirs(media, workdirs, tmp_path):
   options = generate.Options(box="full", batch_size=8)
   ladtalk = generate.generate(generate.Request(
       "ladtalk", str(media["m4a"]), str(media["video"]), str(tmp_path / "ladtalk.mp4"),
-      wav2lip_workdir=workdirs["wav2lip"], sovqae_workdir=workdirs["sovqae"], options=options))
+      weights={"wav2lip_workdir": workdirs["wav2lip"], "sovqae_workdir": workdirs["sovqae"]},
+      options=options))
   summary = ladtalk.summary
   assert summary["frames"] == 20 and summary["size"] == [48, 64] and summary["fps"] == 25
   assert summary["sources"] == {"wav2lip": f"{workdirs['wav2lip']} step 1",
@@ -129,7 +130,7 @@ def test_both_systems_from_workdirs(media, workdirs, tmp_path):
   # Wav2Lip alone, driven by an mp4's sound track: the same faces LaDTalk started from.
   wav2lip = generate.generate(generate.Request(
       "wav2lip", str(media["mp4"]), str(media["video"]), str(tmp_path / "wav2lip.mp4"),
-      wav2lip_workdir=workdirs["wav2lip"], options=options))
+      weights={"wav2lip_workdir": workdirs["wav2lip"]}, options=options))
   check_output(tmp_path / "wav2lip.mp4", 20)
   assert wav2lip.result.faces.shape == (20, 64, 64, 3)
   decoded_mp4_audio = audio_io.load_audio(media["mp4"])
@@ -140,9 +141,9 @@ def test_both_systems_from_workdirs(media, workdirs, tmp_path):
 def test_dae_talker_from_workdirs(media, workdirs, tmp_path):
   """No identity video: the autoencoder's identity, 16 px frames decoded by DDIM from speech."""
   request = lambda pose, out: generate.Request(
-      "dae_talker", str(media["m4a"]), None, str(tmp_path / out), dae_workdir=workdirs["dae"],
-      speech2latent_workdir=workdirs["speech2latent"],
-      dae_options=generate.dae_talker_pipeline.Options(pose=pose, sample_steps=2, batch_size=8))
+      "dae_talker", str(media["m4a"]), None, str(tmp_path / out),
+      weights={"dae_workdir": workdirs["dae"], "speech2latent_workdir": workdirs["speech2latent"]},
+      system_options={"pose": pose, "sample_steps": "2"}, options=generate.Options(batch_size=8))
   natural = generate.generate(request("natural", "natural.mp4"))
   summary = natural.summary
   assert summary["frames"] == 20 and summary["size"] == [16, 16] and summary["fps"] == 25
@@ -194,9 +195,9 @@ def test_public_checkpoint_runs_through_the_converter(media, tmp_path, monkeypat
   state_dict = {k: value(k, s) for k, s in json.loads(MANIFEST.read_text()).items()}
   checkpoint = tmp_path / "wav2lip_gan.pth"
   checkpoint.write_bytes(b"stand-in")
-  monkeypatch.setattr(generate.wav2lip_convert, "load_generator",
+  monkeypatch.setattr(ladtalk_inference.wav2lip_convert, "load_generator",
                       lambda path: wav2lip_convert.convert_generator(state_dict, source=str(path)))
-  model = generate.load_wav2lip(None, str(checkpoint))
+  model = ladtalk_inference.load_wav2lip(None, str(checkpoint))
   assert model.image_size == 96 and model.bgr and model.source == str(checkpoint)
   inputs = video_inference.prepare(media["wav"], media["video"], 96,
                                     generate.Options(box="full"))
@@ -206,7 +207,7 @@ def test_public_checkpoint_runs_through_the_converter(media, tmp_path, monkeypat
 
 def test_missing_weights_and_bad_requests(media, workdirs, tmp_path):
   request = lambda system, **kw: generate.Request(system, str(media["wav"]), str(media["video"]),
-                                                  str(tmp_path / "out.mp4"), **kw)
+                                                  str(tmp_path / "out.mp4"), weights=kw)
   missing = str(tmp_path / "nowhere" / "wav2lip_gan.pth")
   with pytest.raises(weights.MissingWeightsError,
                      match=r"missing .*nowhere/wav2lip_gan.pth.*Wav2Lip README"):
@@ -223,7 +224,7 @@ def test_missing_weights_and_bad_requests(media, workdirs, tmp_path):
   (empty / "config.json").write_text(json.dumps(wav2lip_config.get_config("tiny").to_dict()))
   with pytest.raises(FileNotFoundError, match="No checkpoint in .*untrained"):
     generate.generate(request("wav2lip", wav2lip_workdir=str(empty)))
-  with pytest.raises(ValueError, match="stage 'sovqae' has 0 Wav2LipGenerator networks"):
+  with pytest.raises(ValueError, match="trained stage 'sovqae', not 'wav2lip'"):
     generate.generate(request("wav2lip", wav2lip_workdir=workdirs["sovqae"]))
   with pytest.raises(ValueError, match="needs --dae_workdir and --speech2latent_workdir"):
     generate.generate(request("dae_talker"))
@@ -231,7 +232,7 @@ def test_missing_weights_and_bad_requests(media, workdirs, tmp_path):
     generate.generate(request("radio"))
   with pytest.raises(ValueError, match="--system=wav2lip needs --video"):
     generate.generate(generate.Request("wav2lip", str(media["wav"]), None, str(tmp_path / "o.mp4"),
-                                       wav2lip_workdir=workdirs["wav2lip"]))
+                                       weights={"wav2lip_workdir": workdirs["wav2lip"]}))
   assert not (tmp_path / "out.mp4").exists()
 
 

@@ -72,9 +72,8 @@ def load_wav2lip(workdir: PathLike | None = None, checkpoint: PathLike | None = 
     FileNotFoundError: the workdir has no config or checkpoint.
   """
   if (workdir is None) == (checkpoint is None):
-    raise ValueError("the Wav2Lip generator needs exactly one of a trained workdir "
-                     "(--wav2lip_workdir) and the public wav2lip.pth / wav2lip_gan.pth "
-                     "(--wav2lip_checkpoint)")
+    raise ValueError("the Wav2Lip generator needs exactly one of --wav2lip_workdir (a trained "
+                     "workdir) and --wav2lip_checkpoint (wav2lip.pth / wav2lip_gan.pth)")
   if workdir is not None:
     module, variables, config, source = video_inference.restore_network(
         workdir, wav2lip_lib.Wav2LipGenerator, "wav2lip")
