@@ -11,7 +11,7 @@ The system whose `SYSTEM.paper` is `--paper` (`talking_heads.systems.api`) turns
 printed with the paper's rows, ours (labelled with scale, data, steps and machine, and the file
 they come from) and the rows or columns we cannot produce with the reason; a paper without a
 system lists every table as not implemented yet. Writes `reproduce_<paper>.md` and `.json` to
-`--out` (default: the results folder; `runs/reproduce` for a paper without a system).
+`--out` (default: `runs/reproduce`, so the committed results stay as they were measured).
 `reproduce(paper, results_dir)` returns the same markdown and JSON (for `experiments.main`).
 """
 
@@ -28,7 +28,7 @@ from talking_heads.systems import api
 
 _PAPER = flags.DEFINE_enum("paper", None, paper_tables.papers(), "The paper whose tables to show.")
 _RESULTS = flags.DEFINE_string("results", None, "Results folder (default: see the module doc).")
-_OUT = flags.DEFINE_string("out", None, "Output folder (default: the results folder).")
+_OUT = flags.DEFINE_string("out", None, "Output folder (default: runs/reproduce).")
 
 NOT_IMPLEMENTED = "not implemented yet (no system in talking_heads.systems declares this paper)"
 
@@ -96,7 +96,7 @@ def main(argv):
   del argv
   paper = _PAPER.value
   markdown, data = reproduce(paper, _RESULTS.value)
-  out = _OUT.value or data["results_dir"] or os.path.join("runs", "reproduce")
+  out = _OUT.value or os.path.join("runs", "reproduce")
   os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, f"reproduce_{paper}.md"), "w") as f:
     f.write(markdown)
