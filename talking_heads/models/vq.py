@@ -1,6 +1,8 @@
 """LaDTalk's Space-Optimized VQ autoencoder (SOVQAE): a VQGAN-style encoder, codebook and decoder.
 
-Architecture (LaDTalk Table 6, built from taming-transformers' blocks, no skip connections):
+Architecture (LaDTalk Table 6, built from taming-transformers' blocks, no skip connections; the
+blocks are `nn.resnet` and `nn.attention.SpatialSelfAttention` with taming's settings: GroupNorm
+eps 1e-6, Downsample padded (0, 1) then a VALID conv, single-head 1x1-conv attention):
 
   encoder  conv_in; m x {ResnetBlock, Downsample}; ResnetBlock; NonLocalBlock; ResnetBlock;
            GroupNorm-swish-conv_out -> z_e [B, h, w, c]
@@ -25,81 +27,19 @@ import jax
 import jax.numpy as jnp
 
 from talking_heads.losses import vq as vq_losses
-
-GROUPNORM_EPS = 1e-6
-MAX_GROUPS = 32
+from talking_heads.nn import attention, norm, resnet
 
 
-def num_groups(channels: int) -> int:
-  """taming's GroupNorm(32) where 32 divides C; otherwise the largest divisor of C below 32."""
-  return max(g for g in range(1, min(MAX_GROUPS, channels) + 1) if channels % g == 0)
+def _norm(channels: int, param_dtype: Any, name: str) -> nn.GroupNorm:
+  """taming's GroupNorm(32, eps 1e-6); widths 32 does not divide get their largest divisor."""
+  return norm.group_norm(channels, epsilon=norm.TAMING_EPS, rule="divisor",
+                         param_dtype=param_dtype, name=name)
 
 
-def group_norm(channels: int, param_dtype: Any, name: str) -> nn.GroupNorm:
-  # Normalisation runs in float32 whatever the compute dtype.
-  return nn.GroupNorm(num_groups=num_groups(channels), epsilon=GROUPNORM_EPS, dtype=jnp.float32,
-                      param_dtype=param_dtype, name=name)
-
-
-class ResnetBlock(nn.Module):
-  """GN -> swish -> conv3x3 -> GN -> swish -> conv3x3, plus the input (1x1 `nin_shortcut` if C changes)."""
-  features: int
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    conv = lambda k, name: nn.Conv(self.features, (k, k), padding="SAME", dtype=self.dtype,
-                                   param_dtype=self.param_dtype, name=name)
-    h = nn.swish(group_norm(x.shape[-1], self.param_dtype, "norm1")(x))
-    h = conv(3, "conv1")(h)                                      # [B, H, W, D]
-    h = nn.swish(group_norm(self.features, self.param_dtype, "norm2")(h))
-    h = conv(3, "conv2")(h)
-    if x.shape[-1] != self.features:
-      x = conv(1, "nin_shortcut")(x)
-    return (x + h).astype(self.dtype)
-
-
-class Downsample(nn.Module):
-  """Halves H and W: zero pad 0 top/left, 1 bottom/right, then a 3x3 stride-2 `conv` (taming)."""
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    return nn.Conv(x.shape[-1], (3, 3), strides=(2, 2), padding=((0, 1), (0, 1)), dtype=self.dtype,
-                   param_dtype=self.param_dtype, name="conv")(x)   # [B, H/2, W/2, C]
-
-
-class Upsample(nn.Module):
-  """Doubles H and W: nearest-neighbour x2, then a 3x3 `conv`."""
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)           # [B, 2H, 2W, C]
-    return nn.Conv(x.shape[-1], (3, 3), padding="SAME", dtype=self.dtype,
-                   param_dtype=self.param_dtype, name="conv")(x)
-
-
-class NonLocalBlock(nn.Module):
-  """Single-head self-attention over all positions (taming's AttnBlock), residual."""
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    b, height, width, c = x.shape
-    conv1 = lambda name: nn.Conv(c, (1, 1), dtype=self.dtype, param_dtype=self.param_dtype,
-                                 name=name)
-    h = group_norm(c, self.param_dtype, "norm")(x)
-    q, k, v = (conv1(n)(h).reshape(b, height * width, c).astype(jnp.float32)
-               for n in ("q", "k", "v"))                          # [B, hw, C] each
-    logits = jnp.einsum("bic,bjc->bij", q, k) / jnp.sqrt(jnp.float32(c))   # [B, hw, hw]
-    out = jnp.einsum("bij,bjc->bic", jax.nn.softmax(logits, axis=-1), v)
-    out = conv1("proj_out")(out.reshape(b, height, width, c).astype(self.dtype))
-    return (x + out).astype(self.dtype)
+def _attention(name: str, **kw) -> attention.SpatialSelfAttention:
+  """taming's single-head AttnBlock: 1x1 conv projections, proj_out not zero-initialised."""
+  return attention.SpatialSelfAttention("conv", norm_eps=norm.TAMING_EPS, norm_rule="divisor",
+                                        zero_init=False, name=name, **kw)
 
 
 class SOVQEncoder(nn.Module):
@@ -121,12 +61,13 @@ class SOVQEncoder(nn.Module):
     x = nn.Conv(self.channels[0], (3, 3), padding="SAME", name="conv_in", **kw)(
         x.astype(self.dtype))                                     # [B, H, W, C0]
     for i, features in enumerate(self.channels):
-      x = ResnetBlock(features, name=f"down_{i}_res", **kw)(x)
-      x = Downsample(name=f"down_{i}_down", **kw)(x)              # [B, H/2^(i+1), W/2^(i+1), Ci]
-    x = ResnetBlock(self.channels[-1], name="mid_res_0", **kw)(x)
-    x = NonLocalBlock(name="mid_attn", **kw)(x)
-    x = ResnetBlock(self.channels[-1], name="mid_res_1", **kw)(x)
-    x = nn.swish(group_norm(self.channels[-1], self.param_dtype, "norm_out")(x))
+      x = resnet.ResnetBlock(features, name=f"down_{i}_res", **kw)(x)
+      x = resnet.Downsample(padding=resnet.TAMING_DOWN_PAD, name=f"down_{i}_down",
+                            **kw)(x)                      # [B, H/2^(i+1), W/2^(i+1), Ci]
+    x = resnet.ResnetBlock(self.channels[-1], name="mid_res_0", **kw)(x)
+    x = _attention("mid_attn", **kw)(x)
+    x = resnet.ResnetBlock(self.channels[-1], name="mid_res_1", **kw)(x)
+    x = nn.swish(_norm(self.channels[-1], self.param_dtype, "norm_out")(x))
     return nn.Conv(self.z_channels, (3, 3), padding="SAME", name="conv_out", **kw)(x)   # [B, h, w, c]
 
 
@@ -152,13 +93,13 @@ class SOVQDecoder(nn.Module):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     x = nn.Conv(self.channels[-1], (3, 3), padding="SAME", name="conv_in", **kw)(
         z.astype(self.dtype))                                     # [B, h, w, C_{m-1}]
-    x = ResnetBlock(self.channels[-1], name="mid_res_0", **kw)(x)
-    x = NonLocalBlock(name="mid_attn", **kw)(x)
-    x = ResnetBlock(self.channels[-1], name="mid_res_1", **kw)(x)
+    x = resnet.ResnetBlock(self.channels[-1], name="mid_res_0", **kw)(x)
+    x = _attention("mid_attn", **kw)(x)
+    x = resnet.ResnetBlock(self.channels[-1], name="mid_res_1", **kw)(x)
     for i, features in enumerate(reversed(self.channels)):
-      x = ResnetBlock(features, name=f"up_{i}_res", **kw)(x)
-      x = Upsample(name=f"up_{i}_up", **kw)(x)                    # [B, h 2^(i+1), w 2^(i+1), C]
-    features = nn.swish(group_norm(self.channels[0], self.param_dtype, "norm_out")(x))
+      x = resnet.ResnetBlock(features, name=f"up_{i}_res", **kw)(x)
+      x = resnet.Upsample(name=f"up_{i}_up", **kw)(x)             # [B, h 2^(i+1), w 2^(i+1), C]
+    features = nn.swish(_norm(self.channels[0], self.param_dtype, "norm_out")(x))
     out = nn.Conv(self.out_channels, (3, 3), padding="SAME", name="conv_out", **kw)(features)
     out = out.astype(jnp.float32)                                 # [B, H, W, 3]
     return (out, features) if return_features else out
