@@ -6,7 +6,9 @@ eps 1e-6, Downsample padded (0, 1) then a VALID conv, single-head 1x1-conv atten
 
   encoder  conv_in; m x {ResnetBlock, Downsample}; ResnetBlock; NonLocalBlock; ResnetBlock;
            GroupNorm-swish-conv_out -> z_e [B, h, w, c]
-  codebook nearest of N codes (channel-wise 1-NN), straight-through gradient to the encoder
+  codebook nearest of N codes (channel-wise 1-NN), straight-through gradient to the encoder;
+           the model returns z_e and the codes z_q, and the stage computes the VQ loss from
+           them (`losses.vq.codebook_and_commitment`)
   decoder  conv_in; ResnetBlock; NonLocalBlock; ResnetBlock; m x {ResnetBlock, Upsample};
            GroupNorm-swish-conv_out -> x_hat [B, H, W, 3]
 
@@ -26,7 +28,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from talking_heads.losses import vq as vq_losses
 from talking_heads.nn import attention, norm, resnet
 
 
@@ -127,7 +128,11 @@ class VectorQuantizer(nn.Module):
 
   @nn.compact
   def __call__(self, z_e: jax.Array) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
-    """(z + sg(z_q - z) [..., c], indices [...] int32, {"codebook_loss", "commitment_loss"})."""
+    """(z + sg(z_q - z) [..., c], indices [...] int32, {"z_e", "z_q"}).
+
+    aux holds the float32 inputs z_e and their codes z_q (no straight-through: the codebook's
+    gradient path, for the codebook loss).
+    """
     if z_e.shape[-1] != self.code_dim:
       raise ValueError(f"VectorQuantizer: latents have width {z_e.shape[-1]}, codes {self.code_dim}")
     codebook = self.param("codebook", _uniform_init(self.num_codes), (self.num_codes, self.code_dim),
@@ -138,9 +143,8 @@ class VectorQuantizer(nn.Module):
                  - 2.0 * flat @ codebook.T)                       # [M, N]
     indices = jnp.argmin(distances, axis=1).astype(jnp.int32).reshape(z.shape[:-1])
     z_q = jnp.take(codebook, indices, axis=0)                     # [..., c]
-    codebook_term, commitment_term = vq_losses.codebook_and_commitment(z, z_q)
     z_st = z + jax.lax.stop_gradient(z_q - z)
-    return z_st, indices, {"codebook_loss": codebook_term, "commitment_loss": commitment_term}
+    return z_st, indices, {"z_e": z, "z_q": z_q}
 
 
 class SOVQAE(nn.Module):
@@ -172,7 +176,7 @@ class SOVQAE(nn.Module):
     return self.encoder(x)
 
   def quantize(self, z_e: jax.Array) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
-    """z_e -> (z_q straight-through [B, h, w, c], indices [B, h, w], VQ loss terms)."""
+    """z_e -> (z_q straight-through [B, h, w, c], indices [B, h, w], {"z_e", "z_q"})."""
     return self.quantizer(z_e)
 
   def decode(self, z_q: jax.Array, return_features: bool = False
@@ -184,8 +188,9 @@ class SOVQAE(nn.Module):
                ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """x [B, H, W, 3] -> (x_hat [B, H, W, 3], aux).
 
-    aux: "indices" [B, h, w], "codebook_loss", "commitment_loss" (scalars), and with
-    `return_features` "decoder_features" (the decoder's conv_out input).
+    aux: "indices" [B, h, w]; "z_e" and "z_q" [B, h, w, c] float32, the encoder output and its
+    codes (the inputs of `losses.vq.codebook_and_commitment`); and with `return_features`
+    "decoder_features" (the decoder's conv_out input).
     """
     z_q, indices, aux = self.quantize(self.encode(x))
     out = self.decode(z_q, return_features)

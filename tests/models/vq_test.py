@@ -1,4 +1,4 @@
-"""SOVQAE quantiser and autoencoder: structure, hand cases, gradients.
+"""SOVQAE quantiser and autoencoder: structure, hand cases, VQ-loss inputs, gradients.
 
 The taming blocks it is built from are tested in tests/nn (resnet_test, attention_test, norm_test).
 """
@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from talking_heads.losses import vq as vq_losses
 from talking_heads.models import vq
 
 
@@ -32,6 +33,8 @@ def test_shapes_and_parameter_names(small_variables):
   x_hat, aux = jax.eval_shape(model.apply, variables, x)
   assert x_hat.shape == (2, 32, 32, 3) and x_hat.dtype == jnp.float32
   assert aux["indices"].shape == (2, 8, 8) and aux["indices"].dtype == jnp.int32
+  assert set(aux) == {"indices", "z_e", "z_q"}
+  assert aux["z_e"].shape == aux["z_q"].shape == (2, 8, 8, 4)
   z_e = jax.eval_shape(lambda v, x: model.apply(v, x, method=model.encode), variables, x)
   assert z_e.shape == (2, 8, 8, 4)
   params = variables["params"]
@@ -67,9 +70,13 @@ def test_quantizer_picks_the_true_nearest_code():
   brute = np.argmin(((z[..., None, :] - codebook) ** 2).sum(-1), axis=-1)
   np.testing.assert_array_equal(np.asarray(indices), brute)
   np.testing.assert_allclose(np.asarray(z_q), codebook[brute], atol=1e-6)
+  # aux carries the loss inputs: z_e as given and the codes themselves (not straight-through).
+  np.testing.assert_array_equal(np.asarray(aux["z_e"]), z)
+  np.testing.assert_array_equal(np.asarray(aux["z_q"]), codebook[brute])
+  codebook_loss, commitment_loss = vq_losses.codebook_and_commitment(aux["z_e"], aux["z_q"])
   mse = np.mean((z - codebook[brute]) ** 2)
-  np.testing.assert_allclose(float(aux["codebook_loss"]), mse, rtol=1e-5)
-  np.testing.assert_allclose(float(aux["commitment_loss"]), mse, rtol=1e-5)
+  np.testing.assert_allclose(float(codebook_loss), mse, rtol=1e-5)
+  np.testing.assert_allclose(float(commitment_loss), mse, rtol=1e-5)
   with pytest.raises(ValueError, match="width 4"):
     quantizer.apply({"params": {"codebook": jnp.asarray(codebook)}}, jnp.zeros((2, 4)))
 
@@ -83,7 +90,9 @@ def test_straight_through_gradients(small_variables):
   def all_grads(p):
     def loss(p, term):
       x_hat, aux = model.apply({"params": p}, x)
-      return {"reconstruction": jnp.mean((x_hat - x) ** 2), **aux}[term]
+      codebook_loss, commitment_loss = vq_losses.codebook_and_commitment(aux["z_e"], aux["z_q"])
+      return {"reconstruction": jnp.mean((x_hat - x) ** 2), "codebook_loss": codebook_loss,
+              "commitment_loss": commitment_loss}[term]
     return {t: jax.grad(loss)(p, t) for t in ("reconstruction", "codebook_loss", "commitment_loss")}
 
   grads = all_grads(params).__getitem__
