@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from talking_heads.nn import unet
+from talking_heads.nn import attention, norm, resnet, unet
 
 FFHQ256_CHANNEL_MULT = (1, 1, 2, 2, 4, 4)
 FFHQ256_ENCODER_CHANNEL_MULT = (1, 1, 2, 2, 4, 4, 4)
@@ -85,9 +85,10 @@ class HalfUNet(nn.Module):
     block = lambda d, name, **kw: unet.ResBlock(
         d, conditional=self.conditional, dropout=self.dropout, norm_groups=self.norm_groups,
         cond_activation=self.cond_activation, name=name, **kw, **common)
-    attention = lambda name: unet.AttentionBlock(self.num_heads, norm_groups=self.norm_groups,
-                                                 name=name, **common)
-    h = nn.Conv(self.width * self.channel_mult[0], (3, 3), padding=unet.PAD1, name="conv_in",
+    attend = lambda name: attention.SpatialSelfAttention(num_heads=self.num_heads,
+                                                         norm_groups=self.norm_groups, name=name,
+                                                         **common)
+    h = nn.Conv(self.width * self.channel_mult[0], (3, 3), padding=resnet.PAD1, name="conv_in",
                 **common)(x.astype(self.dtype))                      # [B, H, W, width]
     skips = [h]
     resolution = x.shape[1]
@@ -95,17 +96,17 @@ class HalfUNet(nn.Module):
       for i in range(self.num_res_blocks):
         h = block(self.width * mult, f"level{level}_res{i}")(h, time_emb, cond, train)
         if resolution in self.attention_resolutions:
-          h = attention(f"level{level}_attn{i}")(h)
+          h = attend(f"level{level}_attn{i}")(h)
         skips.append(h)
       if level != len(self.channel_mult) - 1:
         if self.resblock_updown:
           h = block(None, f"level{level}_down", resample="down")(h, time_emb, cond, train)
         else:
-          h = unet.Downsample(name=f"level{level}_down", **common)(h)
+          h = resnet.Downsample(name=f"level{level}_down", **common)(h)
         resolution //= 2
         skips.append(h)                                              # [B, R/2, R/2, D]
     h = block(None, "mid_res0")(h, time_emb, cond, train)
-    h = attention("mid_attn")(h)
+    h = attend("mid_attn")(h)
     h = block(None, "mid_res1")(h, time_emb, cond, train)
     return h, skips
 
@@ -134,7 +135,8 @@ class SemanticEncoder(nn.Module):
                     self.attention_resolutions, self.num_heads, 0.0, self.resblock_updown,
                     conditional=False, norm_groups=self.norm_groups, dtype=self.dtype,
                     param_dtype=self.param_dtype, name="half_unet")(x, None, None, train)
-    h = unet.group_norm(h.shape[-1], self.norm_groups, self.param_dtype, "out_norm")(h)
+    h = norm.group_norm(h.shape[-1], epsilon=norm.TORCH_EPS, rule="cap", groups=self.norm_groups,
+                        param_dtype=self.param_dtype, name="out_norm")(h)
     h = jnp.mean(nn.silu(h), axis=(1, 2))                            # [B, D]
     z = nn.Dense(self.latent_dim, dtype=self.dtype, param_dtype=self.param_dtype,
                  name="out_proj")(h.astype(self.dtype))              # a 1x1 conv on a 1x1 map
@@ -218,19 +220,22 @@ class ConditionalUNet(nn.Module):
                           cond_activation=not self.latent_centering,
                           name=f"up_level{level}_res{i}", **common)(h, time_emb, cond, train)
         if resolution in self.attention_resolutions:
-          h = unet.AttentionBlock(self.num_heads, norm_groups=self.norm_groups,
-                                  name=f"up_level{level}_attn{i}", **common)(h)
+          h = attention.SpatialSelfAttention(num_heads=self.num_heads,
+                                             norm_groups=self.norm_groups,
+                                             name=f"up_level{level}_attn{i}", **common)(h)
       if level:
         if self.resblock_updown:
           h = unet.ResBlock(d, resample="up", dropout=self.dropout, norm_groups=self.norm_groups,
                             cond_activation=not self.latent_centering,
                             name=f"up_level{level}_up", **common)(h, time_emb, cond, train)
         else:
-          h = unet.Upsample(name=f"up_level{level}_up", **common)(h)
+          h = resnet.Upsample(name=f"up_level{level}_up", **common)(h)
         resolution *= 2                                              # [B, 2R, 2R, D]
-    h = nn.silu(unet.group_norm(h.shape[-1], self.norm_groups, self.param_dtype, "out_norm")(h))
+    h = nn.silu(norm.group_norm(h.shape[-1], epsilon=norm.TORCH_EPS, rule="cap",
+                                groups=self.norm_groups, param_dtype=self.param_dtype,
+                                name="out_norm")(h))
     zeros = nn.initializers.zeros_init()
-    eps = nn.Conv(self.out_channels, (3, 3), padding=unet.PAD1, kernel_init=zeros,
+    eps = nn.Conv(self.out_channels, (3, 3), padding=resnet.PAD1, kernel_init=zeros,
                   bias_init=zeros, name="out_conv", **common)(h.astype(self.dtype))
     return eps.astype(jnp.float32)                                   # [B, H, W, C]
 

@@ -23,7 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from talking_heads.models.vq import group_norm
+from talking_heads.nn import norm
 
 NUM_LANDMARKS = 68
 POSE_AXES = ("yaw", "pitch", "roll")
@@ -75,6 +75,8 @@ class FaceRegressor(nn.Module):
     if len(self.pose_scale) != len(POSE_AXES):
       raise ValueError(f"FaceRegressor: pose_scale needs {len(POSE_AXES)} values "
                        f"{POSE_AXES}, got {tuple(self.pose_scale)}")
+    group_norm = lambda channels, name: norm.group_norm(
+        channels, epsilon=norm.TAMING_EPS, rule="divisor", param_dtype=self.param_dtype, name=name)
     conv = lambda features, stride, name: nn.Conv(
         features, (3, 3), strides=(stride, stride), padding="SAME", dtype=self.dtype,
         param_dtype=self.param_dtype, name=name)
@@ -82,12 +84,12 @@ class FaceRegressor(nn.Module):
                         axis=-1).astype(self.dtype)                 # [B, S, S, 5]
     for i, features in enumerate(self.channels):
       if i:
-        x = nn.silu(group_norm(x.shape[-1], self.param_dtype, f"stage{i}_down_norm")(x))
+        x = nn.silu(group_norm(x.shape[-1], f"stage{i}_down_norm")(x))
       x = conv(features, 2, f"stage{i}_down")(x)                   # [B, S / 2^(i+1), ..., C_i]
       for j in range(self.blocks):
-        h = nn.silu(group_norm(features, self.param_dtype, f"stage{i}_block{j}_norm")(x))
+        h = nn.silu(group_norm(features, f"stage{i}_block{j}_norm")(x))
         x = x + conv(features, 1, f"stage{i}_block{j}_conv")(h)
-    x = nn.silu(group_norm(x.shape[-1], self.param_dtype, "out_norm")(x))
+    x = nn.silu(group_norm(x.shape[-1], "out_norm")(x))
     x = x.reshape(x.shape[0], -1).astype(self.dtype)               # [B, (S / 2^n)^2 C]
     x = nn.silu(nn.Dense(self.hidden, dtype=self.dtype, param_dtype=self.param_dtype,
                          name="hidden")(x))

@@ -1,10 +1,14 @@
 """LaDTalk's Space-Optimized VQ autoencoder (SOVQAE): a VQGAN-style encoder, codebook and decoder.
 
-Architecture (LaDTalk Table 6, built from taming-transformers' blocks, no skip connections):
+Architecture (LaDTalk Table 6, built from taming-transformers' blocks, no skip connections; the
+blocks are `nn.resnet` and `nn.attention.SpatialSelfAttention` with taming's settings: GroupNorm
+eps 1e-6, Downsample padded (0, 1) then a VALID conv, single-head 1x1-conv attention):
 
   encoder  conv_in; m x {ResnetBlock, Downsample}; ResnetBlock; NonLocalBlock; ResnetBlock;
            GroupNorm-swish-conv_out -> z_e [B, h, w, c]
-  codebook nearest of N codes (channel-wise 1-NN), straight-through gradient to the encoder
+  codebook nearest of N codes (channel-wise 1-NN), straight-through gradient to the encoder;
+           the model returns z_e and the codes z_q, and the stage computes the VQ loss from
+           them (`losses.vq.codebook_and_commitment`)
   decoder  conv_in; ResnetBlock; NonLocalBlock; ResnetBlock; m x {ResnetBlock, Upsample};
            GroupNorm-swish-conv_out -> x_hat [B, H, W, 3]
 
@@ -24,82 +28,19 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from talking_heads.losses import vq as vq_losses
-
-GROUPNORM_EPS = 1e-6
-MAX_GROUPS = 32
+from talking_heads.nn import attention, norm, resnet
 
 
-def num_groups(channels: int) -> int:
-  """taming's GroupNorm(32) where 32 divides C; otherwise the largest divisor of C below 32."""
-  return max(g for g in range(1, min(MAX_GROUPS, channels) + 1) if channels % g == 0)
+def _norm(channels: int, param_dtype: Any, name: str) -> nn.GroupNorm:
+  """taming's GroupNorm(32, eps 1e-6); widths 32 does not divide get their largest divisor."""
+  return norm.group_norm(channels, epsilon=norm.TAMING_EPS, rule="divisor",
+                         param_dtype=param_dtype, name=name)
 
 
-def group_norm(channels: int, param_dtype: Any, name: str) -> nn.GroupNorm:
-  # Normalisation runs in float32 whatever the compute dtype.
-  return nn.GroupNorm(num_groups=num_groups(channels), epsilon=GROUPNORM_EPS, dtype=jnp.float32,
-                      param_dtype=param_dtype, name=name)
-
-
-class ResnetBlock(nn.Module):
-  """GN -> swish -> conv3x3 -> GN -> swish -> conv3x3, plus the input (1x1 `nin_shortcut` if C changes)."""
-  features: int
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    conv = lambda k, name: nn.Conv(self.features, (k, k), padding="SAME", dtype=self.dtype,
-                                   param_dtype=self.param_dtype, name=name)
-    h = nn.swish(group_norm(x.shape[-1], self.param_dtype, "norm1")(x))
-    h = conv(3, "conv1")(h)                                      # [B, H, W, D]
-    h = nn.swish(group_norm(self.features, self.param_dtype, "norm2")(h))
-    h = conv(3, "conv2")(h)
-    if x.shape[-1] != self.features:
-      x = conv(1, "nin_shortcut")(x)
-    return (x + h).astype(self.dtype)
-
-
-class Downsample(nn.Module):
-  """Halves H and W: zero pad 0 top/left, 1 bottom/right, then a 3x3 stride-2 `conv` (taming)."""
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    return nn.Conv(x.shape[-1], (3, 3), strides=(2, 2), padding=((0, 1), (0, 1)), dtype=self.dtype,
-                   param_dtype=self.param_dtype, name="conv")(x)   # [B, H/2, W/2, C]
-
-
-class Upsample(nn.Module):
-  """Doubles H and W: nearest-neighbour x2, then a 3x3 `conv`."""
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)           # [B, 2H, 2W, C]
-    return nn.Conv(x.shape[-1], (3, 3), padding="SAME", dtype=self.dtype,
-                   param_dtype=self.param_dtype, name="conv")(x)
-
-
-class NonLocalBlock(nn.Module):
-  """Single-head self-attention over all positions (taming's AttnBlock), residual."""
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    b, height, width, c = x.shape
-    conv1 = lambda name: nn.Conv(c, (1, 1), dtype=self.dtype, param_dtype=self.param_dtype,
-                                 name=name)
-    h = group_norm(c, self.param_dtype, "norm")(x)
-    q, k, v = (conv1(n)(h).reshape(b, height * width, c).astype(jnp.float32)
-               for n in ("q", "k", "v"))                          # [B, hw, C] each
-    logits = jnp.einsum("bic,bjc->bij", q, k) / jnp.sqrt(jnp.float32(c))   # [B, hw, hw]
-    out = jnp.einsum("bij,bjc->bic", jax.nn.softmax(logits, axis=-1), v)
-    out = conv1("proj_out")(out.reshape(b, height, width, c).astype(self.dtype))
-    return (x + out).astype(self.dtype)
+def _attention(name: str, **kw) -> attention.SpatialSelfAttention:
+  """taming's single-head AttnBlock: 1x1 conv projections, proj_out not zero-initialised."""
+  return attention.SpatialSelfAttention("conv", norm_eps=norm.TAMING_EPS, norm_rule="divisor",
+                                        zero_init=False, name=name, **kw)
 
 
 class SOVQEncoder(nn.Module):
@@ -121,12 +62,13 @@ class SOVQEncoder(nn.Module):
     x = nn.Conv(self.channels[0], (3, 3), padding="SAME", name="conv_in", **kw)(
         x.astype(self.dtype))                                     # [B, H, W, C0]
     for i, features in enumerate(self.channels):
-      x = ResnetBlock(features, name=f"down_{i}_res", **kw)(x)
-      x = Downsample(name=f"down_{i}_down", **kw)(x)              # [B, H/2^(i+1), W/2^(i+1), Ci]
-    x = ResnetBlock(self.channels[-1], name="mid_res_0", **kw)(x)
-    x = NonLocalBlock(name="mid_attn", **kw)(x)
-    x = ResnetBlock(self.channels[-1], name="mid_res_1", **kw)(x)
-    x = nn.swish(group_norm(self.channels[-1], self.param_dtype, "norm_out")(x))
+      x = resnet.ResnetBlock(features, name=f"down_{i}_res", **kw)(x)
+      x = resnet.Downsample(padding=resnet.TAMING_DOWN_PAD, name=f"down_{i}_down",
+                            **kw)(x)                      # [B, H/2^(i+1), W/2^(i+1), Ci]
+    x = resnet.ResnetBlock(self.channels[-1], name="mid_res_0", **kw)(x)
+    x = _attention("mid_attn", **kw)(x)
+    x = resnet.ResnetBlock(self.channels[-1], name="mid_res_1", **kw)(x)
+    x = nn.swish(_norm(self.channels[-1], self.param_dtype, "norm_out")(x))
     return nn.Conv(self.z_channels, (3, 3), padding="SAME", name="conv_out", **kw)(x)   # [B, h, w, c]
 
 
@@ -152,13 +94,13 @@ class SOVQDecoder(nn.Module):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     x = nn.Conv(self.channels[-1], (3, 3), padding="SAME", name="conv_in", **kw)(
         z.astype(self.dtype))                                     # [B, h, w, C_{m-1}]
-    x = ResnetBlock(self.channels[-1], name="mid_res_0", **kw)(x)
-    x = NonLocalBlock(name="mid_attn", **kw)(x)
-    x = ResnetBlock(self.channels[-1], name="mid_res_1", **kw)(x)
+    x = resnet.ResnetBlock(self.channels[-1], name="mid_res_0", **kw)(x)
+    x = _attention("mid_attn", **kw)(x)
+    x = resnet.ResnetBlock(self.channels[-1], name="mid_res_1", **kw)(x)
     for i, features in enumerate(reversed(self.channels)):
-      x = ResnetBlock(features, name=f"up_{i}_res", **kw)(x)
-      x = Upsample(name=f"up_{i}_up", **kw)(x)                    # [B, h 2^(i+1), w 2^(i+1), C]
-    features = nn.swish(group_norm(self.channels[0], self.param_dtype, "norm_out")(x))
+      x = resnet.ResnetBlock(features, name=f"up_{i}_res", **kw)(x)
+      x = resnet.Upsample(name=f"up_{i}_up", **kw)(x)             # [B, h 2^(i+1), w 2^(i+1), C]
+    features = nn.swish(_norm(self.channels[0], self.param_dtype, "norm_out")(x))
     out = nn.Conv(self.out_channels, (3, 3), padding="SAME", name="conv_out", **kw)(features)
     out = out.astype(jnp.float32)                                 # [B, H, W, 3]
     return (out, features) if return_features else out
@@ -186,7 +128,11 @@ class VectorQuantizer(nn.Module):
 
   @nn.compact
   def __call__(self, z_e: jax.Array) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
-    """(z + sg(z_q - z) [..., c], indices [...] int32, {"codebook_loss", "commitment_loss"})."""
+    """(z + sg(z_q - z) [..., c], indices [...] int32, {"z_e", "z_q"}).
+
+    aux holds the float32 inputs z_e and their codes z_q (no straight-through: the codebook's
+    gradient path, for the codebook loss).
+    """
     if z_e.shape[-1] != self.code_dim:
       raise ValueError(f"VectorQuantizer: latents have width {z_e.shape[-1]}, codes {self.code_dim}")
     codebook = self.param("codebook", _uniform_init(self.num_codes), (self.num_codes, self.code_dim),
@@ -197,9 +143,8 @@ class VectorQuantizer(nn.Module):
                  - 2.0 * flat @ codebook.T)                       # [M, N]
     indices = jnp.argmin(distances, axis=1).astype(jnp.int32).reshape(z.shape[:-1])
     z_q = jnp.take(codebook, indices, axis=0)                     # [..., c]
-    codebook_term, commitment_term = vq_losses.codebook_and_commitment(z, z_q)
     z_st = z + jax.lax.stop_gradient(z_q - z)
-    return z_st, indices, {"codebook_loss": codebook_term, "commitment_loss": commitment_term}
+    return z_st, indices, {"z_e": z, "z_q": z_q}
 
 
 class SOVQAE(nn.Module):
@@ -231,7 +176,7 @@ class SOVQAE(nn.Module):
     return self.encoder(x)
 
   def quantize(self, z_e: jax.Array) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
-    """z_e -> (z_q straight-through [B, h, w, c], indices [B, h, w], VQ loss terms)."""
+    """z_e -> (z_q straight-through [B, h, w, c], indices [B, h, w], {"z_e", "z_q"})."""
     return self.quantizer(z_e)
 
   def decode(self, z_q: jax.Array, return_features: bool = False
@@ -243,8 +188,9 @@ class SOVQAE(nn.Module):
                ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """x [B, H, W, 3] -> (x_hat [B, H, W, 3], aux).
 
-    aux: "indices" [B, h, w], "codebook_loss", "commitment_loss" (scalars), and with
-    `return_features` "decoder_features" (the decoder's conv_out input).
+    aux: "indices" [B, h, w]; "z_e" and "z_q" [B, h, w, c] float32, the encoder output and its
+    codes (the inputs of `losses.vq.codebook_and_commitment`); and with `return_features`
+    "decoder_features" (the decoder's conv_out input).
     """
     z_q, indices, aux = self.quantize(self.encode(x))
     out = self.decode(z_q, return_features)

@@ -1,8 +1,8 @@
-"""Reusable diffusion-UNet pieces: timestep embedding, conditioned ResBlock, attention, resampling.
+"""Diffusion-UNet pieces: timestep embedding and the conditioned ResBlock.
 
 Dimensions: B batch, H, W spatial size, C input channels, D output channels, E embedding width
-(time), Z latent width (a per-example condition vector), F sinusoidal frequency width,
-L = H W positions, N heads, K channels per head. NHWC throughout.
+(time), Z latent width (a per-example condition vector), F sinusoidal frequency width.
+NHWC throughout.
 
 The blocks follow ADM / diffae (`phizaz/diffae` `model/blocks.py`, `model/nn.py`):
   * `timestep_embedding`: [cos(t w_i), sin(t w_i)] with w_i = max_period^(-i / (F/2)), cos first
@@ -14,13 +14,12 @@ The blocks follow ADM / diffae (`phizaz/diffae` `model/blocks.py`, `model/nn.py`
       scale_c = Dense_D(SiLU(cond)),                  h = h (1 + scale_c),
     time first, then the latent (diffae's `two_cond`); the skip is a 1x1 conv when C != D. An
     unconditioned block (diffae's semantic encoder) has no out layers at all: x + in_layers(x).
-  * `AttentionBlock`: GN -> 1x1 qkv -> softmax(q k / sqrt(K)) v -> zero-initialised 1x1 proj,
-    plus the input. The qkv channels are laid out per head as (q, k, v) (ADM's "legacy" order,
-    diffae's default), which is what a checkpoint converter has to preserve.
-  * Resampling: nearest x2 up, 2x2 average-pool down (inside ResBlocks, diffae's
-    `resblock_updown`), or `Upsample`/`Downsample` with an optional 3x3 conv (stride 2, padding 1).
-GroupNorm uses min(32, C) groups and PyTorch's epsilon 1e-5; norms and softmax run in float32
-whatever the compute dtype. Convolutions pad explicitly like PyTorch (padding 1).
+  * Resampling inside ResBlocks (diffae's `resblock_updown`): nearest x2 up, 2x2 average-pool
+    down (`nn.resnet`).
+The UNet's attention is `nn.attention.SpatialSelfAttention` ("fused" qkv, ADM's layout) and its
+stand-alone resampling `nn.resnet.Upsample` / `Downsample` (padding 1). GroupNorm uses min(32, C)
+groups ("cap") and PyTorch's epsilon 1e-5 by default (`nn.norm`); norms run in float32 whatever
+the compute dtype. Convolutions pad explicitly like PyTorch (padding 1).
 """
 
 from __future__ import annotations
@@ -32,12 +31,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from talking_heads.nn import norm
+from talking_heads.nn.resnet import PAD1, downsample_average, upsample_nearest
+
 Resample = Literal["none", "up", "down"]
 
 RESAMPLES = ("none", "up", "down")
-GROUPNORM_EPS = 1e-5   # PyTorch's nn.GroupNorm default, used by ADM and diffae.
 MAX_PERIOD = 10000.0
-PAD1 = ((1, 1), (1, 1))
 
 
 def timestep_embedding(t: jax.Array, dim: int, max_period: float = MAX_PERIOD) -> jax.Array:
@@ -54,29 +54,6 @@ def timestep_embedding(t: jax.Array, dim: int, max_period: float = MAX_PERIOD) -
   if dim % 2:
     emb = jnp.pad(emb, ((0, 0), (0, 1)))
   return emb
-
-
-def group_norm(channels: int, groups: int, param_dtype: Any, name: str) -> nn.GroupNorm:
-  """A float32 GroupNorm with min(groups, C) groups (ADM's `normalization`)."""
-  n = min(groups, channels)
-  if channels % n:
-    raise ValueError(f"{name}: GroupNorm with {n} groups needs channels divisible by {n}, got "
-                     f"{channels}")
-  return nn.GroupNorm(num_groups=n, epsilon=GROUPNORM_EPS, dtype=jnp.float32,
-                      param_dtype=param_dtype, name=name)
-
-
-def upsample_nearest(x: jax.Array) -> jax.Array:
-  """[B, H, W, C] -> [B, 2H, 2W, C], each pixel repeated 2x2."""
-  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-
-
-def downsample_average(x: jax.Array) -> jax.Array:
-  """[B, H, W, C] -> [B, H/2, W/2, C], the mean of each 2x2 block (H and W must be even)."""
-  b, h, w, c = x.shape
-  if h % 2 or w % 2:
-    raise ValueError(f"downsample_average: spatial size must be even, got {h}x{w}")
-  return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
 
 
 def _resample(x: jax.Array, resample: Resample) -> jax.Array:
@@ -120,6 +97,7 @@ class ResBlock(nn.Module):
       False is diffae's unconditioned encoder block, x + conv(SiLU(GN(x))), with no dropout.
     dropout: rate before the last conv (conditional blocks only).
     norm_groups: GroupNorm groups (capped at the channel count).
+    norm_eps: GroupNorm epsilon.
     zero_init: zero-initialise the last conv so a fresh block is its skip path.
     cond_activation: apply SiLU to `cond` before its projection (diffae); False when the caller
       passes an already activated latent (e.g. `dae.ConditionalUNet`'s centred one).
@@ -129,6 +107,7 @@ class ResBlock(nn.Module):
   conditional: bool = True
   dropout: float = 0.0
   norm_groups: int = 32
+  norm_eps: float = norm.TORCH_EPS
   zero_init: bool = True
   cond_activation: bool = True
   dtype: Any = jnp.float32
@@ -150,7 +129,10 @@ class ResBlock(nn.Module):
     conv = lambda k, name, **kw: nn.Conv(d, (k, k), padding=PAD1 if k == 3 else "VALID",
                                          dtype=self.dtype, param_dtype=self.param_dtype,
                                          name=name, **kw)
-    h = nn.silu(group_norm(c, self.norm_groups, self.param_dtype, "in_norm")(x))
+    group_norm = lambda channels, name: norm.group_norm(
+        channels, epsilon=self.norm_eps, rule="cap", groups=self.norm_groups,
+        param_dtype=self.param_dtype, name=name)
+    h = nn.silu(group_norm(c, "in_norm")(x))
     h = _resample(h.astype(self.dtype), self.resample)
     x = _resample(x, self.resample)
     h = conv(3, "in_conv")(h)                                         # [B, H', W', D]
@@ -160,7 +142,7 @@ class ResBlock(nn.Module):
       dense = lambda n, name: nn.Dense(n, dtype=self.dtype, param_dtype=self.param_dtype,
                                        name=name)
       scale_t, shift_t = jnp.split(dense(2 * d, "time_proj")(nn.silu(time_emb)), 2, axis=-1)
-      h = group_norm(d, self.norm_groups, self.param_dtype, "out_norm")(h)
+      h = group_norm(d, "out_norm")(h)
       h = h * (1.0 + scale_t[:, None, None].astype(jnp.float32)) + shift_t[:, None, None].astype(
           jnp.float32)
       if cond is not None:
@@ -174,91 +156,3 @@ class ResBlock(nn.Module):
     if c != d:
       x = conv(1, "skip")(x)
     return x.astype(self.dtype) + h
-
-
-class AttentionBlock(nn.Module):
-  """Self-attention over the H W positions of a feature map, added to the input.
-
-  Attributes:
-    num_heads: N, used when `head_channels` is None (diffae: 1).
-    head_channels: K; when set, N = C / K.
-    norm_groups: GroupNorm groups (capped at the channel count).
-    zero_init: zero-initialise the output projection so a fresh block is the identity.
-  """
-  num_heads: int = 1
-  head_channels: int | None = None
-  norm_groups: int = 32
-  zero_init: bool = True
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    b, h, w, c = x.shape
-    heads = c // self.head_channels if self.head_channels else self.num_heads
-    if heads < 1 or c % heads:
-      raise ValueError(f"AttentionBlock {self.name}: {c} channels do not split into "
-                       f"{heads} heads")
-    k = c // heads
-    dense = lambda n, name, **kw: nn.Dense(n, dtype=self.dtype, param_dtype=self.param_dtype,
-                                           name=name, **kw)
-    y = group_norm(c, self.norm_groups, self.param_dtype, "norm")(x).astype(self.dtype)
-    qkv = dense(3 * c, "qkv")(y.reshape(b, h * w, c))                 # [B, L, 3C]
-    qkv = qkv.reshape(b, h * w, heads, 3, k)                          # per head (q, k, v)
-    q, key, v = qkv[..., 0, :], qkv[..., 1, :], qkv[..., 2, :]        # [B, L, N, K]
-    logits = jnp.einsum("bqnk,bsnk->bnqs", q, key).astype(jnp.float32) / math.sqrt(k)
-    weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)      # [B, N, L, L]
-    out = jnp.einsum("bnqs,bsnk->bqnk", weights, v).reshape(b, h * w, c)
-    zeros = nn.initializers.zeros_init()
-    out = dense(c, "proj_out", **(dict(kernel_init=zeros, bias_init=zeros)
-                                  if self.zero_init else {}))(out)
-    return x.astype(self.dtype) + out.reshape(b, h, w, c)
-
-
-class Upsample(nn.Module):
-  """Nearest x2, then a 3x3 conv to `features` when `use_conv` (ADM's `Upsample`).
-
-  Attributes:
-    use_conv: apply the conv (without it the channel count cannot change).
-    features: D; None keeps C.
-  """
-  use_conv: bool = True
-  features: int | None = None
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    d = self.features or x.shape[-1]
-    x = upsample_nearest(x)
-    if self.use_conv:
-      return nn.Conv(d, (3, 3), padding=PAD1, dtype=self.dtype, param_dtype=self.param_dtype,
-                     name="conv")(x)
-    if d != x.shape[-1]:
-      raise ValueError(f"Upsample {self.name}: changing channels {x.shape[-1]} -> {d} needs "
-                       "use_conv=True")
-    return x
-
-
-class Downsample(nn.Module):
-  """A 3x3 stride-2 conv (padding 1) when `use_conv`, else 2x2 average pooling (ADM's `Downsample`).
-
-  Attributes:
-    use_conv: strided conv instead of pooling (without it the channel count cannot change).
-    features: D; None keeps C.
-  """
-  use_conv: bool = True
-  features: int | None = None
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    d = self.features or x.shape[-1]
-    if self.use_conv:
-      return nn.Conv(d, (3, 3), strides=(2, 2), padding=PAD1, dtype=self.dtype,
-                     param_dtype=self.param_dtype, name="conv")(x)
-    if d != x.shape[-1]:
-      raise ValueError(f"Downsample {self.name}: changing channels {x.shape[-1]} -> {d} needs "
-                       "use_conv=True")
-    return downsample_average(x)

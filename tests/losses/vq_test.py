@@ -1,4 +1,5 @@
-"""VQ loss (Eq. 12, legacy switch), codebook regulariser (Eq. 11) and codebook statistics."""
+"""VQ loss (Eq. 12, legacy switch, the SOVQAE stage's terms), codebook regulariser (Eq. 11) and
+codebook statistics."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +7,9 @@ import numpy as np
 import pytest
 from scipy.spatial import distance
 
+from experiments.configs import sovqae as sovqae_config
 from talking_heads.losses import vq
+from talking_heads.systems.ladtalk import SOVQAEStage
 
 
 @pytest.mark.parametrize("legacy", [False, True])
@@ -30,6 +33,33 @@ def test_beta_lands_on_the_term_the_legacy_switch_names(legacy):
 
 def test_paper_beta_weighs_both_terms_equally():
   assert float(vq.vq_loss(2.0, 3.0)) == float(vq.vq_loss(2.0, 3.0, legacy=True)) == 5.0
+
+
+def test_sovqae_stage_vq_terms_equal_the_former_in_model_terms():
+  """The stage computes the VQ terms from the model's aux (z_e, z_q); they are the terms the
+  quantiser used to return: codebook_and_commitment(z_e, codebook[nearest]), both the mean
+  squared distance of each latent to its nearest code."""
+  config = sovqae_config.get_config("tiny")
+  config.loss.disc_weight = 0.0                       # no discriminator state needed
+  stage = SOVQAEStage(config)
+  x = jnp.asarray(np.random.default_rng(5).uniform(-1, 1, (2, 32, 32, 3)), jnp.float32)
+  params = stage.model.init(jax.random.PRNGKey(0), x)["params"]
+  loss = jax.jit(lambda p: stage._generator_loss(p, None, x, x, jnp.float32(0.0)))
+  _, (_, metrics) = loss(params)
+  model = stage.model
+  z_e = model.apply({"params": params}, x, method=model.encode)
+  _, indices, _ = model.apply({"params": params}, z_e, method=model.quantize)
+  codebook = params["quantizer"]["codebook"]
+  former = vq.codebook_and_commitment(z_e, jnp.take(codebook, indices, axis=0))
+  # (Equal up to float32 rounding: the stage runs jitted, `former` eagerly.)
+  np.testing.assert_allclose(metrics["codebook_loss"], former[0], rtol=1e-6)
+  np.testing.assert_allclose(metrics["commitment_loss"], former[1], rtol=1e-6)
+  np.testing.assert_allclose(metrics["vq_loss"], former[0] + former[1], rtol=1e-6)   # beta = 1
+  # And independently: nearest codes by brute force in float64.
+  z, e = np.asarray(z_e, np.float64), np.asarray(codebook, np.float64)
+  nearest = e[np.argmin(((z[..., None, :] - e) ** 2).sum(-1), axis=-1)]
+  np.testing.assert_allclose(float(metrics["codebook_loss"]), np.mean((z - nearest) ** 2),
+                             rtol=1e-5)
 
 
 def _codebook():

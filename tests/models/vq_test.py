@@ -1,11 +1,14 @@
-"""SOVQAE blocks, quantiser and autoencoder: structure, hand cases, numpy parity, gradients."""
+"""SOVQAE quantiser and autoencoder: structure, hand cases, VQ-loss inputs, gradients.
 
-import flax
+The taming blocks it is built from are tested in tests/nn (resnet_test, attention_test, norm_test).
+"""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from talking_heads.losses import vq as vq_losses
 from talking_heads.models import vq
 
 
@@ -15,10 +18,6 @@ def _small(**kw):
 
 def _image(shape, seed=0):
   return jnp.asarray(np.random.default_rng(seed).uniform(-1, 1, shape).astype(np.float32))
-
-
-def test_num_groups():
-  assert [vq.num_groups(c) for c in (8, 16, 32, 64, 512, 48, 12)] == [8, 16, 32, 32, 32, 24, 12]
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +33,8 @@ def test_shapes_and_parameter_names(small_variables):
   x_hat, aux = jax.eval_shape(model.apply, variables, x)
   assert x_hat.shape == (2, 32, 32, 3) and x_hat.dtype == jnp.float32
   assert aux["indices"].shape == (2, 8, 8) and aux["indices"].dtype == jnp.int32
+  assert set(aux) == {"indices", "z_e", "z_q"}
+  assert aux["z_e"].shape == aux["z_q"].shape == (2, 8, 8, 4)
   z_e = jax.eval_shape(lambda v, x: model.apply(v, x, method=model.encode), variables, x)
   assert z_e.shape == (2, 8, 8, 4)
   params = variables["params"]
@@ -60,65 +61,6 @@ def test_rejects_sizes_the_encoder_cannot_halve():
     jax.eval_shape(_small().init, jax.random.PRNGKey(0), _image((1, 30, 32, 3)))
 
 
-def _delta_kernel(row, col, channels):
-  kernel = np.zeros((3, 3, channels, channels), np.float32)
-  kernel[row, col] = np.eye(channels)
-  return jnp.asarray(kernel)
-
-
-def test_downsample_pads_bottom_right_only():
-  x = _image((1, 8, 8, 2))
-  block = vq.Downsample()
-  variables = block.init(jax.random.PRNGKey(0), x)
-  run = lambda r, c: np.asarray(block.apply(
-      {"params": {"conv": {"kernel": _delta_kernel(r, c, 2), "bias": jnp.zeros(2)}}}, x))
-  # The top-left tap reads pixel (2i, 2j): no padding on the top/left.
-  np.testing.assert_allclose(run(0, 0), np.asarray(x)[:, ::2, ::2])
-  # The bottom-right tap reads (2i + 2, 2j + 2): the last row/column read the zero pad.
-  expected = np.zeros((1, 4, 4, 2), np.float32)
-  expected[:, :3, :3] = np.asarray(x)[:, 2::2, 2::2]
-  np.testing.assert_allclose(run(2, 2), expected)
-  assert variables["params"]["conv"]["kernel"].shape == (3, 3, 2, 2)
-
-
-def test_upsample_is_nearest_then_conv():
-  x = _image((1, 3, 4, 2))
-  out = vq.Upsample().apply({"params": {"conv": {"kernel": _delta_kernel(1, 1, 2), "bias": jnp.zeros(2)}}}, x)
-  np.testing.assert_allclose(np.asarray(out), np.repeat(np.repeat(np.asarray(x), 2, 1), 2, 2))
-
-
-def test_resnet_block_is_identity_when_its_last_conv_is_zero():
-  x = _image((2, 8, 8, 16))
-  block = vq.ResnetBlock(16)
-  params = flax.core.unfreeze(block.init(jax.random.PRNGKey(0), x)["params"])
-  params["conv2"] = jax.tree_util.tree_map(jnp.zeros_like, params["conv2"])
-  np.testing.assert_allclose(np.asarray(block.apply({"params": params}, x)), np.asarray(x), atol=1e-6)
-
-
-def _group_norm(x, groups, scale, bias, eps=1e-6):
-  b, h, w, c = x.shape
-  g = x.reshape(b, h * w, groups, c // groups)
-  mean = g.mean(axis=(1, 3), keepdims=True)
-  var = g.var(axis=(1, 3), keepdims=True)
-  return ((g - mean) / np.sqrt(var + eps)).reshape(b, h, w, c) * scale + bias
-
-
-def test_non_local_block_matches_numpy():
-  x = np.asarray(_image((2, 4, 5, 8)), np.float64)
-  block = vq.NonLocalBlock()
-  params = block.init(jax.random.PRNGKey(1), jnp.asarray(x, jnp.float32))["params"]
-  p = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
-  h = _group_norm(x, 8, p["norm"]["scale"], p["norm"]["bias"])
-  lin = lambda name, t: t @ p[name]["kernel"][0, 0] + p[name]["bias"]
-  q, k, v = (lin(n, h).reshape(2, 20, 8) for n in ("q", "k", "v"))
-  logits = q @ k.transpose(0, 2, 1) / np.sqrt(8)
-  attn = np.exp(logits - logits.max(-1, keepdims=True))
-  attn /= attn.sum(-1, keepdims=True)
-  expected = x + lin("proj_out", (attn @ v).reshape(2, 4, 5, 8))
-  out = block.apply({"params": params}, jnp.asarray(x, jnp.float32))
-  np.testing.assert_allclose(np.asarray(out), expected, atol=1e-4)
-
-
 def test_quantizer_picks_the_true_nearest_code():
   rng = np.random.default_rng(0)
   quantizer = vq.VectorQuantizer(num_codes=64, code_dim=8)
@@ -128,9 +70,13 @@ def test_quantizer_picks_the_true_nearest_code():
   brute = np.argmin(((z[..., None, :] - codebook) ** 2).sum(-1), axis=-1)
   np.testing.assert_array_equal(np.asarray(indices), brute)
   np.testing.assert_allclose(np.asarray(z_q), codebook[brute], atol=1e-6)
+  # aux carries the loss inputs: z_e as given and the codes themselves (not straight-through).
+  np.testing.assert_array_equal(np.asarray(aux["z_e"]), z)
+  np.testing.assert_array_equal(np.asarray(aux["z_q"]), codebook[brute])
+  codebook_loss, commitment_loss = vq_losses.codebook_and_commitment(aux["z_e"], aux["z_q"])
   mse = np.mean((z - codebook[brute]) ** 2)
-  np.testing.assert_allclose(float(aux["codebook_loss"]), mse, rtol=1e-5)
-  np.testing.assert_allclose(float(aux["commitment_loss"]), mse, rtol=1e-5)
+  np.testing.assert_allclose(float(codebook_loss), mse, rtol=1e-5)
+  np.testing.assert_allclose(float(commitment_loss), mse, rtol=1e-5)
   with pytest.raises(ValueError, match="width 4"):
     quantizer.apply({"params": {"codebook": jnp.asarray(codebook)}}, jnp.zeros((2, 4)))
 
@@ -144,7 +90,9 @@ def test_straight_through_gradients(small_variables):
   def all_grads(p):
     def loss(p, term):
       x_hat, aux = model.apply({"params": p}, x)
-      return {"reconstruction": jnp.mean((x_hat - x) ** 2), **aux}[term]
+      codebook_loss, commitment_loss = vq_losses.codebook_and_commitment(aux["z_e"], aux["z_q"])
+      return {"reconstruction": jnp.mean((x_hat - x) ** 2), "codebook_loss": codebook_loss,
+              "commitment_loss": commitment_loss}[term]
     return {t: jax.grad(loss)(p, t) for t in ("reconstruction", "codebook_loss", "commitment_loss")}
 
   grads = all_grads(params).__getitem__

@@ -186,7 +186,8 @@ class SOVQAEStage(Stage):
     cfg = self.config
     x_hat, aux = self.model.apply({"params": params}, inputs, return_features=self.use_gan)
     nll, metrics = self._nll(x_hat, target)
-    vq = vq_losses.vq_loss(aux["codebook_loss"], aux["commitment_loss"], cfg.quantizer.beta,
+    codebook_loss, commitment_loss = vq_losses.codebook_and_commitment(aux["z_e"], aux["z_q"])
+    vq = vq_losses.vq_loss(codebook_loss, commitment_loss, cfg.quantizer.beta,
                            cfg.quantizer.legacy)
     codebook = params["quantizer"]["codebook"]
     reg, reg_distance = vq_losses.codebook_regulariser(codebook, cfg.regulariser.mode,
@@ -197,8 +198,8 @@ class SOVQAEStage(Stage):
       total = total + disc_factor * gan
       metrics.update(g_loss=g_loss, d_weight=weight)
     metrics.update(
-        loss=total, nll=nll, vq_loss=vq, codebook_loss=aux["codebook_loss"],
-        commitment_loss=aux["commitment_loss"], reg_loss=reg, reg_distance=reg_distance,
+        loss=total, nll=nll, vq_loss=vq, codebook_loss=codebook_loss,
+        commitment_loss=commitment_loss, reg_loss=reg, reg_distance=reg_distance,
         d_C=jax.lax.stop_gradient(vq_losses.minimal_distance(codebook)),
         psnr=jnp.mean(image_metrics.psnr(to_unit_range(x_hat), to_unit_range(target),
                                          data_range=1.0)),
