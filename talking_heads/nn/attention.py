@@ -41,12 +41,19 @@ MASKED_LOGIT = -1e30
 def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array,
                           mask: jax.Array | None = None) -> jax.Array:
   """q [B, N, H, K], k and v [B, M, H, K], mask broadcastable to [B, H, N, M] -> [B, N, H, K]."""
-  logits = jnp.einsum("bnhk,bmhk->bhnm", q, k,
-                      preferred_element_type=jnp.float32) / math.sqrt(q.shape[-1])
+  b, n, h, d = q.shape
+  m = k.shape[1]
+  # Heads folded into the batch: 3-D matmuls and softmax, the form taming's single-head block
+  # computed (its gradients stay bit-identical, and so do runs trained before).
+  fold = lambda t: jnp.swapaxes(t, 1, 2).reshape(b * h, t.shape[1], d)  # [B H, N|M, K]
+  logits = jnp.einsum("bnk,bmk->bnm", fold(q), fold(k),
+                      preferred_element_type=jnp.float32) / jnp.sqrt(jnp.float32(d))
   if mask is not None:
+    mask = jnp.broadcast_to(mask, (b, h, n, m)).reshape(b * h, n, m)
     logits = jnp.where(mask, logits, MASKED_LOGIT)
-  weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)        # [B, H, N, M]
-  return jnp.einsum("bhnm,bmhk->bnhk", weights, v)
+  weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)             # [B H, N, M]
+  out = jnp.einsum("bnm,bmk->bnk", weights, fold(v))                     # [B H, N, K]
+  return jnp.swapaxes(out.reshape(b, h, n, d), 1, 2)                     # [B, N, H, K]
 
 
 def attention_mask(batch: int, queries: int, keys: int, mask: jax.Array | None = None,

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy.spatial import distance
 
-from experiments.configs import sovqae as sovqae_config
+from experiments.configs.ladtalk import sovqae as sovqae_config
 from talking_heads.losses import vq
-from talking_heads.systems.ladtalk import SOVQAEStage
+from talking_heads.systems.ladtalk.sovqae import SOVQAEStage
 
 
 @pytest.mark.parametrize("legacy", [False, True])
