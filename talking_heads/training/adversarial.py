@@ -24,9 +24,10 @@ One step (generator step s = state.step; D(x) with the players' current variable
               (StyleGAN2's lazy regularisation), else 0.
 
 Metrics: the output's metrics, loss (generator total), grad_norm, and per player
-`{name}/g_loss`, `{name}/weight` (a_k w_k), `{name}/feature_matching`, and for trainable ones
-`{name}/d_loss` (unscaled d_k), `{name}/r1`, `{name}/grad_norm`, `{name}/updated` (1 or 0; the
-other D metrics are 0 on skipped steps).
+`{name}/g_loss`, `{name}/weight` (a_k w_k), `{name}/adaptive_weight` (g_weight * the VQGAN
+weight, before a_k and `weights`), `{name}/feature_matching`, and for trainable ones
+`{name}/d_loss` (unscaled d_k), `{name}/r1`, `{name}/logits_real`, `{name}/logits_fake` (means),
+`{name}/grad_norm`, `{name}/updated` (1 or 0; the other D metrics are 0 on skipped steps).
 
 Gradients: one generator forward (`jax.vjp`), the discriminators' gradients w.r.t. `fake` as
 its cotangent, one generator backward; the adaptive weight costs two more backward passes
@@ -147,13 +148,13 @@ def _discriminator_update(player: Discriminator, d_state: TrainState, real: PyTr
           d_state.step % player.r1_every == 0,
           lambda: player.r1_every * gan.r1_penalty(logits_fn, real, player.r1_gamma),
           lambda: jnp.zeros((), jnp.float32))
-    return factor * player.d_weight * d_loss + r1, (model_state, d_loss, r1)
+    return factor * player.d_weight * d_loss + r1, (model_state, {
+        "d_loss": d_loss, "r1": r1, "logits_real": jnp.mean(out_real.logits.astype(jnp.float32)),
+        "logits_fake": jnp.mean(out_fake.logits.astype(jnp.float32))})
 
-  (_, (model_state, d_loss, r1)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      d_state.params)
+  (_, (model_state, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_state.params)
   return d_state.apply_gradients(grads, model_state=model_state), {
-      "d_loss": d_loss, "r1": r1, "grad_norm": optax.tree.norm(grads),
-      "updated": jnp.ones((), jnp.float32)}
+      **metrics, "grad_norm": optax.tree.norm(grads), "updated": jnp.ones((), jnp.float32)}
 
 
 def _cadenced_update(player: Discriminator, step: jax.Array, d_state: TrainState, *args
@@ -229,7 +230,9 @@ def adversarial_step(state: AdversarialTrainState, generate: Generate,
       if reference_grad is None:
         reference_grad = adaptive_layer(backward((zeros_fake, zero, one))[0])
       gan_grad = adaptive_layer(backward((g_grad, zero, zero))[0])
-      weight = weight * gan.adaptive_weight(reference_grad, gan_grad, 1.0, adaptive_max)
+      adaptive = gan.adaptive_weight(reference_grad, gan_grad, 1.0, adaptive_max)
+      weight = weight * adaptive
+      metrics[f"{name}/adaptive_weight"] = player.g_weight * adaptive
     weight = jax.lax.stop_gradient(weight)
     total = total + weight * g_loss
     fake_cotangent = _tree_scale_add(fake_cotangent, g_grad, weight)

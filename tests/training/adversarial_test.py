@@ -91,6 +91,8 @@ def test_two_discriminators_one_frozen_against_a_hand_computed_update():
                              + 0.3 * g_sync, rtol=1e-5)
   np.testing.assert_allclose(metrics["visual/d_loss"],
                              softplus(-r).mean() + softplus(l1).mean(), rtol=1e-5)
+  np.testing.assert_allclose(metrics["visual/logits_real"], r.mean(), rtol=1e-5)
+  np.testing.assert_allclose(metrics["visual/logits_fake"], l1.mean(), rtol=1e-5)
   assert "sync/d_loss" not in metrics and float(metrics["visual/updated"]) == 1.0
 
 
@@ -160,6 +162,7 @@ def test_adaptive_weight_and_dynamic_weights():
   gan_grad = jax.grad(g_loss)(params)["w"]
   weight = 0.25 * gan.adaptive_weight(rec_grad, gan_grad, 0.8)
   np.testing.assert_allclose(metrics["d/weight"], weight, rtol=1e-5)
+  np.testing.assert_allclose(metrics["d/adaptive_weight"], weight / 0.25, rtol=1e-5)
   expected = params["w"] - LR_G * (rec_grad + weight * gan_grad)
   np.testing.assert_allclose(new.generator.params["w"], expected, atol=1e-6)
   with pytest.raises(ValueError, match="adaptive_layer"):
