@@ -13,6 +13,8 @@ from typing import Any, Callable, Iterable, Mapping
 import jax
 import ml_collections
 
+from talking_heads.training import steps
+
 PyTree = Any
 Batch = Mapping[str, Any]
 Metrics = Mapping[str, jax.Array]
@@ -65,3 +67,19 @@ class Stage(abc.ABC):
   def inference(self, state: PyTree) -> tuple[Callable[..., Any], tuple[Any, ...]] | None:
     """(function, example arguments) of the stage's inference path, for benchmarks."""
     return None
+
+
+class LossStage(Stage):
+  """A stage that trains one TrainState by `steps.gradient_step` on its `loss_fn`.
+
+  Subclasses define `loss_fn` (signature in `training.steps`) instead of `train_step`;
+  `init_state` must return a `TrainState`.
+  """
+
+  @abc.abstractmethod
+  def loss_fn(self, params: PyTree, model_state: PyTree, batch: Batch, rng: jax.Array
+              ) -> tuple[jax.Array, tuple[Metrics, PyTree | None]]:
+    """(loss, (metrics, new model_state or None)); pure, differentiated w.r.t. `params`."""
+
+  def train_step(self, state: PyTree, batch: Batch, rng: jax.Array) -> tuple[PyTree, Metrics]:
+    return steps.gradient_step(state, self.loss_fn, batch, rng)

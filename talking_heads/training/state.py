@@ -1,4 +1,5 @@
-"""Train states: one network, or a generator/discriminator pair with their own optimisers.
+"""Train states: one network, a generator/discriminator pair, or a generator with named
+discriminators (`training.adversarial`), each player with its own optimiser.
 
 A state is a pytree (flax.struct dataclass) so it can be sharded, donated, checkpointed and
 passed through `jax.jit`; the optax transformation is static metadata.
@@ -85,6 +86,42 @@ class GanTrainState:
   @classmethod
   def create(cls, generator: TrainState, discriminator: TrainState, rng: jax.Array) -> "GanTrainState":
     return cls(step=jnp.zeros((), jnp.int32), generator=generator, discriminator=discriminator, rng=rng)
+
+  @property
+  def eval_params(self) -> PyTree:
+    return self.generator.eval_params
+
+
+def frozen_state(params: PyTree, rng: jax.Array, model_state: PyTree | None = None) -> TrainState:
+  """A player that is held but never optimised (e.g. a fixed lip-sync expert).
+
+  Its optimiser is `optax.set_to_zero` (no optimiser state); the adversarial step never calls
+  its `apply_gradients`, so its variables stay bit-identical.
+  """
+  return TrainState.create(params, optax.set_to_zero(), rng=rng, model_state=model_state)
+
+
+@flax.struct.dataclass
+class AdversarialTrainState:
+  """A generator and any number of named discriminators (`training.adversarial`).
+
+  Attributes:
+    step: generator updates (int32 scalar); cadences and start steps count these.
+    generator: the generator's TrainState.
+    discriminators: {name: TrainState}; each player's `step` counts its own updates (lazy R1
+      counts these); frozen players (`frozen_state`) keep step 0.
+    rng: base PRNG key of the run (raw uint32[2]).
+  """
+  step: jax.Array
+  generator: TrainState
+  discriminators: dict[str, TrainState]
+  rng: jax.Array
+
+  @classmethod
+  def create(cls, generator: TrainState, discriminators: dict[str, TrainState],
+             rng: jax.Array) -> "AdversarialTrainState":
+    return cls(step=jnp.zeros((), jnp.int32), generator=generator,
+               discriminators=dict(discriminators), rng=rng)
 
   @property
   def eval_params(self) -> PyTree:

@@ -49,3 +49,57 @@ def test_adaptive_weight_hand_cases():
 
 def test_disc_factor():
   assert [float(gan.disc_factor(jnp.asarray(s), 3)) for s in (0, 2, 3, 10)] == [0.0, 0.0, 1.0, 1.0]
+
+
+# Fixed logits for the families: r = D(real), f = D(fake).
+R, F = np.array([1.0, -0.5, 2.0]), np.array([0.3, -2.0, 0.0])
+
+
+def _softplus(x):
+  return np.log1p(np.exp(x))
+
+
+@pytest.mark.parametrize("kind, d_expected, g_expected", [
+    ("hinge", 0.5 * (np.mean([0.0, 1.5, 0.0]) + np.mean([1.3, 0.0, 1.0])), -np.mean(F)),
+    ("vanilla", 0.5 * (_softplus(-R).mean() + _softplus(F).mean()), -np.mean(F)),
+    ("non_saturating", _softplus(-R).mean() + _softplus(F).mean(), _softplus(-F).mean()),
+    # BCE(sigmoid(l), y) = -y log s(l) - (1 - y) log(1 - s(l)).
+    ("bce", -np.log(1 / (1 + np.exp(-R))).mean() - np.log(1 - 1 / (1 + np.exp(-F))).mean(),
+     -np.log(1 / (1 + np.exp(-F))).mean()),
+    ("least_squares", 0.5 * (np.mean((R - 1) ** 2) + np.mean(F ** 2)), np.mean((F - 1) ** 2)),
+])
+def test_families_hand_cases(kind, d_expected, g_expected):
+  losses = gan.family(kind)
+  np.testing.assert_allclose(losses.d(jnp.asarray(R), jnp.asarray(F)), d_expected, rtol=1e-6)
+  np.testing.assert_allclose(losses.g(jnp.asarray(F)), g_expected, rtol=1e-6)
+
+
+def test_bce_on_probabilities():
+  p_real, p_fake = np.array([0.9, 0.6]), np.array([0.2, 0.7])
+  losses = gan.family("bce_probs")
+  np.testing.assert_allclose(losses.d(jnp.asarray(p_real), jnp.asarray(p_fake)),
+                             -np.log(p_real).mean() - np.log(1 - p_fake).mean(), rtol=1e-6)
+  np.testing.assert_allclose(losses.g(jnp.asarray(p_fake)), -np.log(p_fake).mean(), rtol=1e-6)
+  # log clamped at -100 as torch's BCELoss: a certain wrong answer costs 100, not inf.
+  assert float(losses.g(jnp.asarray([0.0]))) == pytest.approx(100.0)
+  with pytest.raises(ValueError, match="least_squares"):
+    gan.family("wasserstein")
+
+
+def test_r1_hand_case():
+  # D(x) = sum_j w_j x_j^2 per sample: grad_x = 2 w x; rows (1, 2) and (0, -1), w = (1, 3).
+  w, x = jnp.asarray([1.0, 3.0]), jnp.asarray([[1.0, 2.0], [0.0, -1.0]])
+  # ||(2, 12)||^2 = 148, ||(0, -6)||^2 = 36 -> mean 92; gamma/2 = 5.
+  assert float(gan.r1_penalty(lambda v: jnp.sum(w * v ** 2, axis=1), x, 10.0)) == pytest.approx(460.0)
+
+
+def test_feature_matching_hand_case():
+  real = [[jnp.asarray([1.0, 2.0]), jnp.asarray([[0.0]])], [jnp.asarray([3.0, 3.0])]]
+  fake = [[jnp.asarray([2.0, 0.0]), jnp.asarray([[4.0]])], [jnp.asarray([3.0, 1.0])]]
+  # per map mean |fake - real|: 1.5, 4, 1 -> mean 6.5 / 3.
+  assert float(gan.feature_matching(real, fake)) == pytest.approx(6.5 / 3)
+  # The real features are targets: no gradient flows into them.
+  grad_real = jax.grad(lambda r: gan.feature_matching(r, fake))(real)
+  assert not any(np.asarray(g).any() for g in jax.tree_util.tree_leaves(grad_real))
+  with pytest.raises(ValueError, match="equally many"):
+    gan.feature_matching(real, fake[:1])
