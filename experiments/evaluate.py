@@ -52,8 +52,8 @@ from typing import Any, Callable, Iterable
 from absl import app, flags, logging
 import numpy as np
 
-from talking_heads.io import reports
 from talking_heads.audio.windows import SAMPLE_RATE
+from talking_heads.io import reports
 from talking_heads.io import audio as audio_io
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.io import video as video_io
@@ -63,9 +63,9 @@ from talking_heads.metrics import landmarks as landmarks_lib
 from talking_heads.metrics import lpips as lpips_lib
 from talking_heads.metrics import suite
 from talking_heads.metrics import sync_experts
-from talking_heads.systems.experts import sync_expert
 from talking_heads.metrics import temporal as temporal_lib
 from talking_heads.pretrained import syncnet as syncnet_convert
+from talking_heads.systems.experts import sync_expert
 from third_party import weights as weights_lib
 
 METRICS = ("psnr", "ssim", "ms_ssim", "lpips", "fid", "cpbd", "lmd", "flicker", "lse")

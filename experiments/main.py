@@ -33,10 +33,15 @@ from talking_heads.io import reports
 from talking_heads.pipelines import base as pipelines_base
 from talking_heads.systems import api
 
-_WORKDIR = flags.DEFINE_string("workdir", "runs/main", "Where every part writes its outputs.")
-_VARIANT = flags.DEFINE_enum("variant", "demo", ["tiny", "demo"], "Config variant of every part.")
-_SYSTEMS = flags.DEFINE_list("systems", [], "Systems whose parts run (default: all).")
-_WORKERS = flags.DEFINE_integer("workers", 2, "Processes that render corpus clips.")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command's flags (only when run as a program: tests import the module)."""
+  flags.DEFINE_string("workdir", "runs/main", "Where every part writes its outputs.")
+  flags.DEFINE_enum("variant", "demo", ["tiny", "demo"], "Config variant of every part.")
+  flags.DEFINE_list("systems", [], "Systems whose parts run (default: all).")
+  flags.DEFINE_integer("workers", 2, "Processes that render corpus clips.")
 
 
 class JobProgress:
@@ -169,13 +174,13 @@ def write_report(workdir: str, corpus: dict[str, Any], sections: list[dict[str, 
 def main(argv):
   del argv
   quiet_library_logs()
-  workdir = os.path.abspath(_WORKDIR.value)
+  workdir = os.path.abspath(FLAGS.workdir)
   os.makedirs(workdir, exist_ok=True)
-  variant = _VARIANT.value
-  parts = selected_parts(_SYSTEMS.value)
+  variant = FLAGS.variant
+  parts = selected_parts(FLAGS.systems)
   progress = JobProgress(len(parts) + 1)
   progress.start_part("synthetic corpus", 2.0 if variant == "demo" else 0.2)
-  corpus_root, corpus = corpus_part(workdir, variant, _WORKERS.value)
+  corpus_root, corpus = corpus_part(workdir, variant, FLAGS.workers)
   progress.finish_part()
   ctx = api.MainContext(workdir=workdir, variant=variant, corpus_root=corpus_root,
                         identity=default_identity(corpus_root), artefacts={},
@@ -202,4 +207,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

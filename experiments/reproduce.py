@@ -26,9 +26,7 @@ from absl import app, flags
 from experiments import paper_tables
 from talking_heads.systems import api
 
-_PAPER = flags.DEFINE_enum("paper", None, paper_tables.papers(), "The paper whose tables to show.")
-_RESULTS = flags.DEFINE_string("results", None, "Results folder (default: see the module doc).")
-_OUT = flags.DEFINE_string("out", None, "Output folder (default: runs/reproduce).")
+FLAGS = flags.FLAGS
 
 NOT_IMPLEMENTED = "not implemented yet (no system in talking_heads.systems declares this paper)"
 
@@ -92,11 +90,19 @@ def reproduce(paper: str, results_dir: str | None = None) -> tuple[str, dict[str
   return markdown, {"paper": paper, "system": name, "results_dir": results_dir, "tables": data}
 
 
+def define_flags() -> None:
+  """The command's flags (only when run as a program: `experiments.main` imports the module)."""
+  flags.DEFINE_enum("paper", None, paper_tables.papers(), "The paper whose tables to show.")
+  flags.DEFINE_string("results", None, "Results folder (default: see the module doc).")
+  flags.DEFINE_string("out", None, "Output folder (default: runs/reproduce).")
+  flags.mark_flags_as_required(["paper"])
+
+
 def main(argv):
   del argv
-  paper = _PAPER.value
-  markdown, data = reproduce(paper, _RESULTS.value)
-  out = _OUT.value or os.path.join("runs", "reproduce")
+  paper = FLAGS.paper
+  markdown, data = reproduce(paper, FLAGS.results)
+  out = FLAGS.out or os.path.join("runs", "reproduce")
   os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, f"reproduce_{paper}.md"), "w") as f:
     f.write(markdown)
@@ -106,5 +112,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  flags.mark_flag_as_required("paper")
+  define_flags()
   app.run(main)

@@ -36,9 +36,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from talking_heads.io import reports
 from experiments.ladtalk import noise_tolerance as nt_command
 from experiments.logs import quiet_library_logs
+from talking_heads.io import reports
 from talking_heads.metrics import image as image_metrics
 from talking_heads.pipelines import frames as frames_pipeline
 

@@ -28,11 +28,11 @@ from absl import app, flags, logging
 import jax
 import numpy as np
 
-from talking_heads.io import reports
 from experiments.logs import quiet_library_logs
-from talking_heads.systems.ladtalk import noise_tolerance
-from talking_heads.pipelines import base
+from talking_heads.io import reports
 from talking_heads.io.dataset import parse_identities
+from talking_heads.pipelines import base
+from talking_heads.systems.ladtalk import noise_tolerance
 from talking_heads.systems.ladtalk.sovqae import SOVQAEStage
 from talking_heads.training import restore
 

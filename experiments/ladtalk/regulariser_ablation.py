@@ -27,12 +27,12 @@ from typing import Any
 
 from absl import app, flags, logging
 
-from experiments.ladtalk import denoise_regions
-from talking_heads.systems.ladtalk import evaluation as ladtalk_eval
-from talking_heads.io import reports
 from experiments.configs.ladtalk import sovqae as sovqae_config
+from experiments.ladtalk import denoise_regions
 from experiments.logs import quiet_library_logs
+from talking_heads.io import reports
 from talking_heads.io.dataset import parse_identities
+from talking_heads.systems.ladtalk import evaluation as ladtalk_eval
 from talking_heads.training import loop
 
 # (name, regulariser mode, theta), in Table 3's order with "off" first.

@@ -13,16 +13,16 @@ from skimage import data as skdata
 from skimage import metrics as skmetrics
 
 from experiments import evaluate
-from talking_heads.io import reports
-from talking_heads.systems.experts import sync_evaluation as sync_eval
 from experiments.configs.experts import syncnet as syncnet_config
+from talking_heads.io import reports
 from talking_heads.io import audio as audio_io
 from talking_heads.io import video as video_io
 from talking_heads.metrics import lse
 from talking_heads.metrics import sync_experts
-from talking_heads.pretrained import syncnet as syncnet_convert
-from talking_heads.systems.experts import sync_expert
 from talking_heads.pipelines import testing as pipeline_testing
+from talking_heads.pretrained import syncnet as syncnet_convert
+from talking_heads.systems.experts import sync_evaluation as sync_eval
+from talking_heads.systems.experts import sync_expert
 from talking_heads.systems.experts.syncnet import SyncNetStage
 from talking_heads.training.checkpoint import Checkpointer
 from talking_heads.training.state import TrainState

@@ -15,9 +15,9 @@ import pytest
 
 from experiments import generate
 from experiments.configs.dae_talker import dae as dae_config
-from experiments.configs.ladtalk import sovqae as sovqae_config
 from experiments.configs.dae_talker import speech2latent as speech2latent_config
 from experiments.configs.experts import syncnet as syncnet_config
+from experiments.configs.ladtalk import sovqae as sovqae_config
 from experiments.configs.ladtalk import wav2lip as wav2lip_config
 from talking_heads.audio import windows
 from talking_heads.io import audio as audio_io
@@ -25,10 +25,10 @@ from talking_heads.io import video as video_io
 from talking_heads.pipelines import testing as pipeline_testing
 from talking_heads.pretrained import wav2lip as wav2lip_convert
 from talking_heads.systems import video_inference
-from talking_heads.systems.ladtalk import inference as ladtalk_inference
 from talking_heads.systems.dae_talker.dae import DAEStage
-from talking_heads.systems.ladtalk.sovqae import SOVQAEStage
 from talking_heads.systems.dae_talker.speech2latent import Speech2LatentStage
+from talking_heads.systems.ladtalk import inference as ladtalk_inference
+from talking_heads.systems.ladtalk.sovqae import SOVQAEStage
 from talking_heads.systems.ladtalk.wav2lip import Wav2LipStage
 from talking_heads.training import loop
 from talking_heads.training.checkpoint import Checkpointer

@@ -20,10 +20,10 @@ from talking_heads.audio import mel as mel_lib
 from talking_heads.audio import windows as windows_lib
 from talking_heads.metrics import lse
 from talking_heads.metrics import sync_experts as se
-from talking_heads.pretrained import syncnet as syncnet_convert
-from talking_heads.systems.experts import sync_expert
 from talking_heads.models import syncnet as syncnet_lib
 from talking_heads.pipelines import base as pipeline_base
+from talking_heads.pretrained import syncnet as syncnet_convert
+from talking_heads.systems.experts import sync_expert
 from talking_heads.systems.experts.syncnet import SyncNetStage
 from talking_heads.training.checkpoint import Checkpointer
 from talking_heads.training.state import TrainState

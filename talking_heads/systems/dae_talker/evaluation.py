@@ -49,8 +49,8 @@ from talking_heads.metrics import lpips as lpips_lib
 from talking_heads.metrics import suite
 from talking_heads.metrics import sync_experts
 from talking_heads.pipelines import base as pipelines_base
-from talking_heads.systems.dae_talker import inference as pipeline
 from talking_heads.systems import reproduction
+from talking_heads.systems.dae_talker import inference as pipeline
 from talking_heads.systems.dae_talker import speech2latent as s2l_system
 from talking_heads.systems.experts import face_regressor
 from talking_heads.systems.experts import sync_expert

@@ -4,8 +4,8 @@ same step and data position; a centred run or a used workdir is refused."""
 import numpy as np
 import pytest
 
-from experiments.dae_talker import warm_start_centering as warm
 from experiments.configs.dae_talker import dae as dae_config
+from experiments.dae_talker import warm_start_centering as warm
 from talking_heads.pipelines import testing
 from talking_heads.training import loop, restore
 

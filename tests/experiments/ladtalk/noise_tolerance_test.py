@@ -13,16 +13,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments.configs.ladtalk import sovqae as sovqae_config
 from experiments.ladtalk import denoise_regions
 from experiments.ladtalk import noise_tolerance as nt_command
-from experiments.configs.ladtalk import sovqae as sovqae_config
-from talking_heads.systems.ladtalk import noise_tolerance as nt
 from talking_heads.pipelines import frames as frames_pipeline
 from talking_heads.pipelines import testing as pipeline_testing
+from talking_heads.systems.ladtalk import noise_tolerance as nt
 from talking_heads.systems.ladtalk.sovqae import SOVQAEStage
 from talking_heads.training.checkpoint import Checkpointer
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[3]
 
 
 def _random_leaf(rng):

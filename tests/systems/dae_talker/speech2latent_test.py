@@ -11,9 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.dae_talker import precompute_latents
 from experiments.configs.dae_talker import dae as dae_config
 from experiments.configs.dae_talker import speech2latent as s2l_config
+from experiments.dae_talker import precompute_latents
 from talking_heads.audio import mel as mel_lib
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.pipelines import base, testing
@@ -24,7 +24,7 @@ from talking_heads.training import loop
 from talking_heads.training.checkpoint import Checkpointer
 from talking_heads.training.state import TrainState
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[3]
 LATENTS = "dae_tiny"
 Z = 16  # the tiny DAE's latent width
 

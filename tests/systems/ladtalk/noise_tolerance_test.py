@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from talking_heads.systems.ladtalk import noise_tolerance as nt
 from talking_heads.losses import vq as vq_losses
 from talking_heads.models.vq import SOVQAE
 from talking_heads.pipelines import frames as frames_pipeline
+from talking_heads.systems.ladtalk import noise_tolerance as nt
 
 
 def random_variables(model, x, seed):
