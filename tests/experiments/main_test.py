@@ -17,7 +17,7 @@ def run_main(workdir):
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", TALKING_HEADS_SYSTEMS="fake_systems",
              PYTHONPATH=os.pathsep.join([str(FIXTURES), os.environ.get("PYTHONPATH", "")]))
   cmd = [sys.executable, "-m", "experiments.main", f"--workdir={workdir}", "--variant=tiny", "--workers=1"]
-  return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
 
 
 def failure_text(result):
