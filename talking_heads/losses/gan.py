@@ -7,7 +7,8 @@ taming-transformers' `vqperceptual.py`:
   vanilla  0.5 * (mean softplus(-D(real)) + mean softplus(D(fake)))   (the non-saturating BCE)
 Generator loss -mean D(fake) (taming's choice with either discriminator loss).
 
-`FAMILIES` names (d_loss(real, fake), g_loss(fake)) pairs; r = D(real), f = D(fake), means over
+`FAMILIES` names (d_loss(real, fake), g_loss(fake)) pairs, d_loss split into its real and fake
+halves; r = D(real), f = D(fake), means over
 all elements:
   hinge           taming's hinge above                       -mean f
   vanilla         taming's vanilla above                     -mean f
@@ -38,14 +39,34 @@ ADAPTIVE_EPS = 1e-4
 ADAPTIVE_MAX = 1e4
 
 
+def _f32(x: jax.Array) -> jax.Array:
+  return x.astype(jnp.float32)
+
+
+# Real and fake halves of the discriminator losses (module docstring); d = real + fake, which
+# for hinge and vanilla is bit-identical to 0.5 * (a + b).
+def _hinge_real(r: jax.Array) -> jax.Array:
+  return 0.5 * jnp.mean(jax.nn.relu(1.0 - _f32(r)))
+
+
+def _hinge_fake(f: jax.Array) -> jax.Array:
+  return 0.5 * jnp.mean(jax.nn.relu(1.0 + _f32(f)))
+
+
+def _vanilla_real(r: jax.Array) -> jax.Array:
+  return 0.5 * jnp.mean(jax.nn.softplus(-_f32(r)))
+
+
+def _vanilla_fake(f: jax.Array) -> jax.Array:
+  return 0.5 * jnp.mean(jax.nn.softplus(_f32(f)))
+
+
 def hinge_d_loss(logits_real: jax.Array, logits_fake: jax.Array) -> jax.Array:
-  return 0.5 * (jnp.mean(jax.nn.relu(1.0 - logits_real.astype(jnp.float32)))
-                + jnp.mean(jax.nn.relu(1.0 + logits_fake.astype(jnp.float32))))
+  return _hinge_real(logits_real) + _hinge_fake(logits_fake)
 
 
 def vanilla_d_loss(logits_real: jax.Array, logits_fake: jax.Array) -> jax.Array:
-  return 0.5 * (jnp.mean(jax.nn.softplus(-logits_real.astype(jnp.float32)))
-                + jnp.mean(jax.nn.softplus(logits_fake.astype(jnp.float32))))
+  return _vanilla_real(logits_real) + _vanilla_fake(logits_fake)
 
 
 def discriminator_loss(logits_real: jax.Array, logits_fake: jax.Array, kind: str = "hinge"
@@ -63,13 +84,16 @@ def generator_loss(logits_fake: jax.Array) -> jax.Array:
   return -jnp.mean(logits_fake.astype(jnp.float32))
 
 
-def _f32(x: jax.Array) -> jax.Array:
-  return x.astype(jnp.float32)
+def _softplus_real(r: jax.Array) -> jax.Array:
+  return jnp.mean(jax.nn.softplus(-_f32(r)))
+
+
+def _softplus_fake(f: jax.Array) -> jax.Array:
+  return jnp.mean(jax.nn.softplus(_f32(f)))
 
 
 def non_saturating_d_loss(logits_real: jax.Array, logits_fake: jax.Array) -> jax.Array:
-  return (jnp.mean(jax.nn.softplus(-_f32(logits_real)))
-          + jnp.mean(jax.nn.softplus(_f32(logits_fake))))
+  return _softplus_real(logits_real) + _softplus_fake(logits_fake)
 
 
 def non_saturating_g_loss(logits_fake: jax.Array) -> jax.Array:
@@ -81,8 +105,16 @@ def _bce_logits(logits: jax.Array, label: float) -> jax.Array:
   return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, jnp.full(logits.shape, label)))
 
 
+def _bce_real(r: jax.Array) -> jax.Array:
+  return _bce_logits(r, 1.0)
+
+
+def _bce_fake(f: jax.Array) -> jax.Array:
+  return _bce_logits(f, 0.0)
+
+
 def bce_d_loss(logits_real: jax.Array, logits_fake: jax.Array) -> jax.Array:
-  return _bce_logits(logits_real, 1.0) + _bce_logits(logits_fake, 0.0)
+  return _bce_real(logits_real) + _bce_fake(logits_fake)
 
 
 def bce_g_loss(logits_fake: jax.Array) -> jax.Array:
@@ -93,17 +125,32 @@ def _clamped_log(p: jax.Array) -> jax.Array:
   return jnp.maximum(jnp.log(_f32(p)), -100.0)
 
 
+def _bce_probs_real(p: jax.Array) -> jax.Array:
+  return -jnp.mean(_clamped_log(p))
+
+
+def _bce_probs_fake(p: jax.Array) -> jax.Array:
+  return -jnp.mean(_clamped_log(1.0 - _f32(p)))
+
+
 def bce_probs_d_loss(probs_real: jax.Array, probs_fake: jax.Array) -> jax.Array:
-  return -jnp.mean(_clamped_log(probs_real)) - jnp.mean(_clamped_log(1.0 - _f32(probs_fake)))
+  return _bce_probs_real(probs_real) + _bce_probs_fake(probs_fake)
 
 
 def bce_probs_g_loss(probs_fake: jax.Array) -> jax.Array:
   return -jnp.mean(_clamped_log(probs_fake))
 
 
+def _least_squares_real(r: jax.Array) -> jax.Array:
+  return 0.5 * jnp.mean(jnp.square(_f32(r) - 1.0))
+
+
+def _least_squares_fake(f: jax.Array) -> jax.Array:
+  return 0.5 * jnp.mean(jnp.square(_f32(f)))
+
+
 def least_squares_d_loss(logits_real: jax.Array, logits_fake: jax.Array) -> jax.Array:
-  return 0.5 * (jnp.mean(jnp.square(_f32(logits_real) - 1.0))
-                + jnp.mean(jnp.square(_f32(logits_fake))))
+  return _least_squares_real(logits_real) + _least_squares_fake(logits_fake)
 
 
 def least_squares_g_loss(logits_fake: jax.Array) -> jax.Array:
@@ -111,18 +158,23 @@ def least_squares_g_loss(logits_fake: jax.Array) -> jax.Array:
 
 
 class GanLoss(NamedTuple):
-  """A loss family: d(real_logits, fake_logits) and g(fake_logits), float32 scalars."""
-  d: Callable[[jax.Array, jax.Array], jax.Array]
+  """A loss family: the discriminator loss's halves d_real(real_logits), d_fake(fake_logits)
+  and g(fake_logits), float32 scalars; `d` is their sum."""
+  d_real: Callable[[jax.Array], jax.Array]
+  d_fake: Callable[[jax.Array], jax.Array]
   g: Callable[[jax.Array], jax.Array]
+
+  def d(self, logits_real: jax.Array, logits_fake: jax.Array) -> jax.Array:
+    return self.d_real(logits_real) + self.d_fake(logits_fake)
 
 
 FAMILIES: dict[str, GanLoss] = {
-    "hinge": GanLoss(hinge_d_loss, generator_loss),
-    "vanilla": GanLoss(vanilla_d_loss, generator_loss),
-    "non_saturating": GanLoss(non_saturating_d_loss, non_saturating_g_loss),
-    "bce": GanLoss(bce_d_loss, bce_g_loss),
-    "bce_probs": GanLoss(bce_probs_d_loss, bce_probs_g_loss),
-    "least_squares": GanLoss(least_squares_d_loss, least_squares_g_loss),
+    "hinge": GanLoss(_hinge_real, _hinge_fake, generator_loss),
+    "vanilla": GanLoss(_vanilla_real, _vanilla_fake, generator_loss),
+    "non_saturating": GanLoss(_softplus_real, _softplus_fake, non_saturating_g_loss),
+    "bce": GanLoss(_bce_real, _bce_fake, bce_g_loss),
+    "bce_probs": GanLoss(_bce_probs_real, _bce_probs_fake, bce_probs_g_loss),
+    "least_squares": GanLoss(_least_squares_real, _least_squares_fake, least_squares_g_loss),
 }
 
 

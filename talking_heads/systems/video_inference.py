@@ -84,7 +84,7 @@ def network_variables(stage: Any, state: Any) -> dict[str, Any]:
   """Inference variables of a restored stage's (generator) network, on the host.
 
   The stage's own `variables(state)` when it has one, else {"params": eval params,
-  **model_state} of the TrainState or of a GanTrainState's generator.
+  **model_state} of the TrainState or of an AdversarialTrainState's generator.
   """
   if callable(getattr(stage, "variables", None)):
     return jax.device_get(stage.variables(state))

@@ -26,12 +26,15 @@ One step (generator step s = state.step; D(x) with the players' current variable
 Metrics: the output's metrics, loss (generator total), grad_norm, and per player
 `{name}/g_loss`, `{name}/weight` (a_k w_k), `{name}/adaptive_weight` (g_weight * the VQGAN
 weight, before a_k and `weights`), `{name}/feature_matching`, and for trainable ones
-`{name}/d_loss` (unscaled d_k), `{name}/r1`, `{name}/logits_real`, `{name}/logits_fake` (means),
-`{name}/grad_norm`, `{name}/updated` (1 or 0; the other D metrics are 0 on skipped steps).
+`{name}/d_loss` (unscaled d_k), its halves `{name}/d_loss_real`, `{name}/d_loss_fake`,
+`{name}/r1`, `{name}/logits_real`, `{name}/logits_fake` (means), `{name}/grad_norm`,
+`{name}/updated` (1 or 0; the other D metrics are 0 on skipped steps).
 
 Gradients: one generator forward (`jax.vjp`), the discriminators' gradients w.r.t. `fake` as
-its cotangent, one generator backward; the adaptive weight costs two more backward passes
-(its gradients at `adaptive_layer`).
+its cotangent (their weights enter the discriminators' backward as cotangents, as in one
+backward through the weighted loss; an adaptive weight scales the gradient after), one
+generator backward; the adaptive weight costs two more backward passes (its gradients at
+`adaptive_layer`).
 
 Dimensions: B batch; `fake`, `real` any matching pytrees of [B, ...] arrays.
 """
@@ -118,9 +121,12 @@ class Discriminator:
   adaptive: bool = False
 
 
-def _tree_scale_add(acc: PyTree | None, tree: PyTree, scale: jax.Array) -> PyTree:
-  scaled = jax.tree_util.tree_map(lambda x: (scale * x).astype(x.dtype), tree)
-  return scaled if acc is None else jax.tree_util.tree_map(jnp.add, acc, scaled)
+def _tree_add(acc: PyTree | None, tree: PyTree) -> PyTree:
+  return tree if acc is None else jax.tree_util.tree_map(jnp.add, acc, tree)
+
+
+def _tree_scale(tree: PyTree, scale: jax.Array) -> PyTree:
+  return jax.tree_util.tree_map(lambda x: (scale * x).astype(x.dtype), tree)
 
 
 def _player_rngs(rng: jax.Array, names: list[str]) -> dict[str, jax.Array]:
@@ -140,7 +146,8 @@ def _discriminator_update(player: Discriminator, d_state: TrainState, real: PyTr
     model_state = d_state.model_state if out_real.model_state is None else out_real.model_state
     out_fake = player.apply(params, model_state, fake, batch, fake_rng)
     model_state = model_state if out_fake.model_state is None else out_fake.model_state
-    d_loss = losses.d(out_real.logits, out_fake.logits)
+    d_real, d_fake = losses.d_real(out_real.logits), losses.d_fake(out_fake.logits)
+    d_loss = d_real + d_fake
     r1 = jnp.zeros((), jnp.float32)
     if player.r1_gamma:
       logits_fn = lambda x: player.apply(params, d_state.model_state, x, batch, r1_rng).logits
@@ -149,7 +156,8 @@ def _discriminator_update(player: Discriminator, d_state: TrainState, real: PyTr
           lambda: player.r1_every * gan.r1_penalty(logits_fn, real, player.r1_gamma),
           lambda: jnp.zeros((), jnp.float32))
     return factor * player.d_weight * d_loss + r1, (model_state, {
-        "d_loss": d_loss, "r1": r1, "logits_real": jnp.mean(out_real.logits.astype(jnp.float32)),
+        "d_loss": d_loss, "d_loss_real": d_real, "d_loss_fake": d_fake, "r1": r1,
+        "logits_real": jnp.mean(out_real.logits.astype(jnp.float32)),
         "logits_fake": jnp.mean(out_fake.logits.astype(jnp.float32))})
 
   (_, (model_state, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_state.params)
@@ -223,24 +231,28 @@ def adversarial_step(state: AdversarialTrainState, generate: Generate,
       return g_loss, fm
 
     (g_loss, fm), terms_vjp = jax.vjp(terms, fake_sg)
-    g_grad = terms_vjp((jnp.ones_like(g_loss), jnp.zeros_like(fm)))[0]
     factor = (state.step >= player.start).astype(jnp.float32)
     weight = factor * player.g_weight * out.weights.get(name, 1.0)
+    fm_weight = factor * player.feature_matching
     if player.adaptive:
+      g_grad = terms_vjp((jnp.ones_like(g_loss), jnp.zeros_like(fm)))[0]
       if reference_grad is None:
         reference_grad = adaptive_layer(backward((zeros_fake, zero, one))[0])
       gan_grad = adaptive_layer(backward((g_grad, zero, zero))[0])
       adaptive = gan.adaptive_weight(reference_grad, gan_grad, 1.0, adaptive_max)
-      weight = weight * adaptive
+      weight = jax.lax.stop_gradient(weight * adaptive)
       metrics[f"{name}/adaptive_weight"] = player.g_weight * adaptive
-    weight = jax.lax.stop_gradient(weight)
+      fake_cotangent = _tree_add(fake_cotangent, _tree_scale(g_grad, weight))
+      if player.feature_matching:
+        fake_cotangent = _tree_add(fake_cotangent,
+                                   terms_vjp((jnp.zeros_like(g_loss), fm_weight))[0])
+    else:
+      # The weights are the D backward's cotangents, as in one backward through a weighted loss.
+      weight = jax.lax.stop_gradient(weight)
+      fake_cotangent = _tree_add(fake_cotangent, terms_vjp((weight, fm_weight))[0])
     total = total + weight * g_loss
-    fake_cotangent = _tree_scale_add(fake_cotangent, g_grad, weight)
     if player.feature_matching:
-      fm_weight = factor * player.feature_matching
       total = total + fm_weight * fm
-      fake_cotangent = _tree_scale_add(
-          fake_cotangent, terms_vjp((jnp.zeros_like(g_loss), jnp.ones_like(fm)))[0], fm_weight)
       metrics[f"{name}/feature_matching"] = fm
     metrics[f"{name}/g_loss"] = g_loss
     metrics[f"{name}/weight"] = weight

@@ -33,7 +33,8 @@ class Stage(abc.ABC):
 
   @abc.abstractmethod
   def init_state(self, rng: jax.Array) -> PyTree:
-    """Fresh train state (TrainState or GanTrainState); traced by `jax.eval_shape` and `jax.jit`."""
+    """Fresh train state (TrainState or AdversarialTrainState); traced by `jax.eval_shape`
+    and `jax.jit`."""
 
   @abc.abstractmethod
   def train_step(self, state: PyTree, batch: Batch, rng: jax.Array) -> tuple[PyTree, Metrics]:

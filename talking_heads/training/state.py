@@ -72,26 +72,6 @@ class TrainState:
     return self.params if self.ema_params is None else self.ema_params
 
 
-@flax.struct.dataclass
-class GanTrainState:
-  """Two players trained alternately (GAN stages), each with its own optimiser.
-
-  `step` counts generator updates; each player's own `step` counts its updates.
-  """
-  step: jax.Array
-  generator: TrainState
-  discriminator: TrainState
-  rng: jax.Array
-
-  @classmethod
-  def create(cls, generator: TrainState, discriminator: TrainState, rng: jax.Array) -> "GanTrainState":
-    return cls(step=jnp.zeros((), jnp.int32), generator=generator, discriminator=discriminator, rng=rng)
-
-  @property
-  def eval_params(self) -> PyTree:
-    return self.generator.eval_params
-
-
 def frozen_state(params: PyTree, rng: jax.Array, model_state: PyTree | None = None) -> TrainState:
   """A player that is held but never optimised (e.g. a fixed lip-sync expert).
 

@@ -1,4 +1,4 @@
-"""Train states: EMA arithmetic, the GAN pair, and checkpoint atomicity."""
+"""Train states: EMA arithmetic, adversarial players, and checkpoint atomicity."""
 
 import os
 
@@ -8,7 +8,7 @@ import numpy as np
 import optax
 
 from talking_heads.training import checkpoint
-from talking_heads.training.state import GanTrainState, TrainState
+from talking_heads.training.state import AdversarialTrainState, TrainState
 
 
 def test_ema_follows_the_parameters():
@@ -25,18 +25,19 @@ def test_ema_follows_the_parameters():
 def test_gan_players_have_their_own_optimisers():
   g = TrainState.create({"w": jnp.ones(())}, optax.sgd(0.1), rng=jax.random.PRNGKey(0))
   d = TrainState.create({"w": jnp.ones(())}, optax.adam(0.1, b1=0.5), rng=jax.random.PRNGKey(1))
-  state = GanTrainState.create(g, d, rng=jax.random.PRNGKey(2))
+  state = AdversarialTrainState.create(g, {"d": d}, rng=jax.random.PRNGKey(2))
 
   @jax.jit
   def step(state):
-    d_new = state.discriminator.apply_gradients({"w": jnp.ones(())})
+    d_new = state.discriminators["d"].apply_gradients({"w": jnp.ones(())})
     g_new = state.generator.apply_gradients({"w": jnp.ones(())})
-    return state.replace(step=state.step + 1, generator=g_new, discriminator=d_new)
+    return state.replace(step=state.step + 1, generator=g_new, discriminators={"d": d_new})
 
   state = step(state)
   np.testing.assert_allclose(state.generator.params["w"], 0.9, rtol=1e-6)       # sgd: 1 - 0.1
-  np.testing.assert_allclose(state.discriminator.params["w"], 0.9, rtol=1e-4)   # adam's first step: lr * sign
-  assert int(state.step) == int(state.generator.step) == int(state.discriminator.step) == 1
+  # adam's first step: lr * sign
+  np.testing.assert_allclose(state.discriminators["d"].params["w"], 0.9, rtol=1e-4)
+  assert int(state.step) == int(state.generator.step) == int(state.discriminators["d"].step) == 1
   assert state.eval_params is state.generator.params
 
 

@@ -42,7 +42,6 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 
 from talking_heads.diffusion import parameterization as param
 from talking_heads.diffusion import samplers
@@ -53,7 +52,7 @@ from talking_heads.pipelines import frames as frames_pipeline
 from talking_heads.io.dataset import parse_identities
 from talking_heads.systems.images import to_model_range, to_unit_range
 from talking_heads.training.optimizers import build_optimizer
-from talking_heads.training.stage import Stage
+from talking_heads.training.stage import LossStage
 from talking_heads.training.state import TrainState
 
 _EVAL_RNG_SALT = 17
@@ -71,7 +70,7 @@ def build_model(model_config: ml_collections.ConfigDict) -> DiffusionAutoencoder
       dtype=jnp.dtype(m.get("dtype", "float32")))
 
 
-class DAEStage(Stage):
+class DAEStage(LossStage):
   """Trains `DiffusionAutoencoder` on noise prediction (module docstring).
 
   Batch keys (from `pipelines.frames`): image uint8 [B, H, W, 3]; eval batches also valid [B].
@@ -135,12 +134,8 @@ class DAEStage(Stage):
     loss = jnp.mean(param.prediction_loss(output, target, d.loss))
     return loss, ({"loss": loss}, model_state)
 
-  def train_step(self, state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
-    x0 = to_model_range(batch["image"])                                          # [B, H, W, 3]
-    (_, (metrics, model_state)), grads = jax.value_and_grad(self._loss, has_aux=True)(
-        state.params, state.model_state, x0, rng, True)
-    metrics["grad_norm"] = optax.tree.norm(grads)
-    return state.apply_gradients(grads, model_state=model_state), metrics
+  def loss_fn(self, params: Any, model_state: Any, batch: dict[str, jax.Array], rng: jax.Array):
+    return self._loss(params, model_state, to_model_range(batch["image"]), rng, True)
 
   # ------------------------------------------------------------------- encode / decode / invert
 

@@ -56,7 +56,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from talking_heads.audio import mel as mel_lib
 from talking_heads.io import dataset as dataset_lib
@@ -66,7 +65,7 @@ from talking_heads.pipelines import sequences
 from talking_heads.io.dataset import parse_identities
 from talking_heads.training import restore
 from talking_heads.training.optimizers import build_optimizer
-from talking_heads.training.stage import Stage
+from talking_heads.training.stage import LossStage
 from talking_heads.training.state import TrainState
 
 # Feature name -> (what the model reads, how it is computed from 16 kHz audio).
@@ -110,7 +109,7 @@ def latent_statistics(root: str | os.PathLike, name: str, identities: Sequence[s
   return mean.astype(np.float32), np.maximum(std, _STD_FLOOR).astype(np.float32)
 
 
-class Speech2LatentStage(Stage):
+class Speech2LatentStage(LossStage):
   """Trains `Speech2Latent` on Eq. 5 (module docstring).
 
   Batch keys (from `pipelines.sequences`): mel float32 [B, R L, 80], pose float32 [B, L, 6],
@@ -173,23 +172,17 @@ class Speech2LatentStage(Stage):
       raise ValueError(f"batch latents have width {latents.shape[-1]}; model.latent_dim is "
                        f"{self.model.latent_dim}")
 
-  def train_step(self, state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
+  def loss_fn(self, params: Any, model_state: Any, batch: dict[str, jax.Array], rng: jax.Array):
+    """model_state: the latent statistics (fixed)."""
     self._check_latents(batch["latents"])
-    stats = state.model_state
     mask = batch["mask"].astype(bool)
     pose = self._pose(batch)
-    target = (batch["latents"] - stats["latent_mean"]) / stats["latent_std"]   # [B, T, Z]
-
-    def loss_fn(params):
-      out = self.model.apply({"params": params}, batch["mel"], pose, mask, True,
-                             rngs={"dropout": rng})
-      loss, terms = s2l.speech2latent_loss(out, target, pose, mask, self.config.loss.alpha)
-      return loss, terms
-
-    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    metrics = {"loss": loss, "latent_mse_standardised": terms["latent_mse"],
-               "pose_mse": terms["pose_mse"], "grad_norm": optax.tree.norm(grads)}
-    return state.apply_gradients(grads), metrics
+    target = (batch["latents"] - model_state["latent_mean"]) / model_state["latent_std"]
+    out = self.model.apply({"params": params}, batch["mel"], pose, mask, True,
+                           rngs={"dropout": rng})
+    loss, terms = s2l.speech2latent_loss(out, target, pose, mask, self.config.loss.alpha)
+    return loss, ({"latent_mse_standardised": terms["latent_mse"],
+                   "pose_mse": terms["pose_mse"]}, None)
 
   # --------------------------------------------------------------------------------- evaluation
 

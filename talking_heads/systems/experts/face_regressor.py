@@ -41,7 +41,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from talking_heads.metrics import landmarks as landmark_metrics
 from talking_heads.models import face_regressor as model_lib
@@ -51,7 +50,7 @@ from talking_heads.io.dataset import parse_identities
 from talking_heads.systems.images import to_model_range
 from talking_heads.training import restore
 from talking_heads.training.optimizers import build_optimizer
-from talking_heads.training.stage import Stage
+from talking_heads.training.stage import LossStage
 from talking_heads.training.state import TrainState
 
 POSE_AXES = model_lib.POSE_AXES
@@ -81,7 +80,7 @@ def _mouth_and_all_errors(pred_px: jax.Array, true_px: jax.Array) -> tuple[jax.A
   return jnp.mean(dist, axis=-1), jnp.mean(dist[:, landmark_metrics.MOUTH], axis=-1)
 
 
-class FaceRegressorStage(Stage):
+class FaceRegressorStage(LossStage):
   """Trains `FaceRegressor` on frames with landmarks and poses (module docstring).
 
   Batch keys (from `pipelines.frames` with annotations): image uint8 [B, S, S, 3], degraded
@@ -124,13 +123,11 @@ class FaceRegressorStage(Stage):
                    "landmark_px": jnp.mean(errors),
                    "pose_rmse_deg": jnp.degrees(jnp.sqrt(jnp.mean(jnp.square(pose_error))))}
 
-  def train_step(self, state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
-    del rng  # sampling and augmentation randomness live in the data pipeline
+  def loss_fn(self, params: Any, model_state: Any, batch: dict[str, jax.Array], rng: jax.Array):
+    del model_state, rng  # sampling and augmentation randomness live in the data pipeline
     images = batch["degraded" if self.config.augment.enabled else "image"]
-    grads, metrics = jax.grad(self._losses, has_aux=True)(state.params, images,
-                                                          batch["landmarks"], batch["pose"])
-    metrics["grad_norm"] = optax.tree.norm(grads)
-    return state.apply_gradients(grads), metrics
+    loss, metrics = self._losses(params, images, batch["landmarks"], batch["pose"])
+    return loss, (metrics, None)
 
   def eval_step(self, state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
     del rng

@@ -18,19 +18,18 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 
 from talking_heads.losses.sync import cosine_bce, cosine_similarity
 from talking_heads.models.syncnet import SyncNetColor, stack_lower_halves
 from talking_heads.pipelines import sync as sync_pipeline
 from talking_heads.training.optimizers import build_optimizer
-from talking_heads.training.stage import Stage
+from talking_heads.training.stage import LossStage
 from talking_heads.training.state import TrainState
 
 WINDOW = 5
 
 
-class SyncNetStage(Stage):
+class SyncNetStage(LossStage):
   """Batch keys (from `pipelines.sync`): frames uint8 [B, 5, 96, 96, 3], mel [B, 80, 16], label [B]."""
 
   def __init__(self, config: ml_collections.ConfigDict):
@@ -59,19 +58,13 @@ class SyncNetStage(Stage):
     w = jnp.ones_like(correct) if weights is None else weights.astype(jnp.float32)
     return {"loss": loss, "accuracy": jnp.sum(correct * w) / jnp.maximum(jnp.sum(w), 1.0)}
 
-  def train_step(self, state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
+  def loss_fn(self, params: Any, model_state: Any, batch: dict[str, jax.Array], rng: jax.Array):
     del rng  # sampling randomness lives in the data pipeline
     mels, faces = self._inputs(batch)
-
-    def loss_fn(params):
-      (audio, face), updates = self.model.apply({"params": params, **state.model_state}, mels, faces,
-                                                use_running_average=False, mutable=["batch_stats"])
-      metrics = self._metrics(audio, face, batch["label"])
-      return metrics["loss"], (metrics, updates)
-
-    (_, (metrics, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    state = state.apply_gradients(grads, model_state={"batch_stats": updates["batch_stats"]})
-    return state, {**metrics, "grad_norm": optax.tree.norm(grads)}
+    (audio, face), updates = self.model.apply({"params": params, **model_state}, mels, faces,
+                                              use_running_average=False, mutable=["batch_stats"])
+    metrics = self._metrics(audio, face, batch["label"])
+    return metrics["loss"], (metrics, {"batch_stats": updates["batch_stats"]})
 
   def embed(self, variables: dict[str, Any], batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
     """(audio [B, D], face [B, D]) embeddings with running BatchNorm statistics."""

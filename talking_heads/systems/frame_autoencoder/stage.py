@@ -20,13 +20,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from talking_heads.models.autoencoder import ConvAutoencoder
 from talking_heads.pipelines import frames as frames_pipeline
 from talking_heads.pipelines.procedural import ProceduralFrames
 from talking_heads.training.optimizers import build_optimizer
-from talking_heads.training.stage import Stage
+from talking_heads.training.stage import LossStage
 from talking_heads.training.state import TrainState
 
 
@@ -43,7 +42,7 @@ def make_batches(source: Any, batch_size: int, shard_index: int, shard_count: in
   return iter(ds)
 
 
-class FrameAutoencoderStage(Stage):
+class FrameAutoencoderStage(LossStage):
   """Trains `ConvAutoencoder` on uint8 frames (batch key "image": [B, H, W, 3])."""
 
   def __init__(self, config: ml_collections.ConfigDict):
@@ -76,11 +75,10 @@ class FrameAutoencoderStage(Stage):
     psnr = mean(-10.0 * jnp.log10(mse_per_example + 1e-10))
     return l1 + mse, {"l1": l1, "mse": mse, "psnr": psnr}
 
-  def train_step(self, state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
-    del rng  # deterministic stage
-    (loss, aux), grads = jax.value_and_grad(self._losses, has_aux=True)(state.params, batch["image"])
-    state = state.apply_gradients(grads)
-    return state, {"loss": loss, "grad_norm": optax.tree.norm(grads), **aux}
+  def loss_fn(self, params: Any, model_state: Any, batch: dict[str, jax.Array], rng: jax.Array):
+    del model_state, rng  # deterministic stage
+    loss, metrics = self._losses(params, batch["image"])
+    return loss, (metrics, None)
 
   def train_iterator(self, batch_size: int, shard_index: int, shard_count: int):
     d = self.config.data

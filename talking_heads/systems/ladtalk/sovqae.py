@@ -11,11 +11,13 @@ Generator loss (per step):
   gan   = lambda * -mean D(x_hat), lambda = the adaptive weight on the decoder's conv_out
           kernel (`losses.gan.adaptive_weight`) times `loss.disc_weight`
   total = nll + codebook_weight * vq + regulariser.weight * reg + disc_factor * gan
-The PatchGAN discriminator trains with disc_factor * the hinge (or vanilla) loss. disc_factor is
-0 before `loss.disc_start` and 1 after; as in taming both players run the discriminator from
-the start with the factor 0 (a lax.cond that skipped it made XLA:CPU steps 2-3x slower), and a
-zero gradient leaves Adam's parameters unchanged. `loss.disc_weight = 0` removes the
-discriminator from the step altogether. Two Adam optimisers (taming: betas 0.5, 0.9).
+The PatchGAN discriminator (player "patchgan" of `training.adversarial`, BatchNorm statistics
+threaded real -> fake) trains with disc_factor * the hinge (or vanilla) loss. disc_factor is 0
+before `loss.disc_start` and 1 after; as in taming both players run the discriminator from the
+start with the factor 0 (a lax.cond that skipped it made XLA:CPU steps 2-3x slower), and a zero
+gradient leaves Adam's parameters unchanged. Two Adam optimisers (taming: betas 0.5, 0.9); the
+state is an AdversarialTrainState. `loss.disc_weight = 0` removes the discriminator altogether:
+the state is the generator's TrainState and the step `training.steps.gradient_step`.
 
 Perceptual loss: only with public weights (`perceptual.weights_dir`: LPIPS-VGG needs
 vgg16-397923af.pth and lpips/weights/v0.1/vgg.pth, "vgg16" only the first). With no folder the
@@ -41,11 +43,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 from absl import logging
 
 from talking_heads.losses import gan as gan_losses
@@ -59,12 +59,18 @@ from talking_heads.models.vq import SOVQAE
 from talking_heads.io.dataset import parse_identities
 from talking_heads.pipelines import frames as frames_pipeline
 from talking_heads.systems.images import to_model_range, to_unit_range
+from talking_heads.training import adversarial
 from talking_heads.training.optimizers import build_optimizer
-from talking_heads.training.stage import Stage
-from talking_heads.training.state import GanTrainState, TrainState
+from talking_heads.training.stage import LossStage
+from talking_heads.training.state import AdversarialTrainState, TrainState
 
 PERCEPTUAL_NETS = ("lpips", "vgg16")
 RECONSTRUCTION_LOSSES = ("l2", "l1")
+State = TrainState | AdversarialTrainState   # without / with the discriminator
+# The adversarial step's metrics of the "patchgan" player -> this stage's names.
+GAN_METRICS = {"patchgan/g_loss": "g_loss", "patchgan/adaptive_weight": "d_weight",
+               "patchgan/d_loss": "d_loss", "patchgan/logits_real": "logits_real",
+               "patchgan/logits_fake": "logits_fake"}
 
 
 def load_perceptual_variables(weights_dir: str, net: str) -> Mapping[str, Any]:
@@ -74,7 +80,7 @@ def load_perceptual_variables(weights_dir: str, net: str) -> Mapping[str, Any]:
   return perceptual_lib.make_perceptual_loss(net, weights_dir).variables
 
 
-class SOVQAEStage(Stage):
+class SOVQAEStage(LossStage):
   """Trains `SOVQAE` against a `PatchGAN` (module docstring).
 
   Batch keys (from `pipelines.frames`): image uint8 [B, H, W, 3], degraded uint8 [B, H, W, 3];
@@ -115,17 +121,19 @@ class SOVQAEStage(Stage):
 
   # ------------------------------------------------------------------------------------ state
 
-  def init_state(self, rng: jax.Array) -> GanTrainState:
+  def init_state(self, rng: jax.Array) -> State:
     g_rng, d_rng = jax.random.split(rng)
     size = self.config.data.image_size
     x = jnp.zeros((1, size, size, 3), jnp.float32)
     params = self.model.init(g_rng, x)["params"]
-    d_vars = self.discriminator.init(d_rng, x, train=False)
     generator = TrainState.create(params, self.tx, rng=g_rng,
                                   ema_decay=self.config.get("ema_decay", 0.0))
+    if not self.use_gan:
+      return generator
+    d_vars = self.discriminator.init(d_rng, x, train=False)
     discriminator = TrainState.create(d_vars["params"], self.disc_tx, rng=d_rng,
                                       model_state={"batch_stats": d_vars["batch_stats"]})
-    return GanTrainState.create(generator, discriminator, rng)
+    return AdversarialTrainState.create(generator, {"patchgan": discriminator}, rng)
 
   # ----------------------------------------------------------------------------------- losses
 
@@ -150,41 +158,27 @@ class SOVQAEStage(Stage):
     return rec + self.config.loss.perceptual_weight * perceptual, {
         "reconstruction": rec, "perceptual": perceptual}
 
-  def _logits(self, d_state: TrainState, images: jax.Array, params: Any = None
-              ) -> tuple[jax.Array, Any]:
+  def _logits(self, params: Any, model_state: Any, images: jax.Array, batch: Any = None,
+              rng: jax.Array | None = None) -> adversarial.DiscriminatorOutput:
     """PatchGAN logits with batch statistics, and the updated `batch_stats`."""
-    variables = {"params": d_state.params if params is None else params, **d_state.model_state}
-    logits, updates = self.discriminator.apply(variables, images, train=True,
-                                               mutable=["batch_stats"])
-    return logits, updates["batch_stats"]
+    del batch, rng
+    logits, updates = self.discriminator.apply({"params": params, **model_state}, images,
+                                               train=True, mutable=["batch_stats"])
+    return adversarial.DiscriminatorOutput(logits, model_state={
+        "batch_stats": updates["batch_stats"]})
 
-  def _gan_term(self, params: Any, d_state: TrainState, x_hat: jax.Array, features: jax.Array,
-                target: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(lambda * g_loss, g_loss, lambda), lambda from the gradients at the decoder's conv_out.
+  def _inputs(self, batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """(model inputs, target), [B, H, W, 3] in [-1, 1]."""
+    target = to_model_range(batch["image"])
+    return (to_model_range(batch["degraded"]) if self.config.data.degrade else target), target
 
-    One discriminator pass gives g_loss and its image gradient G; the term returned is the
-    linearisation g_loss + <sg(G), x_hat - sg(x_hat)>, equal in value and in gradient w.r.t. the
-    generator, which saves a second pass through the discriminator.
-    """
-    x_sg, features_sg = jax.lax.stop_gradient(x_hat), jax.lax.stop_gradient(features)
-    g_loss, gan_image_grad = jax.value_and_grad(
-        lambda x: gan_losses.generator_loss(self._logits(d_state, x)[0]))(x_sg)
-    nll_image_grad = jax.grad(lambda x: self._nll(x, target)[0])(x_sg)
-    # x_hat is affine in the conv_out kernel, so grad_kernel L = vjp of conv_out at dL/dx_hat.
-    conv_out = params["decoder"]["conv_out"]
-    last = lambda kernel: nn.Conv(x_hat.shape[-1], (3, 3), padding="SAME").apply(
-        {"params": {"kernel": kernel, "bias": conv_out["bias"]}}, features_sg)
-    _, kernel_vjp = jax.vjp(last, jax.lax.stop_gradient(conv_out["kernel"]))
-    weight = gan_losses.adaptive_weight(kernel_vjp(nll_image_grad), kernel_vjp(gan_image_grad),
-                                        self.config.loss.disc_weight)
-    linearised = g_loss + jnp.sum(gan_image_grad * (x_hat - x_sg))
-    return weight * linearised, g_loss, weight
-
-  def _generator_loss(self, params: Any, d_state: TrainState, inputs: jax.Array,
-                      target: jax.Array, disc_factor: jax.Array
-                      ) -> tuple[jax.Array, tuple[jax.Array, dict[str, jax.Array]]]:
+  def _generate(self, params: Any, model_state: Any, batch: dict[str, jax.Array],
+                rng: jax.Array) -> adversarial.GeneratorOutput:
+    """x_hat and the non-adversarial loss nll + codebook_weight vq + regulariser.weight reg."""
+    del model_state, rng  # sampling and degradation randomness live in the data pipeline
     cfg = self.config
-    x_hat, aux = self.model.apply({"params": params}, inputs, return_features=self.use_gan)
+    inputs, target = self._inputs(batch)
+    x_hat, aux = self.model.apply({"params": params}, inputs)
     nll, metrics = self._nll(x_hat, target)
     codebook_loss, commitment_loss = vq_losses.codebook_and_commitment(aux["z_e"], aux["z_q"])
     vq = vq_losses.vq_loss(codebook_loss, commitment_loss, cfg.quantizer.beta,
@@ -192,59 +186,46 @@ class SOVQAEStage(Stage):
     codebook = params["quantizer"]["codebook"]
     reg, reg_distance = vq_losses.codebook_regulariser(codebook, cfg.regulariser.mode,
                                                        cfg.regulariser.theta)
-    total = nll + cfg.loss.codebook_weight * vq + cfg.regulariser.weight * reg
-    if self.use_gan:
-      gan, g_loss, weight = self._gan_term(params, d_state, x_hat, aux["decoder_features"], target)
-      total = total + disc_factor * gan
-      metrics.update(g_loss=g_loss, d_weight=weight)
     metrics.update(
-        loss=total, nll=nll, vq_loss=vq, codebook_loss=codebook_loss,
-        commitment_loss=commitment_loss, reg_loss=reg, reg_distance=reg_distance,
+        nll=nll, vq_loss=vq, codebook_loss=codebook_loss, commitment_loss=commitment_loss,
+        reg_loss=reg, reg_distance=reg_distance,
         d_C=jax.lax.stop_gradient(vq_losses.minimal_distance(codebook)),
         psnr=jnp.mean(image_metrics.psnr(to_unit_range(x_hat), to_unit_range(target),
                                          data_range=1.0)),
         **vq_losses.codebook_stats(aux["indices"], cfg.model.num_codes))
-    return total, (x_hat, metrics)
-
-  def _discriminator_step(self, d_state: TrainState, real: jax.Array, fake: jax.Array,
-                          disc_factor: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
-    def loss_fn(d_params):
-      logits_real, stats = self._logits(d_state, real, d_params)
-      logits_fake, stats = self._logits(d_state.replace(model_state={"batch_stats": stats}),
-                                        fake, d_params)
-      loss = gan_losses.discriminator_loss(logits_real, logits_fake, self.config.loss.disc_loss)
-      return disc_factor * loss, (stats, {"d_loss": loss, "logits_real": jnp.mean(logits_real),
-                                          "logits_fake": jnp.mean(logits_fake)})
-
-    (_, (stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_state.params)
-    return d_state.apply_gradients(grads, model_state={"batch_stats": stats}), metrics
+    total = nll + cfg.loss.codebook_weight * vq + cfg.regulariser.weight * reg
+    return adversarial.GeneratorOutput(fake=x_hat, real=target, loss=total, metrics=metrics,
+                                       reference_loss=nll)
 
   # ------------------------------------------------------------------------------------- steps
 
-  def train_step(self, state: GanTrainState, batch: dict[str, jax.Array], rng: jax.Array):
-    del rng  # sampling and degradation randomness live in the data pipeline
-    target = to_model_range(batch["image"])                      # [B, H, W, 3]
-    inputs = to_model_range(batch["degraded"]) if self.config.data.degrade else target
-    factor = gan_losses.disc_factor(state.step, self.config.loss.disc_start)
-    grad_fn = jax.value_and_grad(self._generator_loss, has_aux=True)
-    (_, (x_hat, metrics)), grads = grad_fn(state.generator.params, state.discriminator, inputs,
-                                           target, factor)
-    generator = state.generator.apply_gradients(grads)
-    metrics["grad_norm"] = optax.tree.norm(grads)
-    discriminator = state.discriminator
-    if self.use_gan:
-      discriminator, d_metrics = self._discriminator_step(
-          state.discriminator, target, jax.lax.stop_gradient(x_hat), factor)
-      metrics.update(d_metrics, disc_factor=factor)
-    return state.replace(step=state.step + 1, generator=generator,
-                         discriminator=discriminator), metrics
+  def loss_fn(self, params: Any, model_state: Any, batch: dict[str, jax.Array], rng: jax.Array):
+    """Without the discriminator (`loss.disc_weight` = 0)."""
+    out = self._generate(params, model_state, batch, rng)
+    return out.loss, (out.metrics, None)
+
+  def train_step(self, state: State, batch: dict[str, jax.Array],
+                 rng: jax.Array):
+    if not self.use_gan:
+      return super().train_step(state, batch, rng)
+    loss = self.config.loss
+    player = adversarial.Discriminator(self._logits, loss=loss.disc_loss,
+                                       g_weight=loss.disc_weight, start=loss.disc_start,
+                                       adaptive=True)
+    factor = gan_losses.disc_factor(state.step, loss.disc_start)
+    state, metrics = adversarial.adversarial_step(
+        state, self._generate, {"patchgan": player}, batch, rng,
+        adaptive_layer=lambda p: p["decoder"]["conv_out"]["kernel"])
+    metrics = {GAN_METRICS.get(k, k): v for k, v in metrics.items()
+               if "/" not in k or k in GAN_METRICS}
+    return state, {**metrics, "disc_factor": factor}
 
   def reconstruct(self, params: Any, images: jax.Array) -> tuple[jax.Array, jax.Array]:
     """uint8 [B, H, W, 3] -> (reconstruction in [0, 1] [B, H, W, 3], code indices [B, h, w])."""
     x_hat, aux = self.model.apply({"params": params}, to_model_range(images))
     return to_unit_range(x_hat), aux["indices"]
 
-  def eval_step(self, state: GanTrainState, batch: dict[str, jax.Array], rng: jax.Array):
+  def eval_step(self, state: State, batch: dict[str, jax.Array], rng: jax.Array):
     del rng
     params = state.eval_params
     recon, indices = self.reconstruct(params, batch["image"])
@@ -283,7 +264,7 @@ class SOVQAEStage(Stage):
 
   # --------------------------------------------------------------------------- images, bench
 
-  def images(self, state: GanTrainState, batch: dict[str, jax.Array], rng: jax.Array):
+  def images(self, state: State, batch: dict[str, jax.Array], rng: jax.Array):
     """input | reconstruction (| clean target when inputs are degraded), [N, H, k W, 3]."""
     inputs = batch["degraded" if self.config.data.degrade else "image"][:8]
     recon, _ = self.reconstruct(state.eval_params, inputs)
@@ -292,7 +273,7 @@ class SOVQAEStage(Stage):
       panels.append(batch["image"][:8].astype(jnp.float32) / 255.0)
     return {"reconstruction": jnp.concatenate(panels, axis=2)}
 
-  def inference(self, state: GanTrainState) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+  def inference(self, state: State) -> tuple[Callable[..., Any], tuple[Any, ...]]:
     size = self.config.data.image_size
     images = jnp.zeros((self.config.batch_size, size, size, 3), jnp.uint8)
     return jax.jit(self.reconstruct), (state.eval_params, images)

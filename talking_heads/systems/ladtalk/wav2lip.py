@@ -18,9 +18,10 @@ As the reference trains it (Wav2Lip `wav2lip_train.py`, `hq_wav2lip_train.py`):
 
 Dimensions: B batch, T frames per window (5), S face size, N = B*T.
 
-State: a TrainState (no GAN) or a GanTrainState (GAN). The generator's `model_state` holds its
-`batch_stats` and `sync_weight`, the current sw as a float32 scalar: it is checkpointed with
-the parameters, so a resumed run keeps a switched weight; `after_eval` switches it.
+State: a TrainState (no GAN; `training.steps.gradient_step` on `loss_fn`) or an
+AdversarialTrainState with the discriminator as player "visual" (GAN; `training.adversarial`,
+"bce" family, generator weight w_adv). The generator's `model_state` holds its `batch_stats` and
+`sync_weight`, the current sw as a float32 scalar: it is checkpointed with the parameters, so a resumed run keeps a switched weight; `after_eval` switches it.
 Initialisation is PyTorch's Conv2d default, which the reference trains from (kernel and bias
 ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = kh kw C_in, also for the transposed convs), drawn
 in one call: per-parameter draws made XLA:CPU spend most of a tiny run compiling the initialiser.
@@ -56,14 +57,19 @@ from talking_heads.models import wav2lip as wav2lip_lib
 from talking_heads.pipelines import clips as clips_pipeline
 from talking_heads.systems.experts import sync_expert as sync_expert_lib
 from talking_heads.systems.images import pixels_to_unit
+from talking_heads.training import adversarial
 from talking_heads.training.optimizers import build_optimizer
-from talking_heads.training.stage import Stage
-from talking_heads.training.state import GanTrainState, TrainState
+from talking_heads.training.stage import LossStage
+from talking_heads.training.state import AdversarialTrainState, TrainState
 
 WINDOW = 5
 EVAL_KEYS = ("frames", "masked", "reference", "mel", "indiv_mels", "valid")
 
 PyTree = Any
+# The adversarial step's metrics of the "visual" player -> this stage's names.
+GAN_METRICS = {"visual/g_loss": "adv_loss", "visual/d_loss": "disc_loss",
+               "visual/d_loss_real": "disc_real_loss", "visual/d_loss_fake": "disc_fake_loss",
+               "visual/grad_norm": "disc_grad_norm"}
 
 
 def uniform_fan_in_init(abstract: PyTree, rng: jax.Array) -> PyTree:
@@ -112,7 +118,7 @@ def _bce_logits(logits: jax.Array, label: float) -> jax.Array:
   return optax.sigmoid_binary_cross_entropy(logits[:, 0], jnp.full(logits.shape[:1], label))
 
 
-class Wav2LipStage(Stage):
+class Wav2LipStage(LossStage):
   """Batch keys (from `pipelines.clips`): frames, masked, reference uint8 [B, 5, S, S, 3],
   mel float32 [B, 80, 16], indiv_mels float32 [B, 5, 80, 16]; eval adds valid bool [B]."""
 
@@ -184,21 +190,21 @@ class Wav2LipStage(Stage):
     return self._generate(variables, mels, masked, faces if reference is None else reference,
                           train=False)[0]
 
-  def variables(self, state: TrainState | GanTrainState) -> dict[str, Any]:
+  def variables(self, state: TrainState | AdversarialTrainState) -> dict[str, Any]:
     """Generator variables to evaluate and generate with."""
     g = self._generator_state(state)
     return {"params": g.eval_params, "batch_stats": g.model_state["batch_stats"]}
 
-  def _generator_state(self, state: TrainState | GanTrainState) -> TrainState:
+  def _generator_state(self, state: TrainState | AdversarialTrainState) -> TrainState:
     return state.generator if self.gan else state
 
-  def sync_weight(self, state: TrainState | GanTrainState) -> jax.Array:
+  def sync_weight(self, state: TrainState | AdversarialTrainState) -> jax.Array:
     """The current sync loss weight sw (float32 scalar)."""
     return self._generator_state(state).model_state["sync_weight"]
 
   # --------------------------------------------------------------------------- training
 
-  def init_state(self, rng: jax.Array) -> TrainState | GanTrainState:
+  def init_state(self, rng: jax.Array) -> TrainState | AdversarialTrainState:
     s = self.image_size
     g_rng, d_rng = jax.random.split(rng)
     variables = uniform_fan_in_init(jax.eval_shape(functools.partial(
@@ -212,8 +218,8 @@ class Wav2LipStage(Stage):
       return generator
     d_params = uniform_fan_in_init(jax.eval_shape(self.discriminator.init, d_rng,
                                                   jnp.zeros((1, s, s, 3))), d_rng)["params"]
-    return GanTrainState.create(generator, TrainState.create(d_params, self.disc_tx, rng=rng),
-                                rng=rng)
+    return AdversarialTrainState.create(
+        generator, {"visual": TrainState.create(d_params, self.disc_tx, rng=rng)}, rng=rng)
 
   def _gated_sync_loss(self, sync_weight: jax.Array, mel: jax.Array,
                        generated: jax.Array) -> jax.Array:
@@ -221,59 +227,59 @@ class Wav2LipStage(Stage):
     return jax.lax.cond(sync_weight > 0, lambda: self.sync_expert.loss(mel, generated),
                         lambda: jnp.zeros((), jnp.float32))
 
-  def _generator_loss(self, params: PyTree, generator: TrainState, batch: dict[str, jax.Array],
-                      disc_params: PyTree | None):
-    sw = generator.model_state["sync_weight"]
+  def _generator_terms(self, params: PyTree, model_state: PyTree, batch: dict[str, jax.Array]
+                       ) -> tuple[jax.Array, jax.Array, jax.Array, dict[str, jax.Array], PyTree]:
+    """(generated [B, T, S, S, 3], l1, sync, metrics, model_state after the step)."""
+    sw = model_state["sync_weight"]
     generated, updates = self._generate(
-        {"params": params, "batch_stats": generator.model_state["batch_stats"]},
-        batch["indiv_mels"], batch["masked"], batch["reference"], train=True)  # [B, T, S, S, 3]
+        {"params": params, "batch_stats": model_state["batch_stats"]},
+        batch["indiv_mels"], batch["masked"], batch["reference"], train=True)
     target = pixels_to_unit(batch["frames"])
     l1 = jnp.mean(jnp.abs(generated - target))
     mse = jnp.mean(jnp.square(generated - target), axis=(1, 2, 3, 4))      # [B]
     sync = self._gated_sync_loss(sw, batch["mel"], generated)
     metrics = {"l1": l1, "sync_loss": sync, "sync_weight": sw,
                "psnr": jnp.mean(-10.0 * jnp.log10(mse + 1e-10))}
-    if disc_params is None:
-      loss = (1.0 - sw) * l1 + sw * sync
-    else:
-      w_adv = self.config.gan.adv_weight
-      adv = jnp.mean(_bce_logits(self.discriminator.apply({"params": disc_params}, generated,
-                                                          return_logits=True), 1.0))
-      loss = sw * sync + w_adv * adv + (1.0 - sw - w_adv) * l1
-      metrics["adv_loss"] = adv
-    return loss, ({"loss": loss, **metrics}, generated, updates)
+    return generated, l1, sync, metrics, {**model_state, "batch_stats": updates["batch_stats"]}
 
-  def train_step(self, state: TrainState | GanTrainState, batch: dict[str, jax.Array],
-                 rng: jax.Array):
+  def loss_fn(self, params: PyTree, model_state: PyTree, batch: dict[str, jax.Array],
+              rng: jax.Array):
+    """No GAN: (1 - sw) L1 + sw sync."""
     del rng  # sampling randomness lives in the data pipeline
-    generator = self._generator_state(state)
-    disc_params = state.discriminator.params if self.gan else None
-    (_, (metrics, generated, updates)), grads = jax.value_and_grad(
-        self._generator_loss, has_aux=True)(generator.params, generator, batch, disc_params)
-    generator = generator.apply_gradients(
-        grads, model_state={**generator.model_state, "batch_stats": updates["batch_stats"]})
-    metrics["grad_norm"] = optax.tree.norm(grads)
+    _, l1, sync, metrics, model_state = self._generator_terms(params, model_state, batch)
+    sw = model_state["sync_weight"]
+    return (1.0 - sw) * l1 + sw * sync, (metrics, model_state)
+
+  def _generate_adversarial(self, params: PyTree, model_state: PyTree,
+                            batch: dict[str, jax.Array], rng: jax.Array
+                            ) -> adversarial.GeneratorOutput:
+    """GAN: sw sync + (1 - sw - w_adv) L1; the step adds w_adv BCE(D(G), 1)."""
+    del rng
+    generated, l1, sync, metrics, model_state = self._generator_terms(params, model_state, batch)
+    sw = model_state["sync_weight"]
+    loss = sw * sync + (1.0 - sw - self.config.gan.adv_weight) * l1
+    return adversarial.GeneratorOutput(fake=generated, real=pixels_to_unit(batch["frames"]),
+                                       loss=loss, metrics=metrics, model_state=model_state)
+
+  def _disc_logits(self, params: PyTree, model_state: PyTree, faces: jax.Array,
+                   batch: dict[str, jax.Array], rng: jax.Array) -> adversarial.DiscriminatorOutput:
+    del model_state, batch, rng
+    return adversarial.DiscriminatorOutput(
+        self.discriminator.apply({"params": params}, faces, return_logits=True))   # [N, 1]
+
+  def train_step(self, state: TrainState | AdversarialTrainState, batch: dict[str, jax.Array],
+                 rng: jax.Array):
     if not self.gan:
-      return generator, metrics
+      return super().train_step(state, batch, rng)
+    player = adversarial.Discriminator(self._disc_logits, loss="bce",
+                                       g_weight=self.config.gan.adv_weight)
+    state, metrics = adversarial.adversarial_step(
+        state, self._generate_adversarial, {"visual": player}, batch, rng)
+    return state, {GAN_METRICS.get(k, k): v for k, v in metrics.items()
+                   if "/" not in k or k in GAN_METRICS}
 
-    target, fake = pixels_to_unit(batch["frames"]), jax.lax.stop_gradient(generated)
-
-    def disc_loss_fn(params):
-      real_loss = jnp.mean(_bce_logits(self.discriminator.apply(
-          {"params": params}, target, return_logits=True), 1.0))
-      fake_loss = jnp.mean(_bce_logits(self.discriminator.apply(
-          {"params": params}, fake, return_logits=True), 0.0))
-      return real_loss + fake_loss, (real_loss, fake_loss)
-
-    (disc_loss, (real_loss, fake_loss)), disc_grads = jax.value_and_grad(
-        disc_loss_fn, has_aux=True)(state.discriminator.params)
-    state = state.replace(step=state.step + 1, generator=generator,
-                          discriminator=state.discriminator.apply_gradients(disc_grads))
-    return state, {**metrics, "disc_loss": disc_loss, "disc_real_loss": real_loss,
-                   "disc_fake_loss": fake_loss, "disc_grad_norm": optax.tree.norm(disc_grads)}
-
-  def after_eval(self, state: TrainState | GanTrainState,
-                 eval_metrics: dict[str, float]) -> TrainState | GanTrainState:
+  def after_eval(self, state: TrainState | AdversarialTrainState,
+                 eval_metrics: dict[str, float]) -> TrainState | AdversarialTrainState:
     """Switches sw on once the eval sync loss is below `loss.sync_threshold` (then keeps it)."""
     sync_loss = eval_metrics.get("sync_loss")
     old = self.sync_weight(state)
@@ -302,7 +308,7 @@ class Wav2LipStage(Stage):
 
   # --------------------------------------------------------------------------- evaluation
 
-  def eval_step(self, state: TrainState | GanTrainState, batch: dict[str, jax.Array],
+  def eval_step(self, state: TrainState | AdversarialTrainState, batch: dict[str, jax.Array],
                 rng: jax.Array):
     del rng
     valid = batch["valid"].astype(jnp.float32)                             # [B]
@@ -318,8 +324,9 @@ class Wav2LipStage(Stage):
     }
     if self.gan:
       per_window = lambda x: x.reshape(valid.shape[0], WINDOW).mean(axis=1)  # [N] -> [B]
-      scores = lambda faces: self.discriminator.apply({"params": state.discriminator.params},
-                                                      faces, return_logits=True)
+      d_params = state.discriminators["visual"].params
+      scores = lambda faces: self.discriminator.apply({"params": d_params}, faces,
+                                                      return_logits=True)
       fake_scores = scores(generated)
       metrics["adv_loss"] = reduce.weighted_mean(per_window(_bce_logits(fake_scores, 1.0)), valid)
       real_scores = scores(target)
@@ -334,7 +341,7 @@ class Wav2LipStage(Stage):
         **self._clip_args(batch_size, shard_index, shard_count))
     yield from ({k: b[k] for k in EVAL_KEYS} for b in it)
 
-  def images(self, state: TrainState | GanTrainState, batch: dict[str, jax.Array], rng: jax.Array):
+  def images(self, state: TrainState | AdversarialTrainState, batch: dict[str, jax.Array], rng: jax.Array):
     del rng
     n = min(4, batch["frames"].shape[0])
     generated, _ = self._generate(self.variables(state), batch["indiv_mels"][:n],
@@ -344,7 +351,7 @@ class Wav2LipStage(Stage):
     strips = [r.transpose(0, 2, 1, 3, 4).reshape(n, self.image_size, -1, 3) for r in rows]
     return {"target_masked_generated": jnp.concatenate(strips, axis=1)}   # [n, 3S, 5S, 3]
 
-  def inference(self, state: TrainState | GanTrainState
+  def inference(self, state: TrainState | AdversarialTrainState
                 ) -> tuple[Callable[..., jax.Array], tuple[Any, ...]]:
     s, n = self.image_size, self.config.batch_size * WINDOW
     mels, faces = jnp.zeros((n, 80, 16)), jnp.zeros((n, s, s, 3), jnp.uint8)

@@ -19,7 +19,7 @@ from talking_heads.pipelines import base, testing
 from talking_heads.systems.ladtalk import wav2lip
 from talking_heads.systems.experts.syncnet import SyncNetStage
 from talking_heads.training import checkpoint, loop, restore
-from talking_heads.training.state import GanTrainState
+from talking_heads.training.state import AdversarialTrainState
 from third_party import weights
 
 # Slow: two training runs and their compiles: about 2 minutes on 2 cores; main_test trains the tiny stage in the default suite.
@@ -210,7 +210,7 @@ def test_gan_variant_trains_both_players(dataset, expert_workdir):
   config.gan.enabled = True
   stage = wav2lip.Wav2LipStage(config)
   state = jax.jit(stage.init_state)(jax.random.PRNGKey(0))
-  assert isinstance(state, GanTrainState)
+  assert isinstance(state, AdversarialTrainState)
   state = stage.after_eval(state, {"sync_loss": 0.1})          # switch sw on: the GAN's 0.03
   assert float(stage.sync_weight(state)) == pytest.approx(0.03)
   batch = _batch(stage)
@@ -221,9 +221,10 @@ def test_gan_variant_trains_both_players(dataset, expert_workdir):
   assert m["disc_loss"] == pytest.approx(m["disc_real_loss"] + m["disc_fake_loss"], rel=1e-5)
   assert m["loss"] == pytest.approx(0.03 * m["sync_loss"] + 0.07 * m["adv_loss"]
                                     + (1 - 0.03 - 0.07) * m["l1"], rel=1e-5)
-  assert int(new.step) == int(new.generator.step) == int(new.discriminator.step) == 1
+  assert int(new.step) == int(new.generator.step) == int(new.discriminators["visual"].step) == 1
   for old, updated in ((state.generator.params, new.generator.params),
-                       (state.discriminator.params, new.discriminator.params)):
+                       (state.discriminators["visual"].params,
+                        new.discriminators["visual"].params)):
     assert any(np.any(np.asarray(a) != np.asarray(b)) for a, b in
                zip(jax.tree.leaves(old), jax.tree.leaves(updated)))
 
