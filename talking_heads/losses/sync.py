@@ -8,6 +8,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from talking_heads.metrics import reduce
+
 # PyTorch's BCELoss clamps each log term at -100 so that p = 0 or 1 gives a finite loss.
 LOG_CLAMP = -100.0
 # PyTorch cosine_similarity's eps on each norm.
@@ -56,5 +58,4 @@ def cosine_bce(audio_emb: jax.Array, video_emb: jax.Array, y: jax.Array,
   loss = -(y * _clamped_log(p) + (1.0 - y) * _clamped_log(1.0 - p))      # [B]
   if mask is None:
     return jnp.mean(loss)
-  w = jnp.asarray(mask, jnp.float32).reshape(b)
-  return jnp.sum(loss * w) / jnp.maximum(jnp.sum(w), 1.0)
+  return reduce.weighted_mean(loss, jnp.asarray(mask, jnp.float32).reshape(b))

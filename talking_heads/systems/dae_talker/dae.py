@@ -47,6 +47,7 @@ from talking_heads.diffusion import parameterization as param
 from talking_heads.diffusion import samplers
 from talking_heads.diffusion import schedules
 from talking_heads.metrics import image as image_metrics
+from talking_heads.metrics import reduce
 from talking_heads.models.dae import DiffusionAutoencoder
 from talking_heads.pipelines import frames as frames_pipeline
 from talking_heads.io.dataset import parse_identities
@@ -182,14 +183,11 @@ class DAEStage(LossStage):
     recon = self.reconstruct(self.variables(state), batch["image"], sample_rng,
                              steps=self.config.diffusion.eval_sample_steps)
     target = batch["image"].astype(jnp.float32) / 255.0
-    valid = batch.get("valid")
-    w = jnp.ones(target.shape[:1]) if valid is None else valid.astype(jnp.float32)
-    count = jnp.sum(w)
-    mean = lambda per_example: jnp.sum(per_example * w) / jnp.maximum(count, 1.0)
+    w = reduce.example_weights(batch, target.shape[0])
     return {"loss": loss_metrics["loss"],
-            "psnr": mean(image_metrics.psnr(recon, target, data_range=1.0)),
-            "ssim": mean(image_metrics.ssim(recon, target, data_range=1.0)),
-            "eval_weight": count}
+            "psnr": reduce.weighted_mean(image_metrics.psnr(recon, target, data_range=1.0), w),
+            "ssim": reduce.weighted_mean(image_metrics.ssim(recon, target, data_range=1.0), w),
+            "eval_weight": jnp.sum(w)}
 
   # -------------------------------------------------------------------------------------- data
 

@@ -43,6 +43,7 @@ import ml_collections
 import numpy as np
 
 from talking_heads.metrics import landmarks as landmark_metrics
+from talking_heads.metrics import reduce
 from talking_heads.models import face_regressor as model_lib
 from talking_heads.pipelines import base
 from talking_heads.pipelines import frames as frames_pipeline
@@ -132,13 +133,11 @@ class FaceRegressorStage(LossStage):
   def eval_step(self, state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
     del rng
     out = self.predict(state.eval_params, batch["image"])
-    valid = batch.get("valid")
-    w = jnp.ones(batch["image"].shape[:1]) if valid is None else valid.astype(jnp.float32)
-    count = jnp.sum(w)
-    mean = lambda per_example: jnp.sum(per_example * w) / jnp.maximum(count, 1.0)
+    w = reduce.example_weights(batch, batch["image"].shape[0])
+    mean = lambda per_example: reduce.weighted_mean(per_example, w)
     errors, mouth = _mouth_and_all_errors(out["landmarks"], batch["landmarks"])
     pose_error = jnp.degrees(out["pose"] - batch["pose"][:, :len(POSE_AXES)])   # [B, 3]
-    metrics = {"landmark_px": mean(errors), "mouth_px": mean(mouth), "eval_weight": count}
+    metrics = {"landmark_px": mean(errors), "mouth_px": mean(mouth), "eval_weight": jnp.sum(w)}
     for k, axis in enumerate(POSE_AXES):
       metrics[f"pose_mse_deg2_{axis}"] = mean(jnp.square(pose_error[:, k]))
       metrics[f"pose_mae_deg_{axis}"] = mean(jnp.abs(pose_error[:, k]))

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from talking_heads.losses.sync import cosine_bce, cosine_similarity
+from talking_heads.metrics import reduce
 from talking_heads.models.syncnet import SyncNetColor, stack_lower_halves
 from talking_heads.pipelines import sync as sync_pipeline
 from talking_heads.training.optimizers import build_optimizer
@@ -56,7 +57,7 @@ class SyncNetStage(LossStage):
     loss = cosine_bce(audio, face, label, weights)
     correct = ((cosine_similarity(audio, face) > 0.5) == (label > 0.5)).astype(jnp.float32)   # [B]
     w = jnp.ones_like(correct) if weights is None else weights.astype(jnp.float32)
-    return {"loss": loss, "accuracy": jnp.sum(correct * w) / jnp.maximum(jnp.sum(w), 1.0)}
+    return {"loss": loss, "accuracy": reduce.weighted_mean(correct, w)}
 
   def loss_fn(self, params: Any, model_state: Any, batch: dict[str, jax.Array], rng: jax.Array):
     del rng  # sampling randomness lives in the data pipeline

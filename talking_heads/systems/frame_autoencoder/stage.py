@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from talking_heads.metrics import image as image_metrics
+from talking_heads.metrics import reduce
 from talking_heads.models.autoencoder import ConvAutoencoder
 from talking_heads.pipelines import frames as frames_pipeline
 from talking_heads.pipelines.procedural import ProceduralFrames
@@ -68,11 +70,10 @@ class FrameAutoencoderStage(LossStage):
     target = images.astype(jnp.float32) / 255.0                   # [B, H, W, 3]
     recon = self.model.apply({"params": params}, target)          # [B, H, W, 3]
     weights = jnp.ones(target.shape[:1]) if weights is None else weights.astype(jnp.float32)
-    mean = lambda per_example: jnp.sum(per_example * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+    mean = lambda per_example: reduce.weighted_mean(per_example, weights)
     l1 = mean(jnp.mean(jnp.abs(recon - target), axis=(1, 2, 3)))
-    mse_per_example = jnp.mean(jnp.square(recon - target), axis=(1, 2, 3))   # [B]
-    mse = mean(mse_per_example)
-    psnr = mean(-10.0 * jnp.log10(mse_per_example + 1e-10))
+    mse = mean(jnp.mean(jnp.square(recon - target), axis=(1, 2, 3)))
+    psnr = mean(image_metrics.psnr(recon, target, data_range=1.0))
     return l1 + mse, {"l1": l1, "mse": mse, "psnr": psnr}
 
   def loss_fn(self, params: Any, model_state: Any, batch: dict[str, jax.Array], rng: jax.Array):

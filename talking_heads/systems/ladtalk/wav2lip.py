@@ -52,6 +52,7 @@ import numpy as np
 import optax
 from absl import logging
 
+from talking_heads.metrics import image as image_metrics
 from talking_heads.metrics import reduce
 from talking_heads.models import wav2lip as wav2lip_lib
 from talking_heads.pipelines import clips as clips_pipeline
@@ -106,6 +107,13 @@ def uniform_fan_in_init(abstract: PyTree, rng: jax.Array) -> PyTree:
     return jnp.full(leaf.shape, constant.get(key[-1], 0.0), leaf.dtype)
 
   return jax.tree_util.tree_map_with_path(value, abstract)
+
+
+def window_psnr(generated: jax.Array, target: jax.Array) -> jax.Array:
+  """PSNR of each 5-frame window as one image: [B, T, S, S, 3] x 2 in [0, 1] -> [B]."""
+  b, t, size = generated.shape[:3]
+  as_image = lambda x: x.reshape(b, t * size, size, 3)
+  return image_metrics.psnr(as_image(generated), as_image(target), data_range=1.0)
 
 
 def _host_scalar(x: jax.Array) -> float:
@@ -236,10 +244,9 @@ class Wav2LipStage(LossStage):
         batch["indiv_mels"], batch["masked"], batch["reference"], train=True)
     target = pixels_to_unit(batch["frames"])
     l1 = jnp.mean(jnp.abs(generated - target))
-    mse = jnp.mean(jnp.square(generated - target), axis=(1, 2, 3, 4))      # [B]
     sync = self._gated_sync_loss(sw, batch["mel"], generated)
     metrics = {"l1": l1, "sync_loss": sync, "sync_weight": sw,
-               "psnr": jnp.mean(-10.0 * jnp.log10(mse + 1e-10))}
+               "psnr": jnp.mean(window_psnr(generated, target))}
     return generated, l1, sync, metrics, {**model_state, "batch_stats": updates["batch_stats"]}
 
   def loss_fn(self, params: PyTree, model_state: PyTree, batch: dict[str, jax.Array],
@@ -315,11 +322,10 @@ class Wav2LipStage(LossStage):
     generated, _ = self._generate(self.variables(state), batch["indiv_mels"], batch["masked"],
                                   batch["reference"], train=False)          # [B, T, S, S, 3]
     target = pixels_to_unit(batch["frames"])
-    mse = jnp.mean(jnp.square(generated - target), axis=(1, 2, 3, 4))
     metrics = {
         "l1": reduce.weighted_mean(jnp.mean(jnp.abs(generated - target), axis=(1, 2, 3, 4)), valid),
         "sync_loss": self.sync_expert.loss(batch["mel"], generated, valid),
-        "psnr": reduce.weighted_mean(-10.0 * jnp.log10(mse + 1e-10), valid),
+        "psnr": reduce.weighted_mean(window_psnr(generated, target), valid),
         "eval_weight": jnp.sum(valid),
     }
     if self.gan:
