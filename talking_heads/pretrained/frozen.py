@@ -76,8 +76,9 @@ def load_frozen(*, stage: str, variables_of: Callable[[Any, Any], Variables], we
   if workdir:
     workdir = os.fspath(workdir)
     try:
-      config = restore.load_config(workdir, expected_stage=stage)
-      restored_stage, state, restored_step = restore.restore_stage(workdir, step)
+      restored_stage, state, restored_step = restore.restore_stage(workdir, step,
+                                                                   expected_stage=stage)
+      config = restored_stage.config
     except FileNotFoundError as e:
       raise FileNotFoundError(f"{what}: {names[0]}={workdir!r} is not a trained {stage!r} stage "
                               f"({e}) Train one with `{hint}`.") from e

@@ -104,8 +104,7 @@ def restore_network(workdir: PathLike, cls: type[nn.Module], stage_name: str,
   # Imported here: restoring pulls in the training stack, which public files do not need.
   from talking_heads.training import restore  # pylint: disable=g-import-not-at-top
   workdir = os.fspath(workdir)
-  restore.load_config(workdir, expected_stage=stage_name)
-  stage, state, restored = restore.restore_stage(workdir, step)
+  stage, state, restored = restore.restore_stage(workdir, step, expected_stage=stage_name)
   return (find_module(stage, cls, workdir), network_variables(stage, state), stage.config,
           f"{workdir} step {restored}")
 

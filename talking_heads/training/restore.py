@@ -26,14 +26,15 @@ def load_config(workdir: str, expected_stage: str | None = None) -> ml_collectio
   return config
 
 
-def restore_stage(workdir: str, step: int | None = None,
-                  stage: Stage | None = None) -> tuple[Stage, Any, int]:
+def restore_stage(workdir: str, step: int | None = None, stage: Stage | None = None,
+                  expected_stage: str | None = None) -> tuple[Stage, Any, int]:
   """(stage, train state, step) of a workdir's newest (or given) checkpoint, replicated on this host's devices.
 
   `stage` replaces building the stage from the workdir's config (e.g. one built without the
-  dataset its constructor would otherwise read).
+  dataset its constructor would otherwise read); `expected_stage` is checked before anything is
+  restored (ValueError naming both stages, as `load_config`).
   """
-  config = load_config(workdir)
+  config = load_config(workdir, expected_stage)
   checkpointer = Checkpointer(workdir)
   try:
     if checkpointer.latest_step() is None:

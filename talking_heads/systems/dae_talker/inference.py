@@ -126,8 +126,7 @@ def load(dae_workdir: PathLike, speech2latent_workdir: PathLike) -> DAETalkerMod
   """
   from talking_heads.training import restore  # pylint: disable=g-import-not-at-top
   dae_workdir = os.fspath(dae_workdir)
-  restore.load_config(dae_workdir, expected_stage="dae")
-  stage, state, step = restore.restore_stage(dae_workdir)
+  stage, state, step = restore.restore_stage(dae_workdir, expected_stage="dae")
   predictor = s2l_system.load_speech2latent(os.fspath(speech2latent_workdir))
   latent_dim = predictor.stage.model.latent_dim
   if latent_dim != stage.config.model.latent_dim:

@@ -67,8 +67,7 @@ def load_dae_encoder(workdir: str | os.PathLike, step: int | None = None) -> DAE
   # Restoring pulls in orbax; only this loader needs it.
   from talking_heads.training import restore  # pylint: disable=g-import-not-at-top
   workdir = os.path.abspath(os.fspath(workdir))
-  restore.load_config(workdir, expected_stage="dae")
-  stage, state, restored = restore.restore_stage(workdir, step)
+  stage, state, restored = restore.restore_stage(workdir, step, expected_stage="dae")
   variables = jax.device_put(jax.device_get(stage.variables(state)))
   encode = jax.jit(stage.encode)
   return DAEEncoder(encode=lambda frames: encode(variables, frames),

@@ -250,8 +250,7 @@ def load_face_regressor(workdir: str | os.PathLike, step: int | None = None,
     ValueError: the workdir trained another stage.
   """
   workdir = os.fspath(workdir)
-  restore.load_config(workdir, expected_stage="face_regressor")   # a clear error first
-  stage, state, restored = restore.restore_stage(workdir, step)
+  stage, state, restored = restore.restore_stage(workdir, step, expected_stage="face_regressor")
   params = jax.device_get(state.eval_params)
   return FaceRegressorPredictor(stage, params, batch_size, source=f"{workdir} step {restored}")
 
