@@ -23,7 +23,7 @@ from talking_heads.systems.dae_talker import latents as dae_latents
 
 # Small-scale evaluation per variant: clips per test set, frames per clip, DDIM steps.
 EVAL_SETTINGS = {"tiny": dict(clips=1, frames=12, sample_steps=2, recon_stride=8),
-                 "demo": dict(clips=1, frames=50, sample_steps=100, recon_stride=16)}
+                 "demo": dict(clips=1, frames=40, sample_steps=25, recon_stride=16)}
 
 
 def video(ctx: MainContext, out: str, model: inference.DAETalkerModel,
