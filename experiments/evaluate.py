@@ -70,6 +70,7 @@ from talking_heads.io import dataset as dataset_lib
 from talking_heads.io import video as video_io
 from talking_heads.metrics import cpbd as cpbd_lib
 from talking_heads.metrics import fid as fid_lib
+from talking_heads.metrics import image as image_lib
 from talking_heads.metrics import landmarks as landmarks_lib
 from talking_heads.metrics import lpips as lpips_lib
 from talking_heads.metrics import suite
@@ -353,6 +354,11 @@ def _evaluate_pair(gen: Video, ref: Video | None, ctx: _Context,
     n, window, notes = alignment.frames, alignment.start, list(alignment.notes)
     g, r = alignment.pair(gen.frames, ref.frames)
     for key, fn in ctx.per_frame.items():
+      if key == "ms_ssim" and min(g.shape[1:3]) < image_lib.min_ms_ssim_side():
+        # A property of the frame size, not a fault of the file: reported, not a failure.
+        values[key] = (f"unavailable: MS-SSIM needs frames of at least "
+                       f"{image_lib.min_ms_ssim_side()} px; these are {g.shape[1]}x{g.shape[2]}")
+        continue
       def frame_metric(key=key, fn=fn):
         value, best = suite.frame_score(fn, gen.frames, ref.frames, sliding=alignment.slide,
                                         higher_is_better=suite.HIGHER_IS_BETTER[key])
