@@ -4,7 +4,8 @@ Flow (big_vision style): mesh -> data iterator (this process's shard) -> abstrac
 `jax.eval_shape` -> shardings by rule -> restore the newest checkpoint or jitted init straight
 into those shardings -> jitted, donated train step -> logging, NaN guard, evaluation (followed by
 the stage's `after_eval`), images and checkpoints at their intervals. An interruption (Ctrl-C,
-SIGTERM from a scheduler or `kill`, a failing hook) saves the finished steps before it exits.
+SIGTERM from a scheduler or `kill`, a failing hook) saves the finished steps before it exits; a
+run that fails before its first step writes no checkpoint, so every checkpoint holds trained weights.
 
 Trainer config fields (see `experiments/configs/common.py` for defaults):
   stage, seed, total_steps, batch_size (global), mesh{data,fsdp,num_devices},
@@ -250,8 +251,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stage
       logging.error("NaN guard fired; keeping checkpoint %s.", last_saved)
       raise
     except BaseException:
-      # Interrupted (Ctrl-C, a failing hook or data source): keep the finished steps.
-      if step != last_saved and not _state_deleted(state):
+      # Interrupted (Ctrl-C, a failing hook or data source): keep the finished steps. Before a
+      # first step there are none: a checkpoint would pass random initial weights off as trained.
+      if step > start_step and step != last_saved and not _state_deleted(state):
         logging.warning("Run interrupted at step %d: saving a checkpoint before exiting.", step)
         save(step)
       raise
