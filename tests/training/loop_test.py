@@ -13,7 +13,7 @@ import optax
 import pytest
 
 from experiments.configs import common
-from talking_heads.training import checkpoint, loop, registry, sharding
+from talking_heads.training import checkpoint, loop, registry, sharding, workdir_lock
 from talking_heads.training.stage import Stage
 from talking_heads.training.state import TrainState
 
@@ -211,6 +211,17 @@ def test_a_stop_signal_saves_the_finished_steps(tmp_path, sig):
     if previous is not None:
       signal.signal(signal.SIGINT, previous)
   assert checkpoint.Checkpointer(str(tmp_path)).latest_step() == 3
+  assert not (tmp_path / workdir_lock.LOCK_FILE).exists()      # the workdir's lock is released
+
+
+def test_the_workdir_lock_is_released_after_a_run_and_after_a_failure(tmp_path):
+  loop.train_and_evaluate(make_config(total_steps=2), str(tmp_path))
+  assert not (tmp_path / workdir_lock.LOCK_FILE).exists()
+  with pytest.raises(_Interrupt):
+    loop.train_and_evaluate(make_config(total_steps=4), str(tmp_path), hooks=[_interrupt_at(3)])
+  assert not (tmp_path / workdir_lock.LOCK_FILE).exists()
+  with workdir_lock.hold(tmp_path):    # free for the next run
+    pass
 
 
 class _TruncatedFile(Exception):
