@@ -24,6 +24,7 @@ from typing import Iterator
 
 import numpy as np
 
+from talking_heads.io import atomic
 from talking_heads.io import audio as audio_io
 
 PathLike = audio_io.PathLike
@@ -245,18 +246,10 @@ def read_video_with_audio(path: PathLike, fps: float | None = None,
   return frames, rate, audio_io.load_audio(path, sample_rate=sample_rate, strict=strict)
 
 
-@contextlib.contextmanager
-def _atomic_output(path: pathlib.Path) -> Iterator[pathlib.Path]:
-  """Yields a temporary path beside `path` (same suffix) and renames it to `path` on success."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-  os.close(fd)
-  try:
-    yield pathlib.Path(tmp)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
+def _atomic_output(path: pathlib.Path) -> contextlib.AbstractContextManager[pathlib.Path]:
+  """A temporary path beside `path` (same suffix: ffmpeg picks the format by it), renamed to
+  `path` on success."""
+  return atomic.output(path, prefix=f".{path.stem}.", suffix=path.suffix)
 
 
 def _check_frames(frames: np.ndarray, path: PathLike) -> np.ndarray:

@@ -4,6 +4,7 @@ on tiny mp4s and datasets, with a randomly initialised SyncNet_color workdir as 
 import json
 import os
 import pathlib
+import re
 import shutil
 
 from absl import flags
@@ -276,6 +277,16 @@ def test_bad_inputs_are_explained(tmp_path, corpus):
     evaluate.evaluate(evaluate.Options(generated=str(corpus / "gen"), audio=str(corpus / "gen" / "clip000.mp4")))
   with pytest.raises(ValueError, match="unknown metrics"):
     evaluate.evaluate(evaluate.Options(generated=str(corpus / "gen"), metrics=("psnr", "sharpness")))
+
+
+def test_an_untrained_syncnet_workdir_is_refused(corpus, untrained_workdir):
+  """--syncnet-workdir on a workdir whose only checkpoint is step 0 (random weights)."""
+  workdir = untrained_workdir(syncnet_config.get_config("tiny"))
+  name = re.escape(workdir)
+  with pytest.raises(FileNotFoundError, match=rf"workdir='{name}' is not a trained 'syncnet' stage "
+                                              rf"\({name} was never trained"):
+    evaluate.evaluate(evaluate.Options(generated=str(corpus / "gen"), metrics=("lse",),
+                                       syncnet_workdir=workdir))
 
 
 def test_s_expert_names_the_missing_checkpoint(tmp_path):
