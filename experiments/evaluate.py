@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import pathlib
 import sys
@@ -456,18 +455,11 @@ def _output_path(out: str | os.PathLike[str]) -> pathlib.Path:
   return path
 
 
-def _write_json(path: pathlib.Path, results: dict[str, Any]) -> None:
-  """Writes `results` atomically: a kill leaves the previous version whole."""
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(reports.to_json(results), indent=2))
-  os.replace(tmp, path)
-
-
 def _reusable(path: pathlib.Path, settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
   """The entries, by name, that an earlier run with these `settings` wrote to `path` without
   failure (the caller checks that their files are unchanged)."""
   try:
-    previous = json.loads(path.read_text())
+    previous = reports.read_json(path)
   except (OSError, ValueError):  # no earlier run, or not one of ours
     return {}
   if not isinstance(previous, dict) or previous.get("settings") != settings:
@@ -580,10 +572,10 @@ def evaluate(options: Options, out: str | os.PathLike[str] | None = None,
           flush=True)
     videos.append(entry)
     if out_path:
-      _write_json(out_path, results(videos, complete=False))
+      reports.write_json(out_path, results(videos, complete=False))
   final = results(videos, complete=True)
   if out_path:
-    _write_json(out_path, final)
+    reports.write_json(out_path, final)
   return final
 
 

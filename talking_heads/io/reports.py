@@ -13,6 +13,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from talking_heads.io import atomic
+
 
 def command_line() -> str:
   """How this process was launched, as `python -m experiments.<module> <flags>` when run so."""
@@ -41,9 +43,31 @@ def to_json(value: Any) -> Any:
   return value
 
 
+NON_FINITE_TEXT = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+
+def from_json(value: Any) -> Any:
+  """Undoes `to_json`'s one lossy step: the text it wrote for non-finite floats becomes floats."""
+  if isinstance(value, dict):
+    return {k: from_json(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return [from_json(v) for v in value]
+  return NON_FINITE_TEXT.get(value, value) if isinstance(value, str) else value
+
+
+def write_json(path: str | os.PathLike[str], results: Any) -> None:
+  """`results` as JSON at `path`, atomically (a kill leaves the previous version whole)."""
+  with atomic.output(path) as tmp:
+    tmp.write_text(json.dumps(to_json(results), indent=2))
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+  """What `write_json` wrote, non-finite values included."""
+  return from_json(json.loads(pathlib.Path(path).read_text()))
+
+
 def write_results(path: str | os.PathLike[str], results: dict[str, Any], markdown: str) -> None:
   """`results` as JSON at `path` and `markdown` beside it (same stem, .md); creates the folder."""
   path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(to_json(results), indent=2))
+  write_json(path, results)
   path.with_suffix(".md").write_text(markdown)

@@ -65,17 +65,13 @@ def load_cached(path: str, sources: Mapping[str, str]) -> dict[str, Any] | None:
   """The results at `path` when they were made from the same checkpoints (`sources`)."""
   if not os.path.exists(path):
     return None
-  with open(path) as f:
-    cached = json.load(f)
+  cached = reports.read_json(path)
   return cached if cached.get("sources") == dict(sources) else None
 
 
 def save_cached(path: str, results: Mapping[str, Any], sources: Mapping[str, str]) -> None:
   """Writes `results` with the `sources` they came from (atomically: a kill leaves no half file)."""
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(reports.to_json({**results, "sources": dict(sources)}), f, indent=2)
-  os.replace(tmp, path)
+  reports.write_json(path, {**results, "sources": dict(sources)})
 
 
 def training_table(trainings: list[dict[str, Any]]) -> list[str]:

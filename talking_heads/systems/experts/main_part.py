@@ -35,13 +35,12 @@ def run(ctx: MainContext) -> PartReport:
     main_part.save_cached(path, results, sources)
     with open(os.path.join(out, "sync_eval.md"), "w") as f:
       f.write(sync_evaluation.markdown(reports.to_json(results)))
-  # float() also reads the text that cached JSON keeps for non-finite values ("inf").
   summary = {split: {"clips": r["num_clips"],
-                     "shift_exact_percent": round(float(r["shift_exact_percent"]), 1),
-                     "lse_c_in_sync": round(float(r["in_sync"]["lse_c"]), 3),
-                     "lse_c_mismatched": round(float(r["mismatched"]["lse_c"]), 3),
-                     "lse_c_ratio": round(float(r["lse_c_ratio"]), 2),
-                     "frames_per_second": round(float(r["frames_per_second"]), 1)}
+                     "shift_exact_percent": round(r["shift_exact_percent"], 1),
+                     "lse_c_in_sync": round(r["in_sync"]["lse_c"], 3),
+                     "lse_c_mismatched": round(r["mismatched"]["lse_c"], 3),
+                     "lse_c_ratio": round(r["lse_c_ratio"], 2),
+                     "frames_per_second": round(r["frames_per_second"], 1)}
              for split, r in results["splits"].items()}
   return PartReport(markdown=_markdown(training, summary), summary=summary,
                     artefacts={"syncnet_workdir": syncnet_workdir}, trainings=[training])

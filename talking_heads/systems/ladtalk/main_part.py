@@ -9,7 +9,6 @@ from typing import Any
 
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.io import reports
-from talking_heads.metrics.suite import format_value
 from talking_heads.systems import main_part
 from talking_heads.systems import video_inference
 from talking_heads.systems.api import MainContext, PartReport
@@ -85,9 +84,7 @@ def run(ctx: MainContext) -> PartReport:
       "| split | system | PSNR | PSNR lower half | LSE-C | LSE-D |", "|---|---|---|---|---|---|"]
   for split, by_system in summary.items():
     for name, s in by_system.items():
-      # Cached results hold non-finite values as text (JSON has none): the ground truth's PSNR.
-      cells = [format_value(s["psnr"], 2), format_value(s["psnr_lower_half"], 2),
-               format_value(s["lse_c"]), format_value(s["lse_d"])]
-      lines.append(f"| {split} | {name} | " + " | ".join(cells) + " |")
+      lines.append(f"| {split} | {name} | {s['psnr']:.2f} | {s['psnr_lower_half']:.2f} | "
+                   f"{s['lse_c']:.3f} | {s['lse_d']:.3f} |")
   return PartReport(markdown="\n".join(lines) + "\n", summary={"videos": made, "tables": summary},
                     trainings=trainings)
