@@ -2,8 +2,17 @@
 
 import os
 
-# Must be set before jax is imported anywhere.
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
+
+
+def _with_device_count(xla_flags: str, count: int) -> str:
+  """`xla_flags` with the host device count set to `count` (an earlier count is replaced)."""
+  kept = [flag for flag in xla_flags.split() if not flag.startswith(DEVICE_COUNT_FLAG)]
+  return " ".join(kept + [f"{DEVICE_COUNT_FLAG}={count}"])
+
+
+# Must be set before jax is imported anywhere; flags the caller set (even an empty XLA_FLAGS) are kept.
+os.environ["XLA_FLAGS"] = _with_device_count(os.environ.get("XLA_FLAGS", ""), 8)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 from absl import flags  # noqa: E402
