@@ -488,7 +488,8 @@ def ingest(videos: Sequence[str], out: str | os.PathLike, config: IngestConfig =
       entries.append(entry)
       log(f"[{i + 1}/{len(paths)}] {_one_line(entry)}")
     num_clips = len(writer)
-  # The pipelines read mel windows from these files; without them they compute full-clip mels per sample.
+  # The pipelines read mel windows from these files; without them they compute a full-clip mel
+  # per sample.
   features_written = pipelines_base.precompute_features(out) if num_clips else 0
   summary = {
       "out": str(out), "config": dataclasses.asdict(config), "landmarks": landmark_mode,

@@ -791,7 +791,8 @@ def build_corpus(out: str | os.PathLike, preset: str = "tiny", *,
         elapsed = now - start
         log(f"  {written}/{len(todo)} clips, {frames_written} frames, "
             f"{elapsed:.1f} s, {frames_written / elapsed:.1f} frames/s")
-  # The pipelines read mel windows from these files; without them they compute full-clip mels per sample.
+  # The pipelines read mel windows from these files; without them they
+  # compute a full-clip mel per sample.
   features_written = pipelines_base.precompute_features(root)
   log(f"mel features: {features_written} file(s) written")
   elapsed = time.perf_counter() - start

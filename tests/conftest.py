@@ -1,5 +1,5 @@
-"""Test setup: 8 fake CPU devices, parsed absl flags (grain reads flags at runtime), an untrained-workdir
-fixture, parity-test guards."""
+"""Test setup: 8 fake CPU devices, parsed absl flags (grain reads flags at runtime), an
+untrained-workdir fixture, parity-test guards."""
 
 import os
 import re
@@ -15,7 +15,7 @@ def _with_device_count(xla_flags: str, count: int) -> str:
   return " ".join(kept + [f"{DEVICE_COUNT_FLAG}={count}"])
 
 
-# Must be set before jax is imported anywhere; flags the caller set (even an empty XLA_FLAGS) are kept.
+# Must be set before jax is imported anywhere; flags the caller set (even an empty XLA_FLAGS) stay.
 os.environ["XLA_FLAGS"] = _with_device_count(os.environ.get("XLA_FLAGS", ""), 8)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -46,8 +46,8 @@ def untrained_workdir(tmp_path):
   return write
 
 
-# Reference packages only the extras environment has (requirements-extras.txt); a test that needs one
-# is a parity test, which CI runs there (experiments/test_parity.sh).
+# Reference packages only the extras environment has (requirements-extras.txt); a test that needs
+# one is a parity test, which CI runs there (experiments/test_parity.sh).
 _MISSING_REFERENCE = re.compile(r"could not import '(torch|diffusers|cpbd|dlib)'")
 
 
@@ -67,8 +67,8 @@ def pytest_runtest_makereport(item, call):
   if is_parity and item.config.getoption("strict_parity"):
     problem = f"parity test skipped under --strict-parity: {reason}"
   elif not is_parity and _MISSING_REFERENCE.search(reason):
-    problem = (f"{reason}; a test that needs a reference package must be marked @pytest.mark.parity "
-               "(CI runs those in .venv-extras)")
+    problem = (f"{reason}; a test that needs a reference package must be marked "
+               "@pytest.mark.parity (CI runs those in .venv-extras)")
   else:
     return
   report.outcome, report.longrepr = "failed", problem
