@@ -23,13 +23,13 @@ def run_main(workdir):
   return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
 
 
-# What each tiny stage must lower from its first logged training window to its last, and by at least
-# what fraction (measured on this machine, the run is deterministic: Wav2Lip's L1 0.252 -> 0.246 in its
-# 4 steps, the autoencoder's 0.702 -> 0.683, SOVQAE's reconstruction 0.483 -> 0.346, speech2latent's
-# 2.18 -> 1.42, the face regressor's 0.100 -> 0.052). SOVQAE's total loss rises when its GAN term
+# What each tiny stage must lower from its first logged training window to its last, and by at
+# least what fraction. Measured (the run is deterministic): Wav2Lip's L1 0.252 -> 0.246 in its 4
+# steps, the autoencoder's 0.702 -> 0.683, SOVQAE's reconstruction 0.483 -> 0.346, speech2latent's
+# 2.18 -> 1.42, the face regressor's 0.100 -> 0.052. SOVQAE's total loss rises when its GAN term
 # switches on mid-run, so its reconstruction term is the one checked. The tiny lip-sync expert is
-# absent: it does not learn in its 10 steps (train loss 0.79 -> 0.84, eval accuracy 0.57 on 30 pairs;
-# 100 steps at a 10x learning rate still stay at chance), so its learning is left to
+# absent: it does not learn in its 10 steps (train loss 0.79 -> 0.84, eval accuracy 0.57 on 30
+# pairs; 100 steps at a 10x learning rate still stay at chance), so its learning is left to
 # tests/systems/experts/syncnet_test.py (overfitting a batch) and the demo run.
 LEARNED = {"wav2lip": ("l1", 0.01), "dae": ("loss", 0.01), "sovqae": ("reconstruction", 0.2),
            "speech2latent": ("loss", 0.2), "face_regressor": ("loss", 0.3),
