@@ -17,6 +17,8 @@ positional arguments count as more --videos. For each video:
      and pose are written as zeros and the manifest's generator says "landmarks": "none";
   5. write the clips with `DatasetWriter`; the split is --split, else drawn from the hash of the
      video's content (all clips of a video share a split).
+Then each clip's Wav2Lip and RADIO mels are written to OUT/features/ (existing files kept), which
+the training pipelines read.
 
 A bad video is reported and skipped, never ending the batch. Skip reasons (``SKIP_REASONS``):
 missing, unreadable, not_video, truncated, no_audio, silent_audio, no_face, too_short, error.
@@ -61,6 +63,7 @@ from talking_heads.io import atomic
 from talking_heads.io import audio as audio_io
 from talking_heads.io import dataset as dataset_io
 from talking_heads.io import video as video_io
+from talking_heads.pipelines import base as pipelines_base
 
 FPS = 25
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
@@ -426,7 +429,8 @@ def ingest(videos: Sequence[str], out: str | os.PathLike, config: IngestConfig =
   """Ingests ``videos`` (files, directories, globs) into the dataset at ``out``.
 
   Returns the summary written to OUT/ingest_summary.json: per video its status ("kept",
-  "skipped"), reason, message, clips and frame counts; totals; the landmark mode.
+  "skipped"), reason, message, clips and frame counts; totals; the landmark mode; how many mel
+  feature files this run wrote.
 
   Raises:
     ValueError / DatasetError: a configuration problem for the whole batch (e.g. OUT holds a
@@ -484,10 +488,13 @@ def ingest(videos: Sequence[str], out: str | os.PathLike, config: IngestConfig =
       entries.append(entry)
       log(f"[{i + 1}/{len(paths)}] {_one_line(entry)}")
     num_clips = len(writer)
+  # The pipelines read mel windows from these files; without them they compute a full-clip mel
+  # per sample.
+  features_written = pipelines_base.precompute_features(out) if num_clips else 0
   summary = {
       "out": str(out), "config": dataclasses.asdict(config), "landmarks": landmark_mode,
       "videos": entries, "skip_reasons": SKIP_REASONS,
-      "totals": _totals(entries, num_clips)}
+      "totals": _totals(entries, num_clips), "features_written": features_written}
   _write_json(out / SUMMARY_FILE, summary)
   log(format_summary(summary))
   return summary

@@ -50,6 +50,11 @@ manifest's `generator` holds the preset and every parameter, so a resume with
 different settings is refused. `summary.json` in the dataset root holds the
 last run's summary.
 
+Features. Once the clips are written, each clip's Wav2Lip and RADIO mels are
+written to `features/` (`pipelines.base.precompute_features`; existing files
+are kept), so the pipelines read mel windows instead of computing full-clip
+mels per sample.
+
 Workers. Clips are made in a process pool with the spawn start method: the
 parent has imported JAX (through the morphable model), whose threads make
 fork unsafe, and a forked child could inherit `data.speech`'s lock while held;
@@ -89,6 +94,7 @@ from talking_heads.face import render
 from talking_heads.face.appearance import Appearance
 from talking_heads.face.appearance import sample_appearance
 from talking_heads.io import dataset as dataset_lib
+from talking_heads.pipelines import base as pipelines_base
 
 FPS = 25
 SAMPLE_RATE = speech.SAMPLE_RATE
@@ -722,7 +728,7 @@ def _generator(config: CorpusConfig) -> dict[str, Any]:
 def build_corpus(out: str | os.PathLike, preset: str = "tiny", *,
                  workers: int = 2, verbose: bool = True,
                  **overrides: Any) -> dict[str, Any]:
-  """Builds (or resumes) the synthetic corpus in `out`; returns the summary.
+  """Builds (or resumes) the synthetic corpus and its mel features in `out`.
 
   Args:
     out: dataset directory; created, or resumed when it holds this corpus.
@@ -733,7 +739,8 @@ def build_corpus(out: str | os.PathLike, preset: str = "tiny", *,
 
   Returns:
     The summary (also written to `out`/summary.json): clips (in the dataset),
-    written and skipped (this run), frames and audio_seconds (whole dataset),
+    written and skipped (this run), features_written (mel feature files the
+    pipelines read, this run), frames and audio_seconds (whole dataset),
     frames_written, build_seconds and frames_per_second (this run), splits
     (clips per split), identities, workers, config.
 
@@ -784,12 +791,17 @@ def build_corpus(out: str | os.PathLike, preset: str = "tiny", *,
         elapsed = now - start
         log(f"  {written}/{len(todo)} clips, {frames_written} frames, "
             f"{elapsed:.1f} s, {frames_written / elapsed:.1f} frames/s")
+  # The pipelines read mel windows from these files; without them they
+  # compute a full-clip mel per sample.
+  features_written = pipelines_base.precompute_features(root)
+  log(f"mel features: {features_written} file(s) written")
   elapsed = time.perf_counter() - start
   dataset = dataset_lib.Dataset(root)
   summary = {
       "clips": len(dataset),
       "written": written,
       "skipped": skipped,
+      "features_written": features_written,
       "frames": sum(c.num_frames for c in dataset),
       "audio_seconds": round(sum(c.num_samples for c in dataset)
                              / SAMPLE_RATE, 3),

@@ -31,7 +31,6 @@ from experiments import reproduce
 from experiments.logs import quiet_library_logs
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.io import reports
-from talking_heads.pipelines import base as pipelines_base
 from talking_heads.systems import api
 from talking_heads.training import loop, workdir_lock
 
@@ -90,12 +89,12 @@ class JobProgress:
 def corpus_part(workdir: str, preset: str, workers: int) -> tuple[str, dict[str, Any]]:
   root = os.path.join(workdir, "corpus")
   start = time.perf_counter()
-  summary = synthetic.build_corpus(root, preset, workers=workers)
-  features = pipelines_base.precompute_features(root)
+  summary = synthetic.build_corpus(root, preset, workers=workers)   # writes the mel features too
   return root, {"clips": summary["clips"], "frames": summary["frames"],
                 "audio_minutes": round(summary["audio_seconds"] / 60, 1),
                 "splits": summary["splits"], "identities": summary["identities"],
-                "feature_files_written": features, "seconds": round(time.perf_counter() - start, 1)}
+                "feature_files_written": summary["features_written"],
+                "seconds": round(time.perf_counter() - start, 1)}
 
 
 def default_identity(corpus_root: str) -> str:

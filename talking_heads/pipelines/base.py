@@ -219,7 +219,8 @@ def warn_missing_features(root: str | os.PathLike, clips: Sequence[dataset_lib.C
   missing = sum(not feature_path(root, c.id, config).exists() for c in clips)
   if missing:
     logging.warning("dataset %s: %d of %d clips have no precomputed %s; computing full-clip mels "
-                    "on the fly (tens of times slower); run "
+                    "on the fly (tens of times slower); data.synthetic and data.ingest write them "
+                    "(rerun either on the dataset) or run "
                     "talking_heads.pipelines.base.precompute_features(root) once", root, missing,
                     len(clips), mel_feature_name(config))
   return missing

@@ -14,11 +14,13 @@ from scipy import signal
 from skimage import data
 
 from data import ingest as ingest_lib
+from talking_heads.audio import mel
 from talking_heads.face import crop
 from talking_heads.face import detect
 from talking_heads.io import audio as audio_io
 from talking_heads.io import dataset as dataset_io
 from talking_heads.io import video as video_io
+from talking_heads.pipelines import base as pipelines_base
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SIZE = 96  # side of the test videos
@@ -243,3 +245,7 @@ def test_command_line(videos, tmp_path):
   assert summary["totals"]["kept"] == 1 and summary["config"]["pads"] == [0, 4, 0, 0]
   ds = dataset_io.Dataset(out)
   assert ds.splits() == ["test"] and ds.generator["landmarks"] == "none"
+  # The training pipelines' mel features are there: no full-clip mels computed per sample.
+  assert summary["features_written"] == 2 * len(ds)
+  for config in (mel.WAV2LIP_MEL, mel.RADIO_MEL):
+    assert pipelines_base.warn_missing_features(out, ds.clips(), config) == 0

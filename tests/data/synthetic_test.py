@@ -15,10 +15,12 @@ import pytest
 from data import motion
 from data import speech
 from data import synthetic
+from talking_heads.audio import mel
 from talking_heads.face import morphable
 from talking_heads.face import render
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.io import video as video_io
+from talking_heads.pipelines import base as pipelines_base
 
 # A small corpus for the parallel/resume/crash tests: the portrait, 2 clips.
 SMALL = dict(identities=1, heldout_identities=0, heldout_voice_clips=0,
@@ -53,6 +55,7 @@ def test_tiny_corpus_builds_and_validates(corpus, data):
   plan = synthetic.plan_corpus(config)
   assert [c.id for c in data] == [c.id for c in plan.clips]
   assert summary["clips"] == summary["written"] == len(plan.clips) == 12
+  assert summary["features_written"] == 2 * 12   # Wav2Lip and RADIO mels
   assert summary["frames"] == sum(c.num_frames for c in data)
   assert json.loads((root / synthetic.SUMMARY_FILE).read_text()) == summary
   assert data.generator["config"] == config.to_json()
@@ -282,3 +285,20 @@ def test_command_line_reports_bad_flags(tmp_path):
   assert result.returncode != 0
   assert "size=8" in result.stderr + result.stdout
   assert not (tmp_path / "x").exists()
+
+
+def test_command_line_corpus_has_the_pipelines_mel_features(tmp_path):
+  out = tmp_path / "cli"
+  result = subprocess.run(
+      [sys.executable, "-m", "data.synthetic", "--preset", "tiny", "--identities", "1",
+       "--heldout_identities", "0", "--minutes", "0.1", "--workers", "1", "--out", str(out)],
+      capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  dataset = dataset_lib.Dataset(out)
+  assert len(dataset) > 0
+  for config in (mel.WAV2LIP_MEL, mel.RADIO_MEL):
+    assert pipelines_base.warn_missing_features(out, dataset.clips(), config) == 0
+    clip = dataset.clips()[0]
+    np.testing.assert_array_equal(
+        np.load(pipelines_base.feature_path(out, clip.id, config)),
+        mel.mel_spectrogram_time_major(np.asarray(clip.audio), config, clip_id=clip.id))

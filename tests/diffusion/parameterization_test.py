@@ -102,6 +102,7 @@ def test_dynamic_threshold_and_clip():
   np.testing.assert_array_equal(np.asarray(param.clip_x0(x0, 1.5)), np.clip(x0, -1.5, 1.5))
 
 
+@pytest.mark.parity
 def test_matches_diffusers_add_noise_velocity_and_threshold():
   pytest.importorskip("diffusers")
   import diffusers  # pylint: disable=g-import-not-at-top

@@ -415,6 +415,7 @@ def _diffusers_schedule(ref):
 
 # Both sides compute in float32 and, for inputs that are not a denoiser's, x0_hat reaches ~300 at
 # t = 999: the absolute tolerance is 1e-6 of the largest |x0_hat| (at least 1e-6).
+@pytest.mark.parity
 @pytest.mark.parametrize("prediction,diffusers_pred", [("epsilon", "epsilon"), ("x0", "sample"),
                                                        ("v", "v_prediction")])
 @pytest.mark.parametrize("set_alpha_to_one", [True, False])
@@ -457,6 +458,7 @@ def test_ddim_steps_match_diffusers(prediction, diffusers_pred, set_alpha_to_one
                                  atol=tol)
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("variance", ["fixed_small", "fixed_large"])
 @pytest.mark.parametrize("prediction,diffusers_pred",
                          [("epsilon", "epsilon"), ("v", "v_prediction")])
@@ -487,6 +489,7 @@ def test_ddpm_steps_match_diffusers(variance, prediction, diffusers_pred):
     np.testing.assert_allclose(np.asarray(got_x), want.prev_sample.numpy(), rtol=1e-6, atol=tol)
 
 
+@pytest.mark.parity
 def test_ddim_loop_matches_diffusers_pipeline_loop():
   diffusers = pytest.importorskip("diffusers")
   import torch  # pylint: disable=g-import-not-at-top

@@ -135,6 +135,7 @@ def test_random_timesteps_range_and_determinism():
 
 # diffusers parity (optional dependency).
 
+@pytest.mark.parity
 @pytest.mark.parametrize("kind,diffusers_kind,start,end", [
     ("linear", "linear", 1e-4, 0.02), ("scaled_linear", "scaled_linear", 0.00085, 0.012),
     ("cosine", "squaredcos_cap_v2", 1e-4, 0.02)])
@@ -148,6 +149,7 @@ def test_schedules_match_diffusers(kind, diffusers_kind, start, end):
                              rtol=0, atol=1e-6)
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
 @pytest.mark.parametrize("n", [1, 10, 50, 99, 333, 1000])
 def test_spacings_match_diffusers(spacing, n):

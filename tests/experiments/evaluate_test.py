@@ -296,6 +296,7 @@ def test_s_expert_names_the_missing_checkpoint(tmp_path):
     evaluate.load_s_expert(None)
 
 
+@pytest.mark.parity
 def test_s_expert_loads_a_torch_saved_checkpoint(tmp_path):
   torch = pytest.importorskip("torch")
   manifest = json.loads((pathlib.Path(__file__).parents[1] / "third_party" / "manifests" /

@@ -29,6 +29,7 @@ def test_haar_finds_astronaut_face(astronaut):
   assert detect.box_iou(small[detect.select_face(small)], ASTRONAUT_FACE)[0, 0] > 0.6
 
 
+@pytest.mark.parity
 def test_dlib_finds_astronaut_face(astronaut):
   pytest.importorskip("dlib")
   boxes = detect.make_detector("dlib").detect(astronaut)
@@ -54,6 +55,7 @@ def test_landmark_model_lookup(tmp_path):
     assert description.startswith("none:")
 
 
+@pytest.mark.parity
 def test_landmarks_on_astronaut(astronaut):
   landmarker, _ = detect.load_landmark_detector()
   if landmarker is None:

@@ -108,6 +108,7 @@ def test_bad_arguments():
     loss_fn(variables, x, y, layer_weights=(1, 1, 1))
 
 
+@pytest.mark.parity
 def test_matches_reference_torch_loss(tmp_path):
   torch = pytest.importorskip("torch")
   torch.manual_seed(0)

@@ -49,6 +49,7 @@ def test_rejects_mismatched_shapes():
     sync.cosine_bce(jnp.ones((2, 4)), jnp.ones((2, 4)), jnp.ones(3))
 
 
+@pytest.mark.parity
 def test_matches_torch_bce_on_cosine():
   torch = pytest.importorskip("torch")
   rng = np.random.default_rng(1)

@@ -32,6 +32,7 @@ def _blurred(image: np.ndarray, sigma: float) -> np.ndarray:
   return skimage.filters.gaussian(image, sigma=sigma, preserve_range=True)
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("name, crop", [("camera", (slice(64, 320), slice(128, 384))),
                                         ("astronaut", (slice(0, 256), slice(128, 384))),
                                         ("coffee", (slice(100, 300), slice(150, 450)))])
@@ -44,6 +45,7 @@ def test_matches_cpbd_package(reference_cpbd, name, crop, sigma):
   assert ours == pytest.approx(reference_cpbd(image), abs=1e-3)
 
 
+@pytest.mark.parity
 def test_matches_cpbd_package_on_partial_blocks_and_flat_images(reference_cpbd):
   image = _grey("camera")[:150, :200]  # A partial last row/column of blocks is dropped.
   assert cpbd.cpbd(image) == pytest.approx(reference_cpbd(image), abs=1e-3)

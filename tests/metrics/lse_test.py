@@ -117,6 +117,7 @@ def test_summary_means_over_clips():
     lse.summarise([])
 
 
+@pytest.mark.parity
 def test_matches_a_torch_reference():
   torch = pytest.importorskip("torch")
 

@@ -348,11 +348,13 @@ def _relative_error(ours, ref):
   return float(np.max(np.abs(np.asarray(ours) - ref)) / np.max(np.abs(ref)))
 
 
+@pytest.mark.parity
 def test_reference_state_dict_matches_the_manifest(reference):
   _, _, state = reference
   assert {k: list(v.shape) for k, v in state.items()} == _manifest()
 
 
+@pytest.mark.parity
 def test_converted_network_matches_reference_without_resize(reference):
   torch, module, state = reference
   model = inception.FIDInceptionV3(resize_input=False)
@@ -367,6 +369,7 @@ def test_converted_network_matches_reference_without_resize(reference):
   assert ref_feats.std() > 0.1                          # calibrated: activations are not vanishing
 
 
+@pytest.mark.parity
 def test_converted_network_matches_reference_through_saved_file(reference, tmp_path):
   torch, module, _ = reference
   torch.save(module.state_dict(), tmp_path / WEIGHTS_FILE)

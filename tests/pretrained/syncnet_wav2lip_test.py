@@ -294,6 +294,7 @@ def torch_refs():
   return torch, _references(torch)
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("name", sorted(NETWORKS))
 def test_manifests_match_reference_state_dicts(torch_refs, name):
   _, refs = torch_refs
@@ -302,6 +303,7 @@ def test_manifests_match_reference_state_dicts(torch_refs, name):
   assert {k: list(v.shape) for k, v in module.state_dict().items()} == _manifest(name)
 
 
+@pytest.mark.parity
 def test_syncnet_color_matches_reference(torch_refs, tmp_path):
   torch, refs = torch_refs
   ref = refs.SyncNetColor()
@@ -321,6 +323,7 @@ def test_syncnet_color_matches_reference(torch_refs, tmp_path):
   _close(f, f_ref.numpy())
 
 
+@pytest.mark.parity
 def test_syncnet_s_matches_reference(torch_refs, tmp_path):
   torch, refs = torch_refs
   ref = refs.S()
@@ -338,6 +341,7 @@ def test_syncnet_s_matches_reference(torch_refs, tmp_path):
   _close(aud, aud_ref.numpy())
 
 
+@pytest.mark.parity
 def test_generator_matches_reference(torch_refs, tmp_path):
   torch, refs = torch_refs
   ref = refs.Generator()
@@ -354,6 +358,7 @@ def test_generator_matches_reference(torch_refs, tmp_path):
   _close(out, out_ref.numpy().transpose(0, 2, 3, 4, 1))
 
 
+@pytest.mark.parity
 def test_discriminator_matches_reference(torch_refs, tmp_path):
   torch, refs = torch_refs
   ref = refs.Discriminator().eval()

@@ -258,6 +258,7 @@ def _save(torch, module, weights_dir, name):
   torch.save(module.state_dict(), path)
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("net,size", [("vgg", 32), ("alex", 64), ("vgg19", 32)])
 def test_converted_trunk_matches_reference_torch(tmp_path, net, size):
   torch = pytest.importorskip("torch")
@@ -311,6 +312,7 @@ class _TorchLPIPS:
     return total.flatten()
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("net,channels,size", [
     ("alex", (64, 192, 384, 256, 256), 64), ("vgg", (64, 128, 256, 512, 512), 32)])
 def test_lpips_matches_reference_torch(tmp_path, net, channels, size):

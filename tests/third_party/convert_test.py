@@ -121,6 +121,7 @@ def test_prefix_helpers():
     cv.subtree(nested, "model.")
 
 
+@pytest.mark.parity
 def test_conv_transpose_matches_torch():
   torch = pytest.importorskip("torch")
   for k, s, p, op in ((4, 2, 1, 0), (3, 1, 0, 0), (3, 2, 1, 1)):

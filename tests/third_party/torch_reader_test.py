@@ -130,6 +130,7 @@ def test_object_keeps_non_tensor_values_and_order():
   assert isinstance(obj["list"], list) and obj["list"][1]["deep"].dtype == np.int64
 
 
+@pytest.mark.parity
 def test_regenerated_fixtures_match(tmp_path):
   torch = pytest.importorskip("torch")
   write_fixtures(torch, tmp_path)

@@ -13,9 +13,8 @@ from talking_heads.pipelines import testing
 from talking_heads.systems.dae_talker.dae import DAEStage
 from talking_heads.training import loop, restore
 
-# Slow: two training runs, restores and DDIM loops compile for minutes on 2 shared cores;
-# main_test trains the tiny stage in the default suite.
-pytestmark = pytest.mark.slow
+# Tests that train or compile the stage's networks are `slow` (minutes on 2 cores; main_test trains
+# the tiny stage in the default suite); its guards and error paths run by default.
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +40,7 @@ def trained(dataset, tmp_path_factory):
   return workdir, first, resumed
 
 
+@pytest.mark.slow
 def test_trains_evaluates_and_resumes(trained):
   _, first, resumed = trained
   assert first.step == 4 and all(np.isfinite(h["loss"]) for h in first.history)
@@ -50,6 +50,7 @@ def test_trains_evaluates_and_resumes(trained):
   assert resumed.step == 6 and len(resumed.history) == 2
 
 
+@pytest.mark.slow
 def test_restored_stage_decodes_with_shared_or_independent_noise(trained, dataset):
   workdir, _, _ = trained
   stage, state, step = restore.restore_stage(workdir)
@@ -73,6 +74,7 @@ def test_restored_stage_decodes_with_shared_or_independent_noise(trained, datase
   assert fn(*args).shape == (stage.config.batch_size, 16, 16, 3)
 
 
+@pytest.mark.slow
 def test_inverted_noise_reconstructs_better_than_random_noise(trained, dataset):
   workdir, _, _ = trained
   stage, state, _ = restore.restore_stage(workdir)

@@ -15,8 +15,8 @@ from talking_heads.io.dataset import parse_identities
 from talking_heads.systems.ladtalk.sovqae import SOVQAEStage
 from talking_heads.training import loop, restore
 
-# Slow: the stage's train/resume/eval compiles dominate: about 2 minutes on 2 cores; main_test trains the tiny stage in the default suite.
-pytestmark = pytest.mark.slow
+# Tests that train or compile the stage's networks are `slow` (minutes on 2 cores; main_test trains
+# the tiny stage in the default suite); its guards and error paths run by default.
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +56,7 @@ def test_parse_identities():
   assert parse_identities(("a",)) == ("a",) and parse_identities("") == ()
 
 
+@pytest.mark.slow
 def test_overfits_one_batch_with_the_gan_on():
   config = tiny_config()
   stage = SOVQAEStage(config)
@@ -76,6 +77,7 @@ def test_overfits_one_batch_with_the_gan_on():
   assert int(state.discriminators["patchgan"].step) == 60
 
 
+@pytest.mark.slow
 def test_gan_step_matches_gradients_through_the_whole_model():
   config = tiny_config()
   config.loss.disc_start = 0
@@ -108,14 +110,21 @@ def test_gan_step_matches_gradients_through_the_whole_model():
   np.testing.assert_allclose(float(metrics["grad_norm"]), float(grad_norm), rtol=1e-4)
 
 
-def test_perceptual_weights(tmp_path):
+def test_perceptual_loss_needs_the_public_weights(tmp_path):
   config = tiny_config()
   config.loss.perceptual_weight = 0.5
   assert SOVQAEStage(config).perceptual_variables is None   # no folder: off
   config.perceptual.weights_dir = str(tmp_path)
   with pytest.raises(FileNotFoundError, match="vgg16-397923af.pth"):
     SOVQAEStage(config)
-  # Wiring check with stand-in LPIPS variables (real runs load the public files).
+
+
+@pytest.mark.slow
+def test_perceptual_loss_wiring(tmp_path):
+  config = tiny_config()
+  config.loss.perceptual_weight = 0.5
+  config.perceptual.weights_dir = str(tmp_path)
+  # Stand-in LPIPS variables (real runs load the public files).
   x = jnp.asarray(smooth_images(2), jnp.float32) / 127.5 - 1.0
   y = jnp.asarray(smooth_images(2, seed=3), jnp.float32) / 127.5 - 1.0
   variables = jax.jit(lpips_lib.LPIPS(net="vgg").init)(jax.random.PRNGKey(0), x, y)
@@ -126,6 +135,7 @@ def test_perceptual_weights(tmp_path):
   np.testing.assert_allclose(float(nll), float(jnp.mean((x - y) ** 2)) + 0.5 * expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_eval_batches_and_metrics_skip_padding(dataset):
   stage = SOVQAEStage(tiny_config(dataset))
   # The eval set is id0's test clip only: 16 frames at stride 3 -> 6 frames and 2 padding rows.
@@ -184,6 +194,7 @@ def test_needs_an_identity(dataset):
     stage.train_iterator(8, 0, 1)
 
 
+@pytest.mark.slow
 def test_degraded_inputs(dataset):
   config = tiny_config(dataset)
   config.data.degrade = True

@@ -22,9 +22,8 @@ from talking_heads.training import checkpoint, loop, restore
 from talking_heads.training.state import AdversarialTrainState
 from third_party import weights
 
-# Slow: two training runs and their compiles: about 2 minutes on 2 cores; main_test trains the tiny stage in the default suite.
-pytestmark = pytest.mark.slow
-
+# Tests that train or compile the stage's networks are `slow` (minutes on 2 cores; main_test trains
+# the tiny stage in the default suite); its guards and error paths run by default.
 TRAIN_KEYS = ("frames", "masked", "reference", "mel", "indiv_mels")
 
 
@@ -97,6 +96,7 @@ def trained(dataset, expert_workdir, tmp_path_factory):
   return workdir, seen, interrupted_at, resumed
 
 
+@pytest.mark.slow
 def test_sync_weight_switches_after_eval_and_survives_resume(trained):
   workdir, seen, interrupted_at, resumed = trained
   # sw = 0 (no expert pass) until the eval at step 2, then the published 0.01.
@@ -117,6 +117,7 @@ def test_sync_weight_switches_after_eval_and_survives_resume(trained):
   assert step == 5 and float(stage.sync_weight(state)) == pytest.approx(0.01)
 
 
+@pytest.mark.slow
 def test_restored_stage_generates_faces(trained):
   stage, state, _ = restore.restore_stage(trained[0])
   variables = jax.device_get(stage.variables(state))
@@ -178,6 +179,7 @@ def test_l1_overfits_a_batch_and_the_sync_loss_trains_the_generator(dataset, exp
                                       + h["sync_weight"] * h["sync_loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_eval_metrics_match_an_independent_computation(trained, expert_workdir):
   stage, state, _ = restore.restore_stage(trained[0])
   batch = {k: np.asarray(v) for k, v in _batch(stage, 4).items()}
