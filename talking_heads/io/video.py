@@ -23,7 +23,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -246,6 +246,61 @@ def read_video_with_audio(path: PathLike, fps: float | None = None,
     raise NoAudioError(path, "has no audio stream, but audio was requested")
   frames, rate = read_video(path, fps=fps, strict=strict)
   return frames, rate, audio_io.load_audio(path, sample_rate=sample_rate, strict=strict)
+
+
+class FrameFile:
+  """RGB uint8 frames [V, H, W, 3] in an anonymous temporary file, read back by index.
+
+  For frames needed again and again (an identity video looped under long audio): they cost
+  disk, not memory. Reads are plain file reads through the page cache (no memory map, so
+  they do not count towards the process's resident memory). Indexing works as on an array's
+  first axis (an int, a slice, an integer array) and returns a new array; `np.asarray` reads
+  every frame. The file is gone when this object is closed or collected (or the process ends).
+  """
+
+  dtype = np.dtype(np.uint8)
+  ndim = 4
+
+  def __init__(self, frames: Iterable[np.ndarray]):
+    self._file = tempfile.TemporaryFile()
+    shape = None
+    count = 0
+    for frame in frames:
+      frame = np.asarray(frame)
+      if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[-1] != 3 or (
+          shape is not None and frame.shape != shape):
+        self._file.close()
+        raise ValueError(f"FrameFile: frame {count} is {frame.dtype} {frame.shape}; expected "
+                         f"uint8 {shape or '[H, W, 3]'}")
+      shape = frame.shape
+      self._file.write(np.ascontiguousarray(frame).data)
+      count += 1
+    if shape is None:
+      self._file.close()
+      raise ValueError("FrameFile: no frames")
+    self.shape = (count, *shape)
+
+  def __len__(self) -> int:
+    return self.shape[0]
+
+  def __getitem__(self, key: int | slice | np.ndarray) -> np.ndarray:
+    index = np.arange(len(self))[key]
+    out = np.empty((*np.shape(index), *self.shape[1:]), np.uint8)
+    rows = out.reshape(-1, int(np.prod(self.shape[1:])))
+    for row, i in zip(rows, np.ravel(index)):
+      self._file.seek(int(i) * row.size)
+      self._file.readinto(memoryview(row))
+    return out
+
+  def __iter__(self) -> Iterator[np.ndarray]:
+    return (self[i] for i in range(len(self)))
+
+  def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
+    del copy   # always a new array
+    return self[:] if dtype is None else self[:].astype(dtype)
+
+  def close(self) -> None:
+    self._file.close()
 
 
 @contextlib.contextmanager

@@ -238,3 +238,19 @@ def test_written_files_follow_the_umask(tmp_path):
   finally:
     os.umask(previous)
   assert path.stat().st_mode & 0o777 == 0o640 and muxed.stat().st_mode & 0o777 == 0o640
+
+
+def test_frame_file_reads_frames_back_by_index():
+  frames = _smooth_frames(6, 8, 10)
+  stored = video.FrameFile(iter(frames))
+  assert stored.shape == (6, 8, 10, 3) and len(stored) == 6 and stored.dtype == np.uint8
+  np.testing.assert_array_equal(stored[4], frames[4])
+  np.testing.assert_array_equal(stored[-1], frames[-1])
+  np.testing.assert_array_equal(stored[1:4], frames[1:4])
+  np.testing.assert_array_equal(stored[np.array([5, 0, 5])], frames[[5, 0, 5]])
+  np.testing.assert_array_equal(np.asarray(stored), frames)
+  stored.close()
+  with pytest.raises(ValueError, match=r"frame 2 is uint8 \(8, 9, 3\); expected uint8 \(8, 10, 3\)"):
+    video.FrameFile([frames[0], frames[1], frames[2, :, :9]])
+  with pytest.raises(ValueError, match="no frames"):
+    video.FrameFile([])
