@@ -230,8 +230,8 @@ def audio_chunks(audio: np.ndarray, fps: int = windows.VIDEO_FPS, *, silence_db:
   mel = mel_lib.mel_spectrogram(audio, mel_lib.WAV2LIP_MEL, clip_id=clip_id)    # [80, F]
   starts = mel_chunk_starts(mel.shape[1], output_frame_count(audio.shape[0], fps), fps,
                             clip_id=clip_id)
-  chunks = mel[:, starts[:, None] + np.arange(MEL_SPEC.window)]                 # [80, T, 16]
-  return np.ascontiguousarray(chunks.transpose(1, 0, 2))
+  windows_view = np.lib.stride_tricks.sliding_window_view(mel, MEL_SPEC.window, axis=1)
+  return windows_view.transpose(1, 0, 2)[starts]                                # [T, 80, 16]
 
 
 # ------------------------------------------------------------------------------ video
