@@ -145,8 +145,7 @@ def generate(request: Request) -> Generation:
   video = system.generate(request.audio, request.video, request.options)
   with video_io.VideoWriter(request.out, fps=video.fps, audio=video.audio,
                             sample_rate=windows.SAMPLE_RATE) as writer:
-    for frames in api.frame_chunks(video):
-      writer.write(frames)
+    writer.write_chunks(api.frame_chunks(video))
   done = time.perf_counter()
   num_frames = writer.num_frames
   batch_size = system.batch_size or request.options.batch_size

@@ -440,6 +440,12 @@ class VideoWriter:
       raise MediaError(self.path, "cannot encode video: ffmpeg stopped reading frames") from None
     self.num_frames += frames.shape[0]
 
+  def write_chunks(self, chunks: Iterable[np.ndarray]) -> None:
+    """`write`s every chunk of frames, holding none while the next one is made."""
+    for frames in chunks:
+      self.write(frames)
+      del frames   # else the loop would keep it while the iterator makes the next chunk
+
   def close(self) -> pathlib.Path:
     """Finishes the encoding, muxes the audio and moves the mp4 to `path`."""
     try:

@@ -53,6 +53,7 @@ import contextlib
 import dataclasses
 import functools
 import itertools
+import operator
 import os
 import time
 from typing import Any, Callable, Iterator, Sequence
@@ -142,7 +143,7 @@ class Options:
   pads: crop_lib.Pads = REFERENCE_PADS
   smoothing: int = REFERENCE_SMOOTHING
   batch_size: int = 16
-  chunk_frames: int = 64
+  chunk_frames: int = 32
   feather: float = 0.1
   loop: str = "plain"
   silence_db: float = -60.0
@@ -452,8 +453,30 @@ class Stream:
     return self.inputs.num_frames
 
   def frame_chunks(self) -> Iterator[np.ndarray]:
-    """The output frames chunk by chunk, [c, H, W, 3] uint8."""
-    return (chunk.frames for chunk in self.chunks)
+    """The output frames chunk by chunk, [c, H, W, 3] uint8 (holding no earlier chunk)."""
+    return map(operator.attrgetter("frames"), self.chunks)
+
+
+def _make_chunk(inputs: Inputs, start: int, stop: int, steps: Sequence[tuple[str, FaceStep]],
+                options: Options, seconds: dict[str, float]) -> Chunk:
+  begin = time.perf_counter()
+  source = chunk_inputs(inputs, start, stop)
+  _ = source.crops   # cut here, so that "source" has their time and not the first network
+  seconds["source"] += time.perf_counter() - begin
+  faces: Any = source
+  stage_faces: dict[str, np.ndarray] = {}
+  for i, (name, fn) in enumerate(steps):
+    begin = time.perf_counter()
+    first = (lambda s, n=name: seconds.update({f"{n}_first_batch": s})) if start == 0 else None
+    out = fn(faces, on_first_batch=first)
+    seconds[name] += time.perf_counter() - begin
+    if i < len(steps) - 1:
+      stage_faces[name] = out
+    faces = out
+  begin = time.perf_counter()
+  frames = paste_faces(source, faces, options.feather)
+  seconds["paste"] += time.perf_counter() - begin
+  return Chunk(start, frames, faces, stage_faces)
 
 
 def _generate_chunks(inputs: Inputs, steps: Sequence[tuple[str, FaceStep]], options: Options,
@@ -461,24 +484,8 @@ def _generate_chunks(inputs: Inputs, steps: Sequence[tuple[str, FaceStep]], opti
   for name in ("source", *(name for name, _ in steps), "paste"):
     seconds[name] = 0.0
   for start, stop in chunk_bounds(inputs.num_frames, options.chunk_frames, options.batch_size):
-    begin = time.perf_counter()
-    source = chunk_inputs(inputs, start, stop)
-    _ = source.crops   # cut here, so that "source" has their time and not the first network
-    seconds["source"] += time.perf_counter() - begin
-    faces: Any = source
-    stage_faces: dict[str, np.ndarray] = {}
-    for i, (name, fn) in enumerate(steps):
-      begin = time.perf_counter()
-      first = (lambda s, n=name: seconds.update({f"{n}_first_batch": s})) if start == 0 else None
-      out = fn(faces, on_first_batch=first)
-      seconds[name] += time.perf_counter() - begin
-      if i < len(steps) - 1:
-        stage_faces[name] = out
-      faces = out
-    begin = time.perf_counter()
-    frames = paste_faces(source, faces, options.feather)
-    seconds["paste"] += time.perf_counter() - begin
-    yield Chunk(start, frames, faces, stage_faces)
+    # Made by a function: this generator keeps no chunk's arrays while the next one is made.
+    yield _make_chunk(inputs, start, stop, steps, options, seconds)
 
 
 def stream(inputs: Inputs, steps: Sequence[tuple[str, FaceStep]],
@@ -542,9 +549,7 @@ def run(inputs: Inputs, steps: Sequence[tuple[str, FaceStep]],
 def write_mp4(path: PathLike, result: Result | Stream) -> os.PathLike[str]:
   """Encodes the frames (of a `Result`, or of a `Stream` as its chunks are made) with the audio
   (16 kHz mono, AAC) into an mp4."""
-  frame_chunks = result.frame_chunks() if isinstance(result, Stream) else [result.frames]
   with video_io.VideoWriter(path, fps=result.fps, audio=result.audio,
                             sample_rate=windows.SAMPLE_RATE) as writer:
-    for frames in frame_chunks:
-      writer.write(frames)
+    writer.write_chunks(result.frame_chunks() if isinstance(result, Stream) else [result.frames])
   return writer.path

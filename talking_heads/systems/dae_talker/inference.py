@@ -72,7 +72,7 @@ class Options:
   noise: str = "shared"
   batch_size: int = 32
   seed: int = 0
-  chunk_frames: int = 64
+  chunk_frames: int = 32
 
   def __post_init__(self):
     if self.noise not in NOISE_MODES:
@@ -266,38 +266,43 @@ def decode_chunks(stage: DAEStage, variables: Any, latents: np.ndarray, options:
   "decode_first_batch" as the chunks are decoded.
   """
   seconds = {} if seconds is None else seconds
+  shared_noise = None   # "independent": drawn chunk by chunk
   if options.noise == "reference":
     if reference_frame is None:
       raise ValueError('noise="reference" needs a reference frame of the speaker')
-    x_T = reference_noise(stage, variables, reference_frame, options.sample_steps)
+    shared_noise = reference_noise(stage, variables, reference_frame, options.sample_steps)
   elif options.noise == "shared":
-    x_T = initial_noise(stage.image_size, np.zeros(0, np.int64), options.seed, options.noise)
-  return _decode_chunks(stage, variables, latents, options,
-                        None if options.noise == "independent" else x_T, seconds)
+    shared_noise = initial_noise(stage.image_size, np.zeros(0, np.int64), options.seed, "shared")
+  return _decode_chunks(stage, variables, latents, options, shared_noise, seconds)
 
 
 def _decode_chunks(stage: DAEStage, variables: Any, latents: np.ndarray, options: Options,
                    shared_noise: np.ndarray | None,
                    seconds: dict[str, float]) -> Iterator[np.ndarray]:
-  decode = _decode_fn(stage, options.sample_steps)
   seconds["decode"] = 0.0
-  bounds = video_inference.chunk_bounds(latents.shape[0], options.chunk_frames,
-                                        options.batch_size)
-  for start, stop in bounds:
-    begin = time.perf_counter()
-    noise = shared_noise
-    if noise is None:   # one x_T per frame
-      noise = initial_noise(stage.image_size, np.arange(start, stop), options.seed, options.noise)
+  for start, stop in video_inference.chunk_bounds(latents.shape[0], options.chunk_frames,
+                                                  options.batch_size):
+    # Made by a function: this generator keeps no chunk's frames while the next one is made.
+    yield _decode_chunk(stage, variables, latents, options, shared_noise, start, stop, seconds)
 
-    def make_batch(index: np.ndarray, noise: np.ndarray = noise,
-                   start: int = start) -> tuple[Any, ...]:
-      return variables, latents[start + index], noise if shared_noise is not None else noise[index]
 
-    first = (lambda s: seconds.update(decode_first_batch=s)) if start == 0 else None
-    frames = video_inference.batched(decode, make_batch, stop - start, options.batch_size,
-                                     on_first_batch=first)   # [c, H, W, 3] uint8
-    seconds["decode"] += time.perf_counter() - begin
-    yield frames
+def _decode_chunk(stage: DAEStage, variables: Any, latents: np.ndarray, options: Options,
+                  shared_noise: np.ndarray | None, start: int, stop: int,
+                  seconds: dict[str, float]) -> np.ndarray:
+  """Frames [start, stop), uint8 [c, H, W, 3]."""
+  begin = time.perf_counter()
+  noise = shared_noise
+  if noise is None:   # one x_T per frame: [c, H, W, 3]
+    noise = initial_noise(stage.image_size, np.arange(start, stop), options.seed, options.noise)
+
+  def make_batch(index: np.ndarray) -> tuple[Any, ...]:
+    return variables, latents[start + index], noise if shared_noise is not None else noise[index]
+
+  first = (lambda s: seconds.update(decode_first_batch=s)) if start == 0 else None
+  frames = video_inference.batched(_decode_fn(stage, options.sample_steps), make_batch,
+                                   stop - start, options.batch_size, on_first_batch=first)
+  seconds["decode"] += time.perf_counter() - begin
+  return frames
 
 
 def decode_latents(stage: DAEStage, variables: Any, latents: np.ndarray, options: Options,

@@ -112,7 +112,7 @@ def generate_faces(model: Wav2LipModel, inputs: video_inference.Inputs, batch_si
     raise ValueError(f"crops are {inputs.image_size} px but the generator ({model.source}) takes "
                      f"{model.image_size} px")
   fn = _generator_fn(model.module)
-  variables = jax.device_put(model.variables)   # once, not with every batch
+  variables = jax.device_put(model.variables)   # once, not with every batch (no-op if there)
 
   def make_batch(index: np.ndarray) -> tuple[Any, ...]:
     mels = inputs.mel_chunks[index][..., None]                           # [B, 80, 16, 1]
@@ -186,13 +186,16 @@ def denoise_faces(model: SOVQAEModel, faces: np.ndarray, batch_size: int = 16, *
 
 def wav2lip_steps(model: Wav2LipModel, options: video_inference.Options
                   ) -> list[tuple[str, video_inference.FaceStep]]:
-  """Wav2Lip's face step for `video_inference.stream` / `run`."""
+  """Wav2Lip's face step for `video_inference.stream` / `run` (its weights put on the device
+  once, not with every chunk)."""
+  model = dataclasses.replace(model, variables=jax.device_put(model.variables))
   return [("wav2lip", functools.partial(generate_faces, model, batch_size=options.batch_size))]
 
 
 def ladtalk_steps(wav2lip: Wav2LipModel, sovqae: SOVQAEModel, options: video_inference.Options
                   ) -> list[tuple[str, video_inference.FaceStep]]:
   """LaDTalk's face steps: Wav2Lip, then the SOVQAE's latent denoising."""
+  sovqae = dataclasses.replace(sovqae, variables=jax.device_put(sovqae.variables))
   refine = functools.partial(denoise_faces, sovqae, batch_size=options.batch_size)
   return [*wav2lip_steps(wav2lip, options), ("sovqae", refine)]
 
