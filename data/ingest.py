@@ -44,7 +44,6 @@ import os
 import pathlib
 import re
 import sys
-import tempfile
 import time
 from typing import Any, Callable, Iterable, Sequence
 
@@ -58,6 +57,7 @@ from talking_heads.face import crop as crop_lib
 from talking_heads.face import detect as detect_lib
 from talking_heads.face import fitting
 from talking_heads.face import morphable
+from talking_heads.io import atomic
 from talking_heads.io import audio as audio_io
 from talking_heads.io import dataset as dataset_io
 from talking_heads.io import video as video_io
@@ -405,15 +405,8 @@ def _fingerprint(path: pathlib.Path) -> list[int] | None:
 
 
 def _write_json(path: pathlib.Path, value: Any) -> None:
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-      json.dump(value, f, indent=1)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  with atomic.output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    json.dump(value, f, indent=1)
 
 
 def _read_state(path: pathlib.Path) -> dict[str, Any]:

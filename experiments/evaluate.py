@@ -35,8 +35,18 @@ Lengths: paired metrics use the common length (the first frames of both) and say
 per-frame metric (psnr, ssim, ms_ssim, lpips) takes its best window, and fid, lmd and
 flicker_error use the window PSNR picks.
 
-Output: a table on stdout and JSON (`--out`): per-video values, means over videos, notes, the
-command, machine and duration.
+Bad files: a video that cannot be decoded, or that a metric cannot score (no audio track for LSE,
+no face, too short...), is recorded under "failures" (video, stage or metric, reason) and printed;
+the others are scored and the means are over the videos that have a value (the notes say how many).
+The command then exits with status 1 and a line naming the failed videos. Bad flags or inputs
+(missing paths, unknown metrics, an unusable --syncnet-workdir...) stop it before any scoring with
+a one-line error and status 2.
+
+Output: a line per video as it is scored (with its length notes and failures), a table on stdout and
+JSON (`--out`): per-video values, means over videos, failures, notes, the command, machine and
+duration. The JSON is rewritten after each video ("complete": false until the end), so a killed run
+keeps its scores; rerun with the same flags, it reuses the videos scored without failure whose files
+are unchanged (`--noreuse-scores` rescores all; FID always rescores all, as it needs every frame).
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ import functools
 import json
 import os
 import pathlib
+import sys
 import time
 from typing import Any, Callable, Iterable
 
@@ -59,6 +70,7 @@ from talking_heads.io import dataset as dataset_lib
 from talking_heads.io import video as video_io
 from talking_heads.metrics import cpbd as cpbd_lib
 from talking_heads.metrics import fid as fid_lib
+from talking_heads.metrics import image as image_lib
 from talking_heads.metrics import landmarks as landmarks_lib
 from talking_heads.metrics import lpips as lpips_lib
 from talking_heads.metrics import suite
@@ -93,7 +105,11 @@ _CROP_MIN_TRACK = flags.DEFINE_integer(
     "crop-min-track", sync_experts.CropSettings.min_track, "Face tracks need more detections.")
 _CROP_MIN_FACE = flags.DEFINE_float(
     "crop-min-face", sync_experts.CropSettings.min_face_size, "Minimum mean face box side (px).")
-OUT = flags.DEFINE_string("out", "evaluation.json", "Where to write the JSON results.")
+OUT = flags.DEFINE_string("out", "evaluation.json", "Where to write the JSON results (after each video).")
+_REUSE_SCORES = flags.DEFINE_bool(
+    "reuse-scores", True,
+    "Reuse the videos --out already scored with the same settings (files unchanged).")
+USAGE_EXIT = 2  # bad flags or inputs; 1: some videos failed
 
 
 @dataclasses.dataclass
@@ -118,10 +134,27 @@ class Video:
 
 @dataclasses.dataclass(frozen=True)
 class VideoRef:
-  """A video that is not decoded yet."""
+  """A video that is not decoded yet.
+
+  Attributes:
+    name: pairing key (file stem or clip id).
+    source: where it comes from.
+    load: decodes it.
+    fingerprint: size, inode and modification time of its file (clip folder), so that a resumed
+      run rescores a video that changed since its earlier score.
+  """
   name: str
   source: str
   load: Callable[[], Video]
+  fingerprint: str
+
+
+def _fingerprint(path: pathlib.Path) -> str:
+  try:
+    stat = path.stat()
+  except OSError:  # its loading fails and says why, and a failed video is never reused
+    return ""
+  return f"{stat.st_size}:{stat.st_ino}:{stat.st_mtime_ns}"
 
 
 def _load_mp4(path: pathlib.Path) -> Video:
@@ -159,16 +192,17 @@ def list_videos(spec: str) -> list[VideoRef]:
                        f"needs {FPS} fps / {SAMPLE_RATE} Hz")
     if split is not None and split not in data.splits():
       raise ValueError(f"{root}: no split {split!r} (splits: {data.splits()})")
-    return [VideoRef(c.id, f"{DATASET_PREFIX}{root}:{c.id}", functools.partial(_load_clip, c, f"{root}:{c.id}"))
+    return [VideoRef(c.id, f"{DATASET_PREFIX}{root}:{c.id}",
+                     functools.partial(_load_clip, c, f"{root}:{c.id}"), _fingerprint(c.directory))
             for c in sorted(data.clips(split), key=lambda c: c.id)]
   path = pathlib.Path(spec).expanduser()
   if path.is_dir():
     files = sorted(path.glob("*.mp4"))
     if not files:
       raise ValueError(f"{path}: directory holds no .mp4 file")
-    return [VideoRef(f.stem, str(f), functools.partial(_load_mp4, f)) for f in files]
+    return [VideoRef(f.stem, str(f), functools.partial(_load_mp4, f), _fingerprint(f)) for f in files]
   if path.is_file():
-    return [VideoRef(path.stem, str(path), functools.partial(_load_mp4, path))]
+    return [VideoRef(path.stem, str(path), functools.partial(_load_mp4, path), _fingerprint(path))]
   raise FileNotFoundError(f"{spec}: not an mp4 file, a directory of mp4s, or dataset:ROOT[:SPLIT]")
 
 
@@ -251,18 +285,34 @@ def _audio_for(name: str, generated: Video, reference: Video | None,
   return None, "none"
 
 
+# What bad or unreadable input raises (MediaError, ClipTooShortError, DatasetError... are
+# ValueErrors): the video is recorded as failed and the others are scored. Other errors are bugs.
+FILE_ERRORS = (ValueError, OSError)
+
+
+def _reason(e: Exception) -> str:
+  return f"{type(e).__name__}: {e}"
+
+
 def _error_text(e: Exception) -> str:
   text = str(e)
-  return text if text.startswith("unavailable:") else f"error: {type(e).__name__}: {text}"
+  return text if text.startswith("unavailable:") else f"error: {_reason(e)}"
 
 
-def _record(metrics: dict[str, Any], keys: Iterable[str], fn: Callable[[], dict[str, Any]]) -> None:
-  """Stores fn()'s values, or the same error text under every key it would have filled."""
+def _record(metrics: dict[str, Any], failures: list[dict[str, str]], metric: str,
+            keys: Iterable[str], fn: Callable[[], dict[str, Any]]) -> None:
+  """Stores fn()'s values; if the video makes it fail, the error text under every key it would
+  have filled and, unless the metric is only unavailable here, a failure of `metric`."""
   try:
     metrics.update(fn())
-  except (ValueError, LookupError, OSError, audio_io.MediaError) as e:
-    for key in keys:
-      metrics[key] = _error_text(e)
+  except LookupError as e:  # `suite.Landmarker` without a landmark model
+    if not str(e).startswith("unavailable:"):
+      raise
+    metrics.update(dict.fromkeys(keys, str(e)))
+  except FILE_ERRORS as e:
+    metrics.update(dict.fromkeys(keys, _error_text(e)))
+    if not str(e).startswith("unavailable:"):
+      failures.append({"metric": metric, "reason": _reason(e)})
 
 
 @dataclasses.dataclass
@@ -291,43 +341,51 @@ class _Context:
   options: Options
 
 
-def _evaluate_pair(gen: Video, ref: Video | None, ctx: _Context) -> dict[str, Any]:
-  """Per-video values of one generated video (and its reference)."""
-  entry: dict[str, Any] = {"name": gen.name, "generated": gen.source, "frames": int(gen.frames.shape[0])}
+def _evaluate_pair(gen: Video, ref: Video | None, ctx: _Context,
+                   failures: list[dict[str, str]]) -> dict[str, Any]:
+  """Per-video values of one generated video (and its reference); failures are appended."""
+  entry: dict[str, Any] = {"frames": int(gen.frames.shape[0])}
   values: dict[str, Any] = {}
   notes: list[str] = []
   g, r = gen.frames, None
   if ref is not None:
-    entry.update(reference=ref.source, reference_frames=int(ref.frames.shape[0]))
+    entry.update(reference_frames=int(ref.frames.shape[0]))
     alignment = suite.align(gen.frames, ref.frames, sliding=ctx.options.sliding)
     n, window, notes = alignment.frames, alignment.start, list(alignment.notes)
     g, r = alignment.pair(gen.frames, ref.frames)
     for key, fn in ctx.per_frame.items():
+      if key == "ms_ssim" and min(g.shape[1:3]) < image_lib.min_ms_ssim_side():
+        # A property of the frame size, not a fault of the file: reported, not a failure.
+        values[key] = (f"unavailable: MS-SSIM needs frames of at least "
+                       f"{image_lib.min_ms_ssim_side()} px; these are {g.shape[1]}x{g.shape[2]}")
+        continue
       def frame_metric(key=key, fn=fn):
         value, best = suite.frame_score(fn, gen.frames, ref.frames, sliding=alignment.slide,
                                         higher_is_better=suite.HIGHER_IS_BETTER[key])
         return {key: value} if best is None else {key: value, f"{key}_window": best}
-      _record(values, [key], frame_metric)
+      _record(values, failures, key, [key], frame_metric)
     if ctx.fid is not None:
       def fid_features():
         ctx.fid.add(g, r)
         return {}
-      _record(values, ["fid"], fid_features)
+      _record(values, failures, "fid", ["fid"], fid_features)
     if ctx.landmarker is not None:
       def lmd():
         gl = gen.landmarks[:n] if gen.landmarks is not None else ctx.landmarker(g)
         rl = ref.landmarks[window:window + n] if ref.landmarks is not None else ctx.landmarker(r)
         return {k: float(f(gl, rl)) for k, f in landmarks_lib.LMD_VARIANTS.items()}
-      _record(values, landmarks_lib.LMD_VARIANTS, lmd)
+      _record(values, failures, "lmd", landmarks_lib.LMD_VARIANTS, lmd)
   if "cpbd" in ctx.requested:
-    _record(values, ["cpbd"], lambda: {"cpbd": float(cpbd_lib.video_cpbd(gen.frames))})
+    _record(values, failures, "cpbd", ["cpbd"],
+            lambda: {"cpbd": float(cpbd_lib.video_cpbd(gen.frames))})
     if ref is not None:
-      _record(values, ["cpbd_reference"],
+      _record(values, failures, "cpbd_reference", ["cpbd_reference"],
               lambda: {"cpbd_reference": float(cpbd_lib.video_cpbd(ref.frames))})
   if "flicker" in ctx.requested:
-    _record(values, ["flicker"], lambda: {"flicker": float(temporal_lib.flicker(gen.frames))})
+    _record(values, failures, "flicker", ["flicker"],
+            lambda: {"flicker": float(temporal_lib.flicker(gen.frames))})
     if r is not None:
-      _record(values, ["flicker_error"],
+      _record(values, failures, "flicker_error", ["flicker_error"],
               lambda: {"flicker_error": float(temporal_lib.flicker_error(g, r))})
   if ctx.expert is not None:
     def lse():
@@ -338,15 +396,99 @@ def _evaluate_pair(gen: Video, ref: Video | None, ctx: _Context) -> dict[str, An
       as_is = crop_mode == "none" or (crop_mode == "auto" and gen.face_crops)
       return suite.video_lse(ctx.expert, gen.frames, audio, clip_id=gen.name,
                              crop=None if as_is else ctx.options.crop_settings)
-    _record(values, ["lse_c", "lse_d"], lse)
+    _record(values, failures, "lse", ["lse_c", "lse_d"], lse)
   entry["metrics"] = values
   if notes:
     entry["notes"] = notes
   return entry
 
 
-def evaluate(options: Options) -> dict[str, Any]:
-  """Runs the evaluation and returns the JSON-ready results (see the module docstring)."""
+def _fingerprints(gen: VideoRef, ref: VideoRef | None) -> dict[str, str]:
+  return {"generated": gen.fingerprint, **({"reference": ref.fingerprint} if ref else {})}
+
+
+def _score_pair(gen_ref: VideoRef, ref_ref: VideoRef | None, ctx: _Context) -> dict[str, Any]:
+  """The entry of one pair: its values and the failures of what could not be scored (without a
+  decodable reference, the generated video's own metrics are still scored)."""
+  entry: dict[str, Any] = {"name": gen_ref.name, "generated": gen_ref.source}
+  if ref_ref is not None:
+    entry["reference"] = ref_ref.source
+  entry.update(fingerprints=_fingerprints(gen_ref, ref_ref), metrics={}, failures=[])
+  try:
+    gen = gen_ref.load()
+  except FILE_ERRORS as e:
+    entry["failures"].append({"stage": "load generated", "reason": _reason(e)})
+    return entry
+  ref = None
+  if ref_ref is not None:
+    try:
+      ref = ref_ref.load()
+    except FILE_ERRORS as e:
+      entry["failures"].append({"stage": "load reference", "reason": _reason(e)})
+  try:
+    entry.update(_evaluate_pair(gen, ref, ctx, entry["failures"]))
+  except FILE_ERRORS as e:  # outside a metric's guard, e.g. aligning frames of different sizes
+    entry["failures"].append({"stage": "score", "reason": _reason(e)})
+  return entry
+
+
+def _pair_lines(entry: dict[str, Any]) -> list[str]:
+  """What to show of a scored pair besides its values: length notes and failures (first line)."""
+  lines = [f"  {note}" for note in entry.get("notes", [])]
+  for failure in entry["failures"]:
+    what = failure.get("stage") or f"metric {failure['metric']}"
+    lines.append(f"  {what} failed: {failure['reason'].splitlines()[0]}")
+  return lines
+
+
+def _output_path(out: str | os.PathLike[str]) -> pathlib.Path:
+  """`out` as a path whose folder exists and takes files (checked before anything is scored)."""
+  path = pathlib.Path(out).expanduser()
+  try:
+    if path.is_dir():
+      raise IsADirectoryError(f"{path} is a directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    probe = path.with_name(path.name + ".tmp")
+    probe.write_text("")
+    probe.unlink()
+  except OSError as e:
+    raise ValueError(f"--out {out}: cannot write the results there ({e})") from e
+  return path
+
+
+def _write_json(path: pathlib.Path, results: dict[str, Any]) -> None:
+  """Writes `results` atomically: a kill leaves the previous version whole."""
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(json.dumps(reports.to_json(results), indent=2))
+  os.replace(tmp, path)
+
+
+def _reusable(path: pathlib.Path, settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
+  """The entries, by name, that an earlier run with these `settings` wrote to `path` without
+  failure (the caller checks that their files are unchanged)."""
+  try:
+    previous = json.loads(path.read_text())
+  except (OSError, ValueError):  # no earlier run, or not one of ours
+    return {}
+  if not isinstance(previous, dict) or previous.get("settings") != settings:
+    return {}
+  return {v["name"]: v for v in previous.get("videos", [])
+          if not v.get("failures") and "fingerprints" in v}
+
+
+def evaluate(options: Options, out: str | os.PathLike[str] | None = None,
+             reuse_scores: bool = True) -> dict[str, Any]:
+  """Runs the evaluation and returns the JSON-ready results (see the module docstring).
+
+  A video that cannot be decoded or scored is recorded under "failures" with the reason, and
+  the others are scored; each pair's length notes and failures are printed as it is scored.
+  With `out`, the results so far are written there (atomically) after each video and, with
+  `reuse_scores`, the videos that a run with the same settings scored there without failure are
+  reused when their files are unchanged (not with FID, which needs every video's frames).
+
+  Raises:
+    ValueError, FileNotFoundError: bad options, inputs or `out`, before any video is scored.
+  """
   start = time.time()
   unknown = sorted(set(options.metrics) - set(METRICS))
   if unknown:
@@ -355,10 +497,14 @@ def evaluate(options: Options) -> dict[str, Any]:
   generated = list_videos(options.generated)
   reference = list_videos(options.reference) if options.reference else None
   pairs = pair_videos(generated, reference)
+  if options.audio and not os.path.exists(os.path.expanduser(options.audio)):
+    raise FileNotFoundError(f"--audio {options.audio}: no such file or directory")
   if options.audio and len(pairs) > 1 and not os.path.isdir(options.audio):
     raise ValueError(f"--audio {options.audio} is one file but there are {len(pairs)} generated "
                      "videos; pass a directory of audio files named like the videos")
-  notes: list[str] = []
+  if options.weights_dir and not os.path.isdir(options.weights_dir):
+    raise FileNotFoundError(f"--weights-dir {options.weights_dir}: not a directory")
+  out_path = _output_path(out) if out else None
   summary_override: dict[str, str] = {}
 
   if reference is None:
@@ -390,30 +536,55 @@ def evaluate(options: Options) -> dict[str, Any]:
                                   lpips_variables, options.lpips_net)
   landmarker = suite.Landmarker() if "lmd" in requested and "lmd" not in summary_override else None
   fid = suite.FidAccumulator(inception) if inception is not None else None
-
   context = _Context(requested, per_frame, fid, landmarker, expert, options)
-  videos = []
-  for gen_ref, ref_ref in pairs:
-    entry = _evaluate_pair(gen_ref.load(), ref_ref.load() if ref_ref is not None else None, context)
-    logging.info("%s: %s", entry["name"], entry["metrics"])
-    videos.append(entry)
 
-  summary = _summarise(videos, summary_override, notes)
-  if fid is not None:
-    try:
-      summary["fid"] = fid.value()
-    except ValueError as e:
-      summary["fid"] = _error_text(e)
-  if expert is not None:
-    notes.append(f"LSE expert: {expert_text}")
-  return {
-      "command": reports.command_line(),
-      "generated": options.generated, "reference": options.reference,
-      "metrics_requested": requested,
-      "lse_expert": expert.describe() if expert is not None else summary_override.get("lse"),
-      "summary": summary, "notes": notes, "videos": videos,
-      "machine": reports.machine_description(), "duration_s": round(time.time() - start, 2),
-  }
+  lse_expert = expert.describe() if expert is not None else summary_override.get("lse")
+  # Scores are reused only where the options and the networks they were computed with match.
+  settings = reports.to_json({
+      "options": dataclasses.asdict(dataclasses.replace(options, metrics=tuple(requested))),
+      "unavailable": summary_override,
+      "lse_expert": lse_expert, "landmarks": landmarker.description if landmarker else None})
+  header = {"command": reports.command_line(), "settings": settings,
+            "generated": options.generated, "reference": options.reference,
+            "metrics_requested": requested, "lse_expert": lse_expert}
+
+  def results(videos: list[dict[str, Any]], complete: bool) -> dict[str, Any]:
+    notes: list[str] = []
+    failures = [{"video": v["name"], **f} for v in videos for f in v["failures"]]
+    summary = _summarise(videos, summary_override, notes)
+    if complete and fid is not None:
+      try:
+        summary["fid"] = fid.value()
+      except ValueError as e:
+        summary["fid"] = _error_text(e)
+        failures.append({"video": None, "metric": "fid", "reason": _reason(e)})
+    if expert is not None:
+      notes.append(f"LSE expert: {expert_text}")
+    failed = list(dict.fromkeys(f["video"] for f in failures if f["video"] is not None))
+    return {**header, "complete": complete, "num_videos": len(pairs),
+            "scored": len(videos) - len(failed), "failed": failed, "summary": summary,
+            "notes": notes, "failures": failures, "videos": videos,
+            "machine": reports.machine_description(), "duration_s": round(time.time() - start, 2)}
+
+  reusable = _reusable(out_path, settings) if out_path and reuse_scores and fid is None else {}
+  videos = []
+  for index, (gen_ref, ref_ref) in enumerate(pairs, 1):
+    entry = reusable.get(gen_ref.name)
+    if entry is not None and entry["fingerprints"] == _fingerprints(gen_ref, ref_ref):
+      status = f"reused from {out_path}"
+    else:
+      entry = _score_pair(gen_ref, ref_ref, context)
+      status = "failed" if entry["failures"] else "scored"
+    logging.info("%s: %s", entry["name"], entry["metrics"])
+    print("\n".join([f"[{index}/{len(pairs)}] {entry['name']}: {status}", *_pair_lines(entry)]),
+          flush=True)
+    videos.append(entry)
+    if out_path:
+      _write_json(out_path, results(videos, complete=False))
+  final = results(videos, complete=True)
+  if out_path:
+    _write_json(out_path, final)
+  return final
 
 
 PER_VIDEO_ONLY = ("av_offset", "lse_windows", "lse_tracks")
@@ -421,7 +592,7 @@ PER_VIDEO_ONLY = ("av_offset", "lse_windows", "lse_tracks")
 
 def _summarise(videos: list[dict[str, Any]], override: dict[str, str],
                notes: list[str]) -> dict[str, Any]:
-  """Means over videos of each numeric per-video value; failures are counted and noted."""
+  """Means over videos of each numeric per-video value; videos without one are counted and noted."""
   summary: dict[str, Any] = dict(override)
   keys = []
   for v in videos:
@@ -429,11 +600,11 @@ def _summarise(videos: list[dict[str, Any]], override: dict[str, str],
   for key in keys:
     values = [v["metrics"].get(key) for v in videos]
     numbers = [x for x in values if isinstance(x, (int, float))]
-    failures = [(v["name"], x) for v, x in zip(videos, values) if isinstance(x, str)]
-    summary[key] = float(np.mean(numbers)) if numbers else failures[0][1]
-    if numbers and failures:
-      notes.append(f"{key}: mean over {len(numbers)} of {len(values)} videos; {failures[0][0]}: "
-                   f"{failures[0][1]}")
+    errors = [(v["name"], x) for v, x in zip(videos, values) if isinstance(x, str)]
+    summary[key] = float(np.mean(numbers)) if numbers else errors[0][1]
+    if numbers and len(numbers) < len(videos):
+      first_error = f"; {errors[0][0]}: {errors[0][1]}" if errors else ""
+      notes.append(f"{key}: mean over {len(numbers)} of {len(videos)} videos{first_error}")
   return summary
 
 
@@ -447,25 +618,42 @@ def format_table(results: dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
+def outcome(results: dict[str, Any]) -> str:
+  """'evaluate: N scored, M failed: name (what), ...' (or just the count when none failed)."""
+  line = f"evaluate: {results['scored']} of {results['num_videos']} videos scored"
+  if not results["failures"]:
+    return line
+  what: dict[str, list[str]] = {}
+  for f in results["failures"]:
+    what.setdefault(f["video"] or "all videos", []).append(f.get("stage") or f["metric"])
+  failed = ", ".join(f"{name} ({', '.join(dict.fromkeys(w))})" for name, w in what.items())
+  return f"{line}, {len(results['failed'])} failed: {failed}"
+
+
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not _GENERATED.value:
-    raise app.UsageError("--generated is required")
-  options = Options(
-      generated=_GENERATED.value, reference=_REFERENCE.value, audio=_AUDIO.value,
-      metrics=tuple(m.strip() for m in _METRICS.value if m.strip()),
-      weights_dir=WEIGHTS_DIR.value, syncnet_workdir=SYNCNET_WORKDIR.value, sliding=_SLIDING.value,
-      lpips_net=_LPIPS_NET.value, lse_crop=_LSE_CROP.value,
-      crop_settings=sync_experts.CropSettings(min_track=_CROP_MIN_TRACK.value,
-                                              min_face_size=_CROP_MIN_FACE.value))
-  results = reports.to_json(evaluate(options))
+  try:
+    if len(argv) > 1:
+      raise ValueError(f"unexpected arguments: {argv[1:]}")
+    if not _GENERATED.value:
+      raise ValueError("--generated is required")
+    options = Options(
+        generated=_GENERATED.value, reference=_REFERENCE.value, audio=_AUDIO.value,
+        metrics=tuple(m.strip() for m in _METRICS.value if m.strip()),
+        weights_dir=WEIGHTS_DIR.value, syncnet_workdir=SYNCNET_WORKDIR.value,
+        sliding=_SLIDING.value, lpips_net=_LPIPS_NET.value, lse_crop=_LSE_CROP.value,
+        crop_settings=sync_experts.CropSettings(min_track=_CROP_MIN_TRACK.value,
+                                                min_face_size=_CROP_MIN_FACE.value))
+    results = reports.to_json(evaluate(options, out=OUT.value or None,
+                                       reuse_scores=_REUSE_SCORES.value))
+  except (ValueError, FileNotFoundError) as e:  # bad flags or inputs: what and where, no traceback
+    print(f"evaluate: {e}", file=sys.stderr)
+    sys.exit(USAGE_EXIT)
   print(format_table(results))
   if OUT.value:
-    path = pathlib.Path(OUT.value)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2))
-    print(f"wrote {path}")
+    print(f"wrote {OUT.value}")
+  if results["failures"]:
+    sys.exit(outcome(results))  # status 1, after every video had its turn
+  print(outcome(results))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ run too). Every part resumes from what an earlier launch finished (checkpoints, 
 tables made from the same checkpoints), writes under <workdir>/<system>/, and the report
 (<workdir>/report.md + report.json, with each paper's tables beside ours from
 `experiments.reproduce`) is rewritten after every finished part. One progress line shows the
-parts done, the current part's status and its ETA.
+parts done, the current part's status and its ETA. The job holds <workdir>/.lock while it runs: a
+second launch on the same workdir fails at once, naming the first.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from talking_heads.io import dataset as dataset_lib
 from talking_heads.io import reports
 from talking_heads.pipelines import base as pipelines_base
 from talking_heads.systems import api
+from talking_heads.training import loop, workdir_lock
 
 FLAGS = flags.FLAGS
 
@@ -176,11 +178,19 @@ def main(argv):
   quiet_library_logs()
   workdir = os.path.abspath(FLAGS.workdir)
   os.makedirs(workdir, exist_ok=True)
-  variant = FLAGS.variant
-  parts = selected_parts(FLAGS.systems)
+  try:
+    with loop.signals_interrupt(), workdir_lock.hold(workdir):
+      run_job(workdir, FLAGS.variant, FLAGS.systems, FLAGS.workers)
+  except workdir_lock.WorkdirLockedError as e:
+    sys.exit(f"main: {e}")
+
+
+def run_job(workdir: str, variant: str, systems: list[str], workers: int) -> None:
+  """Every part of `systems` (all when empty) and the report, in `workdir`."""
+  parts = selected_parts(systems)
   progress = JobProgress(len(parts) + 1)
   progress.start_part("synthetic corpus", 2.0 if variant == "demo" else 0.2)
-  corpus_root, corpus = corpus_part(workdir, variant, FLAGS.workers)
+  corpus_root, corpus = corpus_part(workdir, variant, workers)
   progress.finish_part()
   ctx = api.MainContext(workdir=workdir, variant=variant, corpus_root=corpus_root,
                         identity=default_identity(corpus_root), artefacts={},

@@ -28,7 +28,7 @@ from talking_heads.models import dae
 from talking_heads.training import registry
 from talking_heads.training.checkpoint import Checkpointer
 from talking_heads.training.loop import config_to_dict, record_config
-from talking_heads.training.restore import load_config
+from talking_heads.training.restore import load_config, trained_step
 
 FLAGS = flags.FLAGS
 
@@ -45,13 +45,14 @@ def warm_start(from_workdir: str, workdir: str, frames: int) -> dict[str, Any]:
       os.path.join(workdir, "checkpoints")):
     raise FileExistsError(f"{workdir} already holds checkpoints")
   old_config = load_config(from_workdir, expected_stage="dae")
+  old_checkpoints = Checkpointer(from_workdir, async_save=False)
+  trained_step(old_checkpoints, from_workdir)
   if old_config.model.get("latent_centering", False):
     raise ValueError(f"{from_workdir} already centres its latent")
   new_config = ml_collections.ConfigDict(old_config.to_dict())
   new_config.model.latent_centering = True
   old_stage, new_stage = registry.build(old_config), registry.build(new_config)
 
-  old_checkpoints = Checkpointer(from_workdir, async_save=False)
   data = old_stage.train_iterator(old_config.batch_size, 0, 1)
   abstract = jax.eval_shape(old_stage.init_state, jax.random.PRNGKey(0))
   step, state = old_checkpoints.restore(abstract, data_iterator=data)

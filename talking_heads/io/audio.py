@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import pathlib
 import subprocess
-import tempfile
 from typing import Sequence
 
 import imageio_ffmpeg
@@ -23,6 +22,7 @@ import soundfile as sf
 import soxr
 
 from talking_heads.audio.windows import SAMPLE_RATE as DEFAULT_SAMPLE_RATE
+from talking_heads.io import atomic
 
 
 # Extensions tried with soundfile first; on a libsndfile error ffmpeg gets a second try.
@@ -169,13 +169,6 @@ def write_wav(path: PathLike, audio: np.ndarray, sample_rate: int = DEFAULT_SAMP
     raise ValueError(f"{path}: audio contains NaN or infinite samples")
   if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
     raise ValueError(f"{path}: sample_rate must be a positive integer, got {sample_rate!r}")
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      sf.write(f, np.clip(audio, -1.0, 1.0), int(sample_rate), subtype=subtype, format="WAV")
-    os.replace(tmp, path)
-  except BaseException:
-    os.unlink(tmp)
-    raise
+  with atomic.output(path) as tmp:
+    sf.write(tmp, np.clip(audio, -1.0, 1.0), int(sample_rate), subtype=subtype, format="WAV")
   return path

@@ -34,11 +34,11 @@ import os
 import pathlib
 import re
 import shutil
-import tempfile
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from talking_heads.io import atomic
 from talking_heads.io import video as video_io
 
 FORMAT_VERSION = 1
@@ -657,8 +657,8 @@ class DatasetWriter:
       raise DatasetError(self.root, str(e), clip_id=clip_id) from None
     arrays = self._check_arrays(record, frames=frames, audio=audio, landmarks=landmarks,
                                 alpha=alpha, expression=expression, pose=pose, K=K)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{clip_id}-", dir=self._clips_dir))
-    try:
+    with atomic.output(self.root / record.path, directory=True,
+                       prefix=f"{_TMP_PREFIX}{clip_id}-", suffix="") as tmp:
       for name, array in arrays.items():
         with open(tmp / f"{name}.npy", "wb") as f:
           np.save(f, array, allow_pickle=False)
@@ -673,11 +673,7 @@ class DatasetWriter:
                                         fps=self._geometry.fps,
                                         sample_rate=self._geometry.sample_rate)
       _fsync_dir(tmp)
-      os.rename(tmp, self.root / record.path)
-      _fsync_dir(self._clips_dir)
-    except BaseException:
-      shutil.rmtree(tmp, ignore_errors=True)
-      raise
+    _fsync_dir(self._clips_dir)
     self._fields["identities"].setdefault(identity, {})
     self._records[clip_id] = record
     return record
@@ -716,17 +712,10 @@ class DatasetWriter:
     # Key order for humans reading the file: dataset fields, identities, then clips.
     order = [k for k in _MANIFEST_KEYS if k != "clips"] + ["clips"]
     manifest = {k: manifest[k] for k in order}
-    fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{MANIFEST_FILE}.", suffix=".tmp")
-    try:
-      with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-      os.replace(tmp, self.root / MANIFEST_FILE)
-    except BaseException:
-      if os.path.exists(tmp):
-        os.unlink(tmp)
-      raise
+    with atomic.output(self.root / MANIFEST_FILE) as tmp, open(tmp, "w", encoding="utf-8") as f:
+      json.dump(manifest, f, indent=1)
+      f.flush()
+      os.fsync(f.fileno())
 
   def close(self) -> None:
     """Writes the final manifest; further `add_clip` calls fail. Idempotent."""

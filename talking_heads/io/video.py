@@ -5,8 +5,8 @@ in [-1, 1]. Reading decodes to raw rgb24 on a pipe, honouring rotation metadata 
 resampling to a target frame rate with ffmpeg's fps filter (frames are dropped or repeated, never
 blended). Writing encodes H.264 mp4 (libx264, yuv420p, moov atom first) and muxes audio as AAC;
 `VideoWriter` encodes frames as they are produced (memory: one chunk of frames). Outputs appear
-under their final name only once complete (a hidden temporary folder beside them, then a rename),
-with the mode the umask gives new files.
+under their final name only once complete (hidden temporaries beside them, then a rename), with
+the mode the umask gives new files.
 
 Decoding is strict by default: any decode error (a truncated or corrupt file) raises
 `VideoError`; ``strict=False`` keeps whatever frames decode.
@@ -27,6 +27,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from talking_heads.io import atomic
 from talking_heads.io import audio as audio_io
 
 PathLike = audio_io.PathLike
@@ -303,16 +304,10 @@ class FrameFile:
     self._file.close()
 
 
-@contextlib.contextmanager
-def _atomic_output(path: pathlib.Path) -> Iterator[pathlib.Path]:
-  """Yields a path in a hidden temporary folder beside `path` and renames it to `path` on
-  success; the folder is removed either way. ffmpeg creates the file, so its mode follows the
-  umask."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}.") as tmp:
-    out = pathlib.Path(tmp) / f"out{path.suffix}"
-    yield out
-    os.replace(out, path)
+def _atomic_output(path: pathlib.Path) -> contextlib.AbstractContextManager[pathlib.Path]:
+  """A temporary path beside `path` (same suffix: ffmpeg picks the format by it), renamed to
+  `path` on success."""
+  return atomic.output(path, prefix=f".{path.stem}.", suffix=path.suffix)
 
 
 def _check_frames(frames: np.ndarray, path: PathLike) -> np.ndarray:

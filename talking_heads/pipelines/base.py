@@ -36,7 +36,6 @@ import dataclasses
 import hashlib
 import os
 import pathlib
-import tempfile
 import threading
 from typing import Any, Callable, Iterable, Sequence
 
@@ -46,6 +45,7 @@ import numpy as np
 from absl import logging
 
 from talking_heads.audio import mel as mel_lib
+from talking_heads.io import atomic
 from talking_heads.io import dataset as dataset_lib
 
 FEATURES_DIR = "features"
@@ -182,16 +182,8 @@ def latents_path(root: str | os.PathLike, name: str, clip_id: str) -> pathlib.Pa
 
 
 def _save_atomic(path: pathlib.Path, array: np.ndarray) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.save(f, array, allow_pickle=False)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  with atomic.output(path, prefix=f".{path.stem}.") as tmp, open(tmp, "wb") as f:
+    np.save(f, array, allow_pickle=False)
 
 
 def precompute_features(root: str | os.PathLike,

@@ -63,7 +63,8 @@ def load_frozen(*, stage: str, variables_of: Callable[[Any, Any], Variables], we
 
   Raises:
     ValueError: both or neither source given, or the workdir trained another stage.
-    FileNotFoundError: the workdir has no config or no checkpoint (with the train command).
+    FileNotFoundError: the workdir has no config or no checkpoint, or it was never trained (only
+      a step-0 checkpoint: random weights); the message gives the train command.
     MissingWeightsError: the public file is missing (naming it, what it is and its source).
   """
   entry = weights_lib.WEIGHTS[weights_key]

@@ -4,7 +4,9 @@ Flow (big_vision style): mesh -> data iterator (this process's shard) -> abstrac
 `jax.eval_shape` -> shardings by rule -> restore the newest checkpoint or jitted init straight
 into those shardings -> jitted, donated train step -> logging, NaN guard, evaluation (followed by
 the stage's `after_eval`), images and checkpoints at their intervals. An interruption (Ctrl-C,
-SIGTERM from a scheduler or `kill`, a failing hook) saves the finished steps before it exits.
+SIGTERM from a scheduler or `kill`, a failing hook) saves the finished steps before it exits; a
+run that fails before its first step writes no checkpoint, so every checkpoint holds trained weights.
+One run per workdir: the run holds `<workdir>/.lock` (`workdir_lock`) until it exits.
 
 Trainer config fields (see `experiments/configs/common.py` for defaults):
   stage, seed, total_steps, batch_size (global), mesh{data,fsdp,num_devices},
@@ -29,7 +31,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from talking_heads.training import distributed, registry, sharding
+from talking_heads.training import distributed, registry, sharding, workdir_lock
 from talking_heads.training.checkpoint import Checkpointer, abstract_with_shardings
 from talking_heads.training.stage import Stage
 from talking_heads.training.writers import MetricWriter, Progress
@@ -140,8 +142,18 @@ def record_config(workdir: str, config_dict: dict[str, Any], start_step: int) ->
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stage: Stage | None = None,
                        hooks: Sequence[Hook] = ()) -> TrainResult:
-  """Trains `config.stage` to `config.total_steps`, resuming from `workdir` when it has checkpoints."""
+  """Trains `config.stage` to `config.total_steps`, resuming from `workdir` when it has checkpoints.
+
+  The run holds the workdir's lock (`workdir_lock`; process 0 of a multi-host run), so a second
+  training there fails at once with `WorkdirLockedError` naming the first.
+  """
   os.makedirs(workdir, exist_ok=True)
+  with workdir_lock.hold(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
+    return _train_and_evaluate(config, workdir, stage, hooks)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stage: Stage | None,
+                        hooks: Sequence[Hook]) -> TrainResult:
   stage = stage or registry.build(config)
   mesh = sharding.make_mesh(config.mesh)
   data_sharding = sharding.batch_sharding(mesh)
@@ -250,8 +262,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stage
       logging.error("NaN guard fired; keeping checkpoint %s.", last_saved)
       raise
     except BaseException:
-      # Interrupted (Ctrl-C, a failing hook or data source): keep the finished steps.
-      if step != last_saved and not _state_deleted(state):
+      # Interrupted (Ctrl-C, a failing hook or data source): keep the finished steps. Before a
+      # first step there are none: a checkpoint would pass random initial weights off as trained.
+      if step > start_step and step != last_saved and not _state_deleted(state):
         logging.warning("Run interrupted at step %d: saving a checkpoint before exiting.", step)
         save(step)
       raise

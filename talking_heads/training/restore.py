@@ -1,4 +1,8 @@
-"""Restoring a trained stage from its workdir, for generation, evaluation and frozen experts."""
+"""Restoring a trained stage from its workdir, for generation, evaluation and frozen experts.
+
+A workdir counts as trained only when its checkpoint was written after at least one optimiser
+step: a step-0 checkpoint holds the random initial weights and is refused (`UntrainedWorkdirError`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,28 @@ import ml_collections
 from talking_heads.training import registry, sharding
 from talking_heads.training.checkpoint import Checkpointer, abstract_with_shardings
 from talking_heads.training.stage import Stage
+
+
+class UntrainedWorkdirError(FileNotFoundError):
+  """The workdir's checkpoint is step 0: saved before any optimiser step, its weights are random."""
+
+
+def trained_step(checkpointer: Checkpointer, workdir: str, step: int | None = None) -> int:
+  """`step`, or the newest step of `checkpointer`, once it is known to hold trained weights.
+
+  Raises:
+    FileNotFoundError: the workdir has no checkpoint.
+    UntrainedWorkdirError: the step is 0 (naming the workdir).
+  """
+  latest = checkpointer.latest_step()
+  if latest is None:
+    raise FileNotFoundError(f"No checkpoint in {checkpointer.directory}: train the stage first.")
+  step = latest if step is None else step
+  if step == 0:
+    problem = "was never trained" if latest == 0 else f"was asked for step 0 (newest: {latest})"
+    raise UntrainedWorkdirError(f"{workdir} {problem}: checkpoint 0 holds the random initial "
+                                "weights, saved before any optimiser step; train it first.")
+  return step
 
 
 def load_config(workdir: str, expected_stage: str | None = None) -> ml_collections.ConfigDict:
@@ -37,8 +63,7 @@ def restore_stage(workdir: str, step: int | None = None, stage: Stage | None = N
   config = load_config(workdir, expected_stage)
   checkpointer = Checkpointer(workdir)
   try:
-    if checkpointer.latest_step() is None:
-      raise FileNotFoundError(f"No checkpoint in {checkpointer.directory}: train the stage first.")
+    step = trained_step(checkpointer, workdir, step)
     stage = stage or registry.build(config)
     abstract = jax.eval_shape(stage.init_state, jax.random.PRNGKey(0))
     mesh = sharding.make_mesh({"data": -1, "fsdp": 1}, jax.local_devices())

@@ -2,7 +2,10 @@
 on tiny mp4s and datasets, with a randomly initialised SyncNet_color workdir as the LSE expert."""
 
 import json
+import os
 import pathlib
+import re
+import shutil
 
 from absl import flags
 from absl.testing import flagsaver
@@ -63,12 +66,20 @@ def corpus(tmp_path_factory):
   return root
 
 
-def _run(tmp_path, *args):
-  """Runs the CLI's main with these flags; returns the JSON it wrote."""
+def _run(tmp_path, *args, failed=None):
+  """Runs the CLI's main with these flags; returns the JSON it wrote. With `failed` (names), expects
+  the exit with status 1 whose summary line names these videos, else a normal return."""
   out = tmp_path / "eval.json"
   with flagsaver.flagsaver():
     flags.FLAGS(["evaluate", *args, f"--out={out}"])
-    evaluate.main(["evaluate"])
+    if failed is None:
+      evaluate.main(["evaluate"])
+    else:
+      with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["evaluate"])
+      summary_line = exit_info.value.code  # sys.exit(text): the text on stderr, status 1
+      assert isinstance(summary_line, str) and f"{len(failed)} failed: " in summary_line
+      assert all(f"{name} (" in summary_line for name in failed), summary_line
   return json.loads(out.read_text())
 
 
@@ -96,8 +107,10 @@ def test_mp4s_against_dataset_clips(tmp_path, corpus, syncnet_workdir, capsys):
   assert summary["lpips"].startswith("unavailable: alexnet-owt-7be5be79.pth (torchvision AlexNet")
   assert "lpips/weights/v0.1/alex.pth" in summary["lpips"] and "missing from --weights-dir" in summary["lpips"]
   assert summary["fid"].startswith("unavailable: pt_inception-2015-12-05-6726825d.pth (pytorch-fid InceptionV3")
-  assert summary["ms_ssim"].startswith("error: ValueError: ms_ssim: images of 64x64 are smaller")
+  assert summary["ms_ssim"] == "unavailable: MS-SSIM needs frames of at least 161 px; these are 64x64"
   assert summary["lmd_mouth_sum"].startswith("unavailable: no 68-point landmark model")
+  # What is only unavailable (weights, a model, a frame size) is not a failure.
+  assert results["failures"] == [] and results["scored"] == 2 and results["failed"] == []
 
   # LSE with the trained expert, which says it is not comparable with papers.
   assert results["lse_expert"]["comparable_with_papers"] is False
@@ -128,13 +141,15 @@ def test_dataset_against_itself_and_without_reference(tmp_path, corpus):
   assert alone["summary"]["cpbd"] > 0 and "flicker_error" not in alone["summary"]
 
 
-def test_lengths_common_or_sliding(tmp_path, corpus):
+def test_lengths_common_or_sliding(tmp_path, corpus, capsys):
   reference = np.load(corpus / "ref" / "clips" / "clip001" / "frames.npy")
   short = tmp_path / "short" / "clip001.mp4"
   video_io.write_video(short, reference[3:10], crf=0)
   common = _run(tmp_path, f"--generated={short}", f"--reference=dataset:{corpus / 'ref'}:test",
                 "--metrics=psnr,flicker")
   assert "used the first 7 of both" in common["videos"][0]["notes"][0]
+  assert ("[1/1] clip001: scored\n  lengths differ (generated 7, reference 12 frames): used the "
+          "first 7 of both\n") in capsys.readouterr().out
   slid = _run(tmp_path, f"--generated={short}", f"--reference=dataset:{corpus / 'ref'}:test",
               "--metrics=psnr,ssim,flicker", "--sliding")
   values = slid["videos"][0]["metrics"]
@@ -154,8 +169,100 @@ def test_full_frames_go_through_the_face_crop_pipeline(tmp_path, syncnet_workdir
   values = results["videos"][0]["metrics"]
   assert values["lse_tracks"] == 1 and values["lse_windows"] == 5
   assert isinstance(values["lse_c"], float)
-  strict = _run(tmp_path, f"--generated={path}", "--metrics=lse", f"--syncnet-workdir={syncnet_workdir}")
+  strict = _run(tmp_path, f"--generated={path}", "--metrics=lse", f"--syncnet-workdir={syncnet_workdir}",
+                failed=["talk"])
   assert "no face track for LSE" in strict["summary"]["lse_c"]
+  assert strict["failures"][0]["metric"] == "lse" and "no face track" in strict["failures"][0]["reason"]
+
+
+def test_a_corrupt_video_is_recorded_and_the_others_scored(tmp_path, corpus, capsys):
+  gen = tmp_path / "gen"
+  gen.mkdir()
+  shutil.copy(corpus / "gen" / "clip000.mp4", gen)
+  (gen / "clip001.mp4").write_bytes((corpus / "gen" / "clip001.mp4").read_bytes()[:40])
+  results = _run(tmp_path, f"--generated={gen}", f"--reference=dataset:{corpus / 'ref'}:test",
+                 "--metrics=psnr,flicker", failed=["clip001"])
+  scored, broken = results["videos"]
+  assert isinstance(scored["metrics"]["psnr"], float) and broken["metrics"] == {}
+  assert results["summary"]["psnr"] == scored["metrics"]["psnr"]
+  assert "psnr: mean over 1 of 2 videos" in results["notes"]
+  [failure] = results["failures"]
+  assert (failure["video"], failure["stage"]) == ("clip001", "load generated")
+  assert failure["reason"].startswith(f"VideoError: {gen / 'clip001.mp4'}: ")
+  assert results["complete"] and results["scored"] == 1 and results["failed"] == ["clip001"]
+  printed = capsys.readouterr().out
+  assert "[1/2] clip000: scored" in printed and "[2/2] clip001: failed" in printed
+  assert f"  load generated failed: VideoError: {gen / 'clip001.mp4'}" in printed
+
+
+def test_an_unreadable_reference_leaves_the_generated_metrics(tmp_path, corpus):
+  refs = tmp_path / "refs"
+  refs.mkdir()
+  (refs / "clip000.mp4").write_bytes(b"not a video")
+  results = _run(tmp_path, f"--generated={corpus / 'gen' / 'clip000.mp4'}", f"--reference={refs}",
+                 "--metrics=psnr,flicker", failed=["clip000"])
+  assert set(results["videos"][0]["metrics"]) == {"flicker"}
+  assert [f["stage"] for f in results["failures"]] == ["load reference"]
+
+
+def test_scores_are_written_after_each_video_and_reused(tmp_path, corpus, monkeypatch, capsys):
+  gen = tmp_path / "gen"
+  shutil.copytree(corpus / "gen", gen)
+  args = (f"--generated={gen}", f"--reference=dataset:{corpus / 'ref'}:test", "--metrics=psnr")
+  score_pair = evaluate._score_pair
+
+  def killed_at_the_second(gen_ref, ref_ref, ctx):
+    if gen_ref.name == "clip001":
+      raise KeyboardInterrupt
+    return score_pair(gen_ref, ref_ref, ctx)
+
+  monkeypatch.setattr(evaluate, "_score_pair", killed_at_the_second)
+  with pytest.raises(KeyboardInterrupt):
+    _run(tmp_path, *args)
+  partial = json.loads((tmp_path / "eval.json").read_text())
+  assert not partial["complete"] and [v["name"] for v in partial["videos"]] == ["clip000"]
+  assert partial["summary"]["psnr"] == partial["videos"][0]["metrics"]["psnr"]
+
+  monkeypatch.setattr(evaluate, "_score_pair", score_pair)
+  capsys.readouterr()
+  resumed = _run(tmp_path, *args)
+  assert resumed["complete"] and resumed["videos"][0] == partial["videos"][0]
+  printed = capsys.readouterr().out
+  assert "[1/2] clip000: reused from" in printed and "[2/2] clip001: scored" in printed
+
+  stat = (gen / "clip000.mp4").stat()
+  os.utime(gen / "clip000.mp4", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # changed file
+  _run(tmp_path, *args)
+  printed = capsys.readouterr().out
+  assert "[1/2] clip000: scored" in printed and "[2/2] clip001: reused" in printed
+  _run(tmp_path, *args, "--metrics=psnr,flicker")  # other settings: all rescored
+  assert "reused" not in capsys.readouterr().out
+  _run(tmp_path, *args, "--noreuse-scores")
+  assert "reused" not in capsys.readouterr().out
+
+
+def test_user_errors_are_one_line_without_traceback(tmp_path, corpus, syncnet_workdir, capsys):
+  out = f"--out={tmp_path / 'eval.json'}"
+  gen = f"--generated={corpus / 'gen'}"
+  cases = [
+      ((out,), "evaluate: --generated is required"),
+      ((out, f"--generated={tmp_path / 'missing.mp4'}"), "missing.mp4: not an mp4 file"),
+      ((out, gen, "--metrics=psnr,sharpness"), "unknown metrics ['sharpness']"),
+      ((out, gen, f"--weights-dir={tmp_path / 'nowhere'}"), "nowhere: not a directory"),
+      ((out, gen, f"--audio={tmp_path / 'nowhere.wav'}"), "nowhere.wav: no such file"),
+      ((out, gen, "--metrics=lse", f"--syncnet-workdir={tmp_path / 'nowhere'}"), "nowhere"),
+      ((gen, f"--out={corpus / 'gen'}"), "is a directory"),
+  ]
+  for args, message in cases:
+    with flagsaver.flagsaver():
+      flags.FLAGS(["evaluate", *args])
+      with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["evaluate"])
+    assert exit_info.value.code == evaluate.USAGE_EXIT == 2
+    printed = capsys.readouterr()
+    assert printed.err.startswith("evaluate: ") and printed.err.count("\n") == 1, printed.err
+    assert message in printed.err and not printed.out
+  assert not (tmp_path / "eval.json").exists()
 
 
 def test_bad_inputs_are_explained(tmp_path, corpus):
@@ -170,6 +277,16 @@ def test_bad_inputs_are_explained(tmp_path, corpus):
     evaluate.evaluate(evaluate.Options(generated=str(corpus / "gen"), audio=str(corpus / "gen" / "clip000.mp4")))
   with pytest.raises(ValueError, match="unknown metrics"):
     evaluate.evaluate(evaluate.Options(generated=str(corpus / "gen"), metrics=("psnr", "sharpness")))
+
+
+def test_an_untrained_syncnet_workdir_is_refused(corpus, untrained_workdir):
+  """--syncnet-workdir on a workdir whose only checkpoint is step 0 (random weights)."""
+  workdir = untrained_workdir(syncnet_config.get_config("tiny"))
+  name = re.escape(workdir)
+  with pytest.raises(FileNotFoundError, match=rf"workdir='{name}' is not a trained 'syncnet' stage "
+                                              rf"\({name} was never trained"):
+    evaluate.evaluate(evaluate.Options(generated=str(corpus / "gen"), metrics=("lse",),
+                                       syncnet_workdir=workdir))
 
 
 def test_s_expert_names_the_missing_checkpoint(tmp_path):

@@ -3,8 +3,11 @@
 import json
 import os
 import pathlib
+import socket
 import subprocess
 import sys
+
+from talking_heads.training import workdir_lock
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -91,3 +94,12 @@ def test_main_job_tiny(tmp_path):
   again_parts = {p["system"]: p for p in again["parts"]}
   assert again_parts["experts"]["trainings"][0]["train"] == expert["train"]
   assert json.loads((tmp_path / "dae_talker" / "dae_talker_tables.json").read_text()) == tables
+
+
+def test_a_second_launch_on_a_held_workdir_fails_at_once(tmp_path):
+  with workdir_lock.hold(tmp_path):
+    result = run_main(tmp_path)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      f"main: {tmp_path} is in use: process {os.getpid()} on {socket.gethostname()} (since ")
+  assert not (tmp_path / "corpus").exists()

@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ from absl import flags
 
 from experiments import bench
 from experiments.configs import frame_autoencoder
+from talking_heads.training import workdir_lock
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -45,3 +47,12 @@ def test_bench_reports_real_numbers():
     assert result[key] > 0, key
   assert result["num_devices"] == 1 or result["num_devices"] == 8
   assert abs(result["train_samples_per_s"] - config.batch_size / (result["train_step_ms"] / 1e3)) < 1e-3 * result["train_samples_per_s"]
+
+
+def test_a_launch_on_a_held_workdir_fails_at_once_without_a_traceback(tmp_path):
+  with workdir_lock.hold(tmp_path):
+    result = run_train(tmp_path)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      f"train: {tmp_path} is in use: process {os.getpid()} on {socket.gethostname()} (since ")
+  assert "Traceback" not in result.stderr and not (tmp_path / "config.json").exists()

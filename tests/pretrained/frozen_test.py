@@ -1,5 +1,7 @@
 """Tests for talking_heads.pretrained.frozen: one loader for a trained workdir or a public file."""
 
+import re
+
 import jax
 import numpy as np
 import pytest
@@ -88,3 +90,16 @@ def test_both_or_neither_source_is_an_error(tmp_path):
     _load(workdir=tmp_path, checkpoint=tmp_path / VGG19_FILE)
   with pytest.raises(ValueError, match=r"never random.*'frame_autoencoder'.*vgg19-dcbb9e9d.pth"):
     _load()
+
+
+def test_an_untrained_workdir_is_refused(untrained_workdir):
+  """Checkpoint 0 holds random initial weights: never loaded as a trained network."""
+  config = frame_autoencoder.get_config("tiny")
+  workdir = untrained_workdir(config)
+  name = re.escape(workdir)
+  with pytest.raises(restore.UntrainedWorkdirError, match=rf"{name} was never trained"):
+    restore.restore_stage(workdir)
+  with pytest.raises(FileNotFoundError,
+                     match=rf"test.net: workdir='{name}' is not a trained 'frame_autoencoder' "
+                           rf"stage \({name} was never trained.*experiments.train"):
+    _load(workdir=workdir)

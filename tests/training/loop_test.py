@@ -13,7 +13,7 @@ import optax
 import pytest
 
 from experiments.configs import common
-from talking_heads.training import checkpoint, loop, registry, sharding
+from talking_heads.training import checkpoint, loop, registry, sharding, workdir_lock
 from talking_heads.training.stage import Stage
 from talking_heads.training.state import TrainState
 
@@ -211,3 +211,41 @@ def test_a_stop_signal_saves_the_finished_steps(tmp_path, sig):
     if previous is not None:
       signal.signal(signal.SIGINT, previous)
   assert checkpoint.Checkpointer(str(tmp_path)).latest_step() == 3
+  assert not (tmp_path / workdir_lock.LOCK_FILE).exists()      # the workdir's lock is released
+
+
+def test_the_workdir_lock_is_released_after_a_run_and_after_a_failure(tmp_path):
+  loop.train_and_evaluate(make_config(total_steps=2), str(tmp_path))
+  assert not (tmp_path / workdir_lock.LOCK_FILE).exists()
+  with pytest.raises(_Interrupt):
+    loop.train_and_evaluate(make_config(total_steps=4), str(tmp_path), hooks=[_interrupt_at(3)])
+  assert not (tmp_path / workdir_lock.LOCK_FILE).exists()
+  with workdir_lock.hold(tmp_path):    # free for the next run
+    pass
+
+
+class _TruncatedFile(Exception):
+  pass
+
+
+class BrokenDataStage(FakeRegressionStage):
+  """Its data source fails on every example, like a truncated frames.npy."""
+
+  def train_iterator(self, batch_size, shard_index, shard_count):
+    def unreadable(example):
+      raise _TruncatedFile("frames.npy is truncated")
+    ds = grain.MapDataset.source(RegressionSource()).map(unreadable)
+    return iter(ds.repeat().batch(batch_size, drop_remainder=True).to_iter_dataset())
+
+
+def test_a_run_that_fails_before_its_first_step_saves_nothing(tmp_path):
+  """A step-0 checkpoint would hold the random initial weights and pass for a trained workdir."""
+  config = make_config(total_steps=4, checkpoint_every=2)
+  with pytest.raises(_TruncatedFile):
+    loop.train_and_evaluate(config, str(tmp_path / "fresh"), stage=BrokenDataStage(config))
+  assert checkpoint.Checkpointer(str(tmp_path / "fresh")).latest_step() is None
+  # Resumed, then failing before a new step: the newest checkpoint stays the only one.
+  loop.train_and_evaluate(make_config(total_steps=2, checkpoint_every=2), str(tmp_path / "resumed"))
+  with pytest.raises(_TruncatedFile):
+    loop.train_and_evaluate(config, str(tmp_path / "resumed"), stage=BrokenDataStage(config))
+  assert checkpoint.Checkpointer(str(tmp_path / "resumed")).all_steps() == [2]

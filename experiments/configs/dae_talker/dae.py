@@ -69,7 +69,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.ema_decay = 0.995
     c.optimizer.update(learning_rate=2e-4, schedule="warmup_cosine", warmup_steps=100,
                        end_lr_factor=0.1)
-    c.total_steps, c.eval_batch_size = 1500, 16
+    c.total_steps, c.eval_batch_size = 1000, 16
     c.eval_every, c.image_every = 500, 1000
   elif variant == "paper":
     c.total_steps, c.batch_size, c.eval_batch_size = 80_000, 32, 32

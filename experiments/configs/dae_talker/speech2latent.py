@@ -59,7 +59,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                   pose_scale=0.01)
     c.optimizer.update(learning_rate=3e-4, schedule="warmup_cosine", warmup_steps=100,
                        end_lr_factor=0.1)
-    c.total_steps, c.eval_batch_size = 800, 8
+    c.total_steps, c.eval_batch_size = 600, 8
   elif variant == "paper":
     c.data.num_workers = 4
     c.batch_size, c.eval_batch_size, c.eval_every = 16, 16, 2500

@@ -61,6 +61,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.update(channels=(16, 32, 64, 128), blocks=1, hidden=256)
     c.data.update(eval_identities="id01", image_size=64, eval_stride=2)
     c.optimizer.warmup_steps = 100
-    c.total_steps, c.batch_size = 1500, 32
+    c.total_steps, c.batch_size = 1000, 32
     c.log_every, c.checkpoint_every, c.eval_every, c.image_every = 100, 1000, 1000, 1000
   return common.apply_overrides(c, parsed)

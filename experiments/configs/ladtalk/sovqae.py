@@ -64,7 +64,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.update(identities="id01", image_size=128, eval_stride=4)
     c.optimizer.update(learning_rate=5e-4, schedule="warmup_cosine", warmup_steps=100,
                        end_lr_factor=0.05)
-    c.total_steps, c.eval_batch_size = 800, 16
+    c.total_steps, c.eval_batch_size = 600, 16
   elif variant == "paper":
     c.optimizer.learning_rate = c.disc_optimizer.learning_rate = 4.5e-6 * 8
     c.batch_size, c.eval_batch_size = 8, 8

@@ -48,7 +48,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.image_size = 64
     c.sync_expert.workdir = "runs/syncnet_demo"
     c.data.eval_stride = 10
-    c.total_steps = 500
+    c.total_steps = 300
     c.optimizer.learning_rate = c.gan.optimizer.learning_rate = 3e-4
   elif variant == "paper":
     c.total_steps, c.batch_size, c.eval_batch_size = 500_000, 16, 16

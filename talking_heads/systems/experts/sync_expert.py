@@ -56,7 +56,7 @@ def restore_syncnet(workdir: str = "", checkpoint: str = "", step: int | None = 
 
   Raises:
     ValueError: neither or both given, or the workdir trained another stage.
-    FileNotFoundError: the workdir has no config or no checkpoint.
+    FileNotFoundError: the workdir has no config or no checkpoint, or was never trained (step 0).
     third_party.weights.MissingWeightsError: the public file does not exist.
   """
   loaded = frozen.load_frozen(

@@ -1,5 +1,7 @@
 """experiments.dae_talker.warm_start_centering: an uncentred DAE run continues centred, same function,
-same step and data position; a centred run or a used workdir is refused."""
+same step and data position; a centred run, an untrained run or a used workdir is refused."""
+
+import re
 
 import numpy as np
 import pytest
@@ -10,9 +12,7 @@ from talking_heads.pipelines import testing
 from talking_heads.training import loop, restore
 
 # Slow: two tiny DAE trainings and a restore compile for minutes on 2 shared cores.
-pytestmark = pytest.mark.slow
-
-
+@pytest.mark.slow
 def test_warm_start_then_resume(tmp_path):
   root = tmp_path / "ds"
   testing.write_random_dataset(root, [16, 16], image_size=16, splits=["train", "train"])
@@ -39,3 +39,11 @@ def test_warm_start_then_resume(tmp_path):
     warm.warm_start(str(tmp_path / "centred"), str(tmp_path / "again"), frames=8)
   with pytest.raises(FileExistsError, match="already holds checkpoints"):
     warm.warm_start(str(tmp_path / "plain"), str(tmp_path / "centred"), frames=8)
+
+
+def test_an_untrained_run_is_refused(tmp_path, untrained_workdir):
+  config = dae_config.get_config("tiny")
+  config.model.latent_centering = False
+  workdir = untrained_workdir(config)
+  with pytest.raises(restore.UntrainedWorkdirError, match=rf"{re.escape(workdir)} was never trained"):
+    warm.warm_start(workdir, str(tmp_path / "centred"), frames=8)
