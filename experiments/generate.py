@@ -20,6 +20,13 @@ is as long as the audio, looping the video when the audio is longer
 by `--pads`, smoothed), "full" (the whole frame, for datasets of face crops such as the
 synthetic corpus), or a static x0,y0,x1,y1.
 
+Bad inputs are reported before any network loads: a missing or unreadable --audio / --video, an
+--out that is a directory or whose directory does not exist or is not writable, and the
+entry's own checks (e.g. DAE-Talker's --noise=reference needs --video). Frames go to the
+encoder as they are made, --chunk_frames at a time (`talking_heads.io.video.VideoWriter`): memory
+is bounded by the chunk and the frame size, not by the audio's length; the mp4 appears at --out
+only once complete.
+
 Prints the output's frame count and generation speed: frames/s end to end (reading the inputs to
 the written mp4, jit compilation included, which dominates short clips) and of each network after
 its first batch (steady state). `generate(request)` is the same as a function.
@@ -67,7 +74,8 @@ class Request:
 
 @dataclasses.dataclass(frozen=True)
 class Generation:
-  """What `generate` made: the system's result and a JSON-able summary."""
+  """What `generate` made: what the system's generator returned (a stream is consumed by then:
+  its frames are in the mp4) and a JSON-able summary."""
   result: Any
   summary: dict[str, Any]
 
@@ -86,37 +94,72 @@ def network_speeds(seconds: dict[str, float], num_frames: int,
   return speeds
 
 
+def _check_readable(path: str, what: str) -> None:
+  if not os.path.isfile(path):
+    state = "is a directory, not a file" if os.path.isdir(path) else "does not exist"
+    raise FileNotFoundError(f"{what} {path} {state}")
+  try:
+    with open(path, "rb") as f:
+      f.read(1)
+  except OSError as e:
+    raise ValueError(f"{what} {path} is not readable ({e.strerror})") from None
+
+
+def check_paths(request: Request) -> None:
+  """The files a request names, before any network loads: the audio (and video) exist and are
+  readable; `out` is not a directory and its directory exists and is writable.
+
+  Raises:
+    FileNotFoundError, ValueError: naming the path.
+  """
+  _check_readable(request.audio, "--audio")
+  if request.video is not None:
+    _check_readable(request.video, "--video")
+  out = os.path.abspath(request.out)
+  if os.path.isdir(out):
+    raise ValueError(f"--out {request.out} is a directory; give the mp4 file to write")
+  folder = os.path.dirname(out)
+  if not os.path.isdir(folder):
+    raise FileNotFoundError(f"--out {request.out}: its directory {folder} does not exist")
+  if not os.access(folder, os.W_OK | os.X_OK):
+    raise ValueError(f"--out {request.out}: its directory {folder} is not writable")
+
+
 def generate(request: Request) -> Generation:
-  """Loads the system's networks, generates and writes `request.out` (mp4 with the audio)."""
+  """Checks the request, loads the system's networks, generates and writes `request.out` (mp4
+  with the audio), frames going to the encoder as the generator makes them."""
   entries = api.generators()
   if request.system not in entries:
     raise ValueError(f"unknown system {request.system!r}; choose one of {sorted(entries)}")
   entry = entries[request.system]
   if entry.needs_video and request.video is None:
     raise ValueError(f"--system={request.system} needs --video (the identity video)")
-  start = time.perf_counter()
-  weights = {name: request.weights.get(name) for name in entry.weights}
+  check_paths(request)
   options = {name: request.system_options.get(name, default)
              for name, (default, _) in entry.options.items()}
+  entry.checker()(request.audio, request.video, options)
+  start = time.perf_counter()
+  weights = {name: request.weights.get(name) for name in entry.weights}
   system = entry.loader()(weights, {**options, "batch_size": str(request.options.batch_size)})
   loaded = time.perf_counter()
-  result = system.generate(request.audio, request.video, request.options)
-  video_io.write_video_with_audio(request.out, result.frames, result.audio, fps=result.fps,
-                                  sample_rate=windows.SAMPLE_RATE)
+  video = system.generate(request.audio, request.video, request.options)
+  with video_io.VideoWriter(request.out, fps=video.fps, audio=video.audio,
+                            sample_rate=windows.SAMPLE_RATE) as writer:
+    writer.write_chunks(api.frame_chunks(video))
   done = time.perf_counter()
-  num_frames = int(result.frames.shape[0])
+  num_frames = writer.num_frames
   batch_size = system.batch_size or request.options.batch_size
   summary = {
       "system": request.system, "out": os.fspath(request.out), "frames": num_frames,
-      "fps": result.fps, "size": list(result.frames.shape[1:3]),
-      "audio_seconds": round(result.audio.shape[0] / windows.SAMPLE_RATE, 3),
+      "fps": video.fps, "size": list(writer.frame_size),
+      "audio_seconds": round(video.audio.shape[0] / windows.SAMPLE_RATE, 3),
       "sources": dict(system.sources),
       "seconds": {"load": round(loaded - start, 3), "generate": round(done - loaded, 3),
-                  **{k: round(v, 3) for k, v in result.seconds.items()}},
+                  **{k: round(v, 3) for k, v in video.seconds.items()}},
       "frames_per_second": {"end_to_end": round(num_frames / (done - loaded), 2),
-                            **network_speeds(result.seconds, num_frames, batch_size)},
+                            **network_speeds(video.seconds, num_frames, batch_size)},
   }
-  return Generation(result, summary)
+  return Generation(video, summary)
 
 
 FLAGS = flags.FLAGS
@@ -149,6 +192,10 @@ def define_flags() -> None:
   flags.DEFINE_integer("smoothing", video_inference.REFERENCE_SMOOTHING,
                        "Frames in the box moving average (1: off).")
   flags.DEFINE_integer("batch_size", 16, "Frames per network call.")
+  flags.DEFINE_integer("chunk_frames", Options.chunk_frames,
+                       "Frames generated and encoded at a time (rounded up to a multiple of "
+                       "--batch_size): with the frame size, it bounds memory, whatever the "
+                       "audio's length.")
   flags.DEFINE_float("feather", 0.1, "Paste-back feather as a fraction of the crop.")
   flags.DEFINE_enum("loop", "plain", video_inference.LOOP_MODES,
                     "Frame order when the audio outlasts the video.")
@@ -169,7 +216,8 @@ def main(argv: list[str]) -> None:
         system_options={name: FLAGS[name].value for name in options},
         options=Options(fps=FLAGS.fps, box=FLAGS.box, detector=FLAGS.detector, pads=FLAGS.pads,
                         smoothing=FLAGS.smoothing, batch_size=FLAGS.batch_size,
-                        feather=FLAGS.feather, loop=FLAGS.loop))
+                        chunk_frames=FLAGS.chunk_frames, feather=FLAGS.feather,
+                        loop=FLAGS.loop))
     summary = generate(request).summary
   except (FileNotFoundError, ValueError) as e:   # bad input: the message says what and where
     sys.exit(f"generate: {e}")

@@ -95,6 +95,8 @@ WAV2LIP_MEL = MelConfig()
 # fmax 7600 Hz, -100/20 dB levels, symmetric [-4, 4].
 RADIO_MEL = MelConfig(n_fft=1280, hop_length=160, win_length=1280)
 
+_STFT_BLOCK = 4096   # frames per block of `mel_spectrogram`'s spectra (about 64 MB at n_fft 800)
+
 
 def _hz_to_slaney_mel(hz: np.ndarray) -> np.ndarray:
   # Slaney's Auditory Toolbox scale: linear (200/3 Hz per mel) below 1 kHz, logarithmic above.
@@ -183,8 +185,12 @@ def mel_spectrogram(audio: np.ndarray, config: MelConfig = WAV2LIP_MEL, *, clip_
   x = np.pad(x, pad, mode="reflect")
   frames = np.lib.stride_tricks.sliding_window_view(x, config.n_fft)[::config.hop_length]  # [F, n_fft]
   window, basis = _numpy_constants(config)
-  magnitude = np.abs(np.fft.rfft(frames * window, axis=-1))  # [F, K]
-  mel = basis @ magnitude.T  # [M, F]
+  mel = np.empty((basis.shape[0], frames.shape[0]))  # [M, F]
+  # In blocks of frames: the float64 spectra of all F at once would take 16 KB a frame (770 MB
+  # for 10 minutes at Wav2Lip's hop); each frame's mel is its own, so blocks change nothing.
+  for start in range(0, frames.shape[0], _STFT_BLOCK):
+    block = frames[start:start + _STFT_BLOCK]
+    mel[:, start:start + len(block)] = basis @ np.abs(np.fft.rfft(block * window, axis=-1)).T
   return _normalise_db(mel, np, config).astype(np.float32)
 
 

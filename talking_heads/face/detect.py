@@ -54,8 +54,9 @@ def _check_image(image: np.ndarray, where: str = "image") -> np.ndarray:
 
 
 def _check_frames(frames: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-  frames = np.asarray(frames)
-  if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[3] != 3:
+  if not hasattr(frames, "shape"):   # a list; arrays and frames on disk are indexed as they are
+    frames = np.asarray(frames)
+  if frames.dtype != np.uint8 or len(frames.shape) != 4 or frames.shape[3] != 3:
     raise ValueError("frames: expected RGB uint8 frames [T, H, W, 3], got dtype "
                      f"{frames.dtype} and shape {frames.shape}.")
   return frames

@@ -3,8 +3,10 @@
 Frames are RGB uint8 ``[T, H, W, 3]`` (T frames, H height, W width); audio is mono float32 ``[N]``
 in [-1, 1]. Reading decodes to raw rgb24 on a pipe, honouring rotation metadata and optionally
 resampling to a target frame rate with ffmpeg's fps filter (frames are dropped or repeated, never
-blended). Writing encodes H.264 mp4 (libx264, yuv420p, moov atom first) and muxes audio as AAC.
-Outputs appear under their final name only once complete (temporary file, then rename).
+blended). Writing encodes H.264 mp4 (libx264, yuv420p, moov atom first) and muxes audio as AAC;
+`VideoWriter` encodes frames as they are produced (memory: one chunk of frames). Outputs appear
+under their final name only once complete (hidden temporaries beside them, then a rename), with
+the mode the umask gives new files.
 
 Decoding is strict by default: any decode error (a truncated or corrupt file) raises
 `VideoError`; ``strict=False`` keeps whatever frames decode.
@@ -18,9 +20,10 @@ import fractions
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import tempfile
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -246,6 +249,61 @@ def read_video_with_audio(path: PathLike, fps: float | None = None,
   return frames, rate, audio_io.load_audio(path, sample_rate=sample_rate, strict=strict)
 
 
+class FrameFile:
+  """RGB uint8 frames [V, H, W, 3] in an anonymous temporary file, read back by index.
+
+  For frames needed again and again (an identity video looped under long audio): they cost
+  disk, not memory. Reads are plain file reads through the page cache (no memory map, so
+  they do not count towards the process's resident memory). Indexing works as on an array's
+  first axis (an int, a slice, an integer array) and returns a new array; `np.asarray` reads
+  every frame. The file is gone when this object is closed or collected (or the process ends).
+  """
+
+  dtype = np.dtype(np.uint8)
+  ndim = 4
+
+  def __init__(self, frames: Iterable[np.ndarray]):
+    self._file = tempfile.TemporaryFile()
+    shape = None
+    count = 0
+    for frame in frames:
+      frame = np.asarray(frame)
+      if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[-1] != 3 or (
+          shape is not None and frame.shape != shape):
+        self._file.close()
+        raise ValueError(f"FrameFile: frame {count} is {frame.dtype} {frame.shape}; expected "
+                         f"uint8 {shape or '[H, W, 3]'}")
+      shape = frame.shape
+      self._file.write(np.ascontiguousarray(frame).data)
+      count += 1
+    if shape is None:
+      self._file.close()
+      raise ValueError("FrameFile: no frames")
+    self.shape = (count, *shape)
+
+  def __len__(self) -> int:
+    return self.shape[0]
+
+  def __getitem__(self, key: int | slice | np.ndarray) -> np.ndarray:
+    index = np.arange(len(self))[key]
+    out = np.empty((*np.shape(index), *self.shape[1:]), np.uint8)
+    rows = out.reshape(-1, int(np.prod(self.shape[1:])))
+    for row, i in zip(rows, np.ravel(index)):
+      self._file.seek(int(i) * row.size)
+      self._file.readinto(memoryview(row))
+    return out
+
+  def __iter__(self) -> Iterator[np.ndarray]:
+    return (self[i] for i in range(len(self)))
+
+  def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
+    del copy   # always a new array
+    return self[:] if dtype is None else self[:].astype(dtype)
+
+  def close(self) -> None:
+    self._file.close()
+
+
 def _atomic_output(path: pathlib.Path) -> contextlib.AbstractContextManager[pathlib.Path]:
   """A temporary path beside `path` (same suffix: ffmpeg picks the format by it), renamed to
   `path` on success."""
@@ -269,7 +327,151 @@ def _check_audio(audio: np.ndarray, path: PathLike) -> np.ndarray:
                      f"got {audio.dtype} {audio.shape}")
   if not np.all(np.isfinite(audio)):
     raise ValueError(f"{os.fspath(path)}: audio contains NaN or infinite samples")
+  if audio.size == 0:
+    raise ValueError(f"{os.fspath(path)}: no audio samples to mux")
   return np.clip(audio, -1.0, 1.0).astype("<f4")
+
+
+def _check_sample_rate(sample_rate: int, path: PathLike) -> int:
+  if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) \
+      or sample_rate <= 0:
+    raise ValueError(f"{os.fspath(path)}: sample_rate must be a positive integer, "
+                     f"got {sample_rate!r}")
+  return int(sample_rate)
+
+
+def _mux(video_path: PathLike, audio: np.ndarray, sample_rate: int, out: PathLike,
+         named: PathLike) -> None:
+  """ffmpeg: `out` = the video stream of `video_path` (copied) + checked `audio` as AAC, as long
+  as the shorter of the two; errors name `named`."""
+  audio_io.run_ffmpeg(
+      ["-y", "-i", video_path, "-f", "f32le", "-ar", str(sample_rate), "-ac", "1",
+       "-i", "pipe:0", "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac",
+       "-b:a", "64k", "-shortest", "-movflags", "+faststart", out],
+      named, "cannot mux audio", input_bytes=audio.tobytes())
+
+
+class VideoWriter:
+  """Encodes RGB uint8 frames into an H.264 mp4 as they are produced, then muxes the audio.
+
+    with VideoWriter("out.mp4", fps=25, audio=audio) as writer:
+      for frames in chunks:          # each [t, H, W, 3], all of one frame size
+        writer.write(frames)
+
+  Frames go to ffmpeg's stdin as they come (libx264, yuv420p, as `write_video`; an odd height
+  or width is padded by repeating the last row or column), so memory holds one chunk, never
+  the video. The encoder writes a silent mp4 into a hidden folder beside `path`; `close` (a
+  clean exit from the `with` block) waits for it, muxes `audio` (mono float [N] in [-1, 1] at
+  `sample_rate`, AAC; the mp4 is as long as the shorter stream) and renames the result to
+  `path`. `abort` (an exception in the `with` block) stops the encoder; either way the folder
+  goes, so a failure leaves no partial file at `path`. Errors name `path`.
+
+  Attributes:
+    path: the destination.
+    num_frames: frames written so far.
+    frame_size: (H, W) of the frames written (None before the first).
+  """
+
+  def __init__(self, path: PathLike, fps: float = DEFAULT_FPS, audio: np.ndarray | None = None,
+               sample_rate: int = audio_io.DEFAULT_SAMPLE_RATE, crf: int = DEFAULT_CRF):
+    self.path = pathlib.Path(path)
+    if self.path.is_dir():
+      raise IsADirectoryError(f"{self.path}: is a directory, not a file to write")
+    self._fps = _check_fps(fps, self.path)
+    self._audio = None if audio is None else _check_audio(audio, self.path)
+    self._sample_rate = _check_sample_rate(sample_rate, self.path)
+    self._crf = int(crf)
+    self.num_frames = 0
+    self.frame_size: tuple[int, int] | None = None
+    self._encoder: subprocess.Popen | None = None
+    self._log = tempfile.TemporaryFile()   # a file, not a pipe: a long log cannot block ffmpeg
+    self.path.parent.mkdir(parents=True, exist_ok=True)
+    self._dir = pathlib.Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.stem}."))
+
+  def __enter__(self) -> VideoWriter:
+    return self
+
+  def __exit__(self, exc_type, exc, tb) -> None:
+    if exc_type is None:
+      self.close()
+    else:
+      self.abort()
+
+  def _start(self, height: int, width: int) -> None:
+    size = f"{width + width % 2}x{height + height % 2}"
+    cmd = [audio_io.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-xerror",
+           "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", size,
+           "-framerate", _rate_arg(self._fps), "-i", "pipe:0", "-an", "-c:v", "libx264",
+           "-preset", "medium", "-crf", str(self._crf), "-pix_fmt", "yuv420p",
+           "-movflags", "+faststart", str(self._dir / "video.mp4")]
+    self._encoder = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     stderr=self._log)
+    self.frame_size = (height, width)
+
+  def _check_encoder(self) -> None:
+    """Waits for ffmpeg; MediaError with the end of its log if it failed."""
+    returncode = self._encoder.wait()
+    self._log.seek(0)
+    tail = audio_io.stderr_tail(self._log.read())
+    if returncode != 0 or tail:
+      raise MediaError(self.path, f"cannot encode video (ffmpeg exit {returncode}):\n{tail}",
+                       log=tail)
+
+  def write(self, frames: np.ndarray) -> None:
+    """Encodes frames [t, H, W, 3] uint8 (the same H, W as the frames before)."""
+    frames = _check_frames(frames, self.path)
+    height, width = frames.shape[1:3]
+    if self._encoder is None:
+      self._start(height, width)
+    elif (height, width) != self.frame_size:
+      raise ValueError(f"{self.path}: frames of {height}x{width} after frames of "
+                       f"{self.frame_size[0]}x{self.frame_size[1]} (height x width)")
+    if height % 2 or width % 2:
+      frames = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+    try:
+      self._encoder.stdin.write(np.ascontiguousarray(frames).data)
+    except BrokenPipeError:   # ffmpeg stopped: its log says why
+      self._check_encoder()
+      raise MediaError(self.path, "cannot encode video: ffmpeg stopped reading frames") from None
+    self.num_frames += frames.shape[0]
+
+  def write_chunks(self, chunks: Iterable[np.ndarray]) -> None:
+    """`write`s every chunk of frames, holding none while the next one is made."""
+    for frames in chunks:
+      self.write(frames)
+      del frames   # else the loop would keep it while the iterator makes the next chunk
+
+  def close(self) -> pathlib.Path:
+    """Finishes the encoding, muxes the audio and moves the mp4 to `path`."""
+    try:
+      if self._encoder is None:
+        raise ValueError(f"{self.path}: no frames to write")
+      try:
+        self._encoder.stdin.close()
+      except BrokenPipeError:
+        pass   # ffmpeg stopped before reading everything: its exit status says why
+      self._check_encoder()
+      out = self._dir / "video.mp4"
+      if self._audio is not None:
+        out = self._dir / f"out{self.path.suffix}"
+        _mux(self._dir / "video.mp4", self._audio, self._sample_rate, out, self.path)
+      os.replace(out, self.path)
+    finally:
+      self.abort()
+    return self.path
+
+  def abort(self) -> None:
+    """Stops the encoder and removes the temporary folder; nothing is written to `path`."""
+    if self._encoder is not None and self._encoder.poll() is None:
+      self._encoder.kill()
+      self._encoder.wait()
+    if self._encoder is not None and not self._encoder.stdin.closed:
+      try:
+        self._encoder.stdin.close()
+      except BrokenPipeError:
+        pass
+    self._log.close()
+    shutil.rmtree(self._dir, ignore_errors=True)
 
 
 def write_video(path: PathLike, frames: np.ndarray, fps: float = DEFAULT_FPS,
@@ -279,21 +481,10 @@ def write_video(path: PathLike, frames: np.ndarray, fps: float = DEFAULT_FPS,
   yuv420p needs even sizes: an odd height or width is padded by repeating the last row or
   column, so the file is then one pixel larger than `frames`.
   """
-  path = pathlib.Path(path)
-  frames = _check_frames(frames, path)
-  fps = _check_fps(fps, path)
-  _, height, width, _ = frames.shape
-  if height % 2 or width % 2:
-    frames = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
-    height, width = frames.shape[1:3]
-  with _atomic_output(path) as tmp:
-    audio_io.run_ffmpeg(
-        ["-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{width}x{height}",
-         "-framerate", _rate_arg(fps), "-i", "pipe:0", "-an", "-c:v", "libx264",
-         "-preset", "medium", "-crf", str(int(crf)), "-pix_fmt", "yuv420p",
-         "-movflags", "+faststart", tmp],
-        path, "cannot encode video", input_bytes=np.ascontiguousarray(frames).tobytes())
-  return path
+  frames = _check_frames(frames, path)   # before any file is made
+  with VideoWriter(path, fps=fps, crf=crf) as writer:
+    writer.write(frames)
+  return writer.path
 
 
 def mux_audio(video_path: PathLike, audio: np.ndarray, out_path: PathLike,
@@ -305,16 +496,9 @@ def mux_audio(video_path: PathLike, audio: np.ndarray, out_path: PathLike,
   video_path = audio_io.check_exists(video_path)
   out_path = pathlib.Path(out_path)
   audio = _check_audio(audio, out_path)
-  if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
-    raise ValueError(f"{out_path}: sample_rate must be a positive integer, got {sample_rate!r}")
-  if audio.size == 0:
-    raise ValueError(f"{out_path}: no audio samples to mux")
+  sample_rate = _check_sample_rate(sample_rate, out_path)
   with _atomic_output(out_path) as tmp:
-    audio_io.run_ffmpeg(
-        ["-y", "-i", video_path, "-f", "f32le", "-ar", str(int(sample_rate)), "-ac", "1",
-         "-i", "pipe:0", "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac",
-         "-b:a", "64k", "-shortest", "-movflags", "+faststart", tmp],
-        out_path, "cannot mux audio", input_bytes=audio.tobytes())
+    _mux(video_path, audio, sample_rate, tmp, out_path)
   return out_path
 
 
@@ -322,10 +506,9 @@ def write_video_with_audio(path: PathLike, frames: np.ndarray, audio: np.ndarray
                            fps: float = DEFAULT_FPS,
                            sample_rate: int = audio_io.DEFAULT_SAMPLE_RATE,
                            crf: int = DEFAULT_CRF) -> pathlib.Path:
-  """Encodes frames `[T, H, W, 3]` to H.264 and muxes mono audio `[N]` as AAC into one mp4."""
-  path = pathlib.Path(path)
-  _check_audio(audio, path)  # fail before the (slow) video encode
-  path.parent.mkdir(parents=True, exist_ok=True)
-  with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}.") as tmp:
-    silent = write_video(pathlib.Path(tmp) / "video.mp4", frames, fps=fps, crf=crf)
-    return mux_audio(silent, audio, path, sample_rate=sample_rate)
+  """Encodes frames `[T, H, W, 3]` to H.264 and muxes mono audio `[N]` as AAC into one mp4
+  (`VideoWriter` with every frame at once)."""
+  frames = _check_frames(frames, path)
+  with VideoWriter(path, fps=fps, audio=audio, sample_rate=sample_rate, crf=crf) as writer:
+    writer.write(frames)
+  return writer.path

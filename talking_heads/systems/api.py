@@ -16,7 +16,7 @@ import dataclasses
 import importlib
 import os
 import pkgutil
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -36,12 +36,35 @@ def resolve(path: str) -> Any:
 
 
 class GeneratedVideo(Protocol):
-  """What a generator returns: frames [T, H, W, 3] uint8, audio [N] at 16 kHz, fps, and the wall
-  seconds of its steps (each network's "<name>" and "<name>_first_batch")."""
+  """What a generator may return, in memory: frames [T, H, W, 3] uint8, audio [N] at 16 kHz,
+  fps, and the wall seconds of its steps (each network's "<name>" and "<name>_first_batch")."""
   frames: np.ndarray
   audio: np.ndarray
   fps: int
   seconds: dict[str, float]
+
+
+@runtime_checkable
+class StreamedVideo(Protocol):
+  """What a generator may return to stream (memory bounded by a chunk, not the video): audio
+  [N] at 16 kHz, fps, the frame count T, `frame_chunks()` giving the frames in order as uint8
+  [t, H, W, 3] chunks (consuming them does the work), and the wall seconds of its steps
+  (complete once the chunks are consumed)."""
+  audio: np.ndarray
+  fps: int
+  num_frames: int
+  seconds: dict[str, float]
+
+  def frame_chunks(self) -> Iterator[np.ndarray]:
+    ...
+
+
+def frame_chunks(video: GeneratedVideo | StreamedVideo) -> Iterator[np.ndarray]:
+  """The frames of what a generator returned, in chunks: a stream's own, or an in-memory
+  video's frames as one chunk."""
+  if isinstance(video, StreamedVideo):
+    return video.frame_chunks()
+  return iter((video.frames,))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,12 +73,13 @@ class LoadedGenerator:
 
   Attributes:
     generate: (audio path, face-source video path or None, video_inference.Options) -> a
-      `GeneratedVideo`.
+      `StreamedVideo` (bounded memory; its chunk size is the options' `chunk_frames`) or a
+      `GeneratedVideo` (in memory).
     sources: where each network's weights come from.
     batch_size: frames per network call when the generator sets its own (None: the video
       options'), for the per-network speeds.
   """
-  generate: Callable[[str, str | None, Any], GeneratedVideo]
+  generate: Callable[[str, str | None, Any], StreamedVideo | GeneratedVideo]
   sources: Mapping[str, str]
   batch_size: int | None = None
 
@@ -74,6 +98,11 @@ class Generator:
     load: "module:function" (weights: dict[str, str | None], options: dict[str, str]) ->
       `LoadedGenerator`; it raises FileNotFoundError / ValueError / MissingWeightsError naming
       what is missing.
+    check: optional "module:function" (audio path, video path or None, options: dict[str,
+      str]) -> None, run by the launchers before `load` (before any network loads): it raises
+      FileNotFoundError / ValueError naming a bad input of the entry's own (an option, a file
+      an option needs) and may log warnings. The launchers check the files every entry takes
+      and the output path themselves.
   """
   name: str
   description: str
@@ -81,9 +110,14 @@ class Generator:
   load: str
   options: Mapping[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
   needs_video: bool = True
+  check: str | None = None
 
   def loader(self) -> Callable[[dict[str, str | None], dict[str, str]], LoadedGenerator]:
     return resolve(self.load)
+
+  def checker(self) -> Callable[[str, str | None, dict[str, str]], None]:
+    """The entry's input checks (a no-op when it declares none)."""
+    return resolve(self.check) if self.check else lambda audio, video, options: None
 
 
 # ------------------------------------------------------------------------------ main job

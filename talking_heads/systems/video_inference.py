@@ -1,7 +1,8 @@
 """Video inference shared by every system that edits faces in a source video.
 
 audio + an identity video -> per-frame audio windows, face boxes, crops -> a system's face
-networks (`run`'s steps) -> feathered paste-back -> mp4 with audio, for audio of any length.
+networks (`stream`'s steps) -> feathered paste-back -> mp4 with audio, for audio of any length,
+chunk by chunk.
 
 Dimension legend: T output frames, V source video frames used (V <= T), H, W frame size,
 S face size of the first network (96 for the published Wav2Lip), M mel bins (80), F mel frames
@@ -13,7 +14,8 @@ with what differs here:
     (`audio.mel.WAV2LIP_MEL`). Silent audio (RMS below -60 dBFS) and audio shorter than one mel
     window (16 mel frames = 3000 samples) are errors naming the file.
   * video: decoded at `fps` (25; ffmpeg's fps filter drops or repeats frames of other rates),
-    only as many frames as the output needs.
+    only as many frames as the output needs, into a temporary file (`video_io.FrameFile`) from
+    which each chunk reads its frames.
   * mel chunks: chunk i starts at int(i * 80 / fps) and spans 16 mel frames; the reference's last
     chunk is the final 16 mel frames. The reference stops there (about 2.7 frames short of the
     audio at 25 fps); we go on to T = ceil(audio seconds * fps) frames, every chunk past the end
@@ -36,16 +38,25 @@ with what differs here:
     mask (`face.crop.feather_mask`; the reference pastes a hard box); pixels outside the square
     are the source frame's.
   * mp4: H.264 with the 16 kHz mono audio as AAC (the reference muxes the original audio file).
+
+Memory: the output is made in chunks of `Options.chunk_frames` frames (`stream`), each handed
+to the encoder (`write_mp4`, `video_io.VideoWriter`) before the next is made, so the frames in
+memory are one chunk's (its source frames, faces and output frames), whatever the audio's
+length; what grows with the audio is small: the samples (64 KB a second) and the mel chunks
+(128 KB a second at 25 fps), plus the face boxes (16 bytes a source frame). `run` keeps every
+chunk, for callers that want arrays.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
+import operator
 import os
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import flax.linen as nn
 import jax
@@ -120,6 +131,8 @@ class Options:
     pads: (top, bottom, left, right) pixels added to detected boxes.
     smoothing: frames in the box moving average (1 turns smoothing off).
     batch_size: frames per generator call.
+    chunk_frames: output frames generated, pasted and handed on at a time (rounded up to a
+      multiple of `batch_size`): with the frame size, what bounds memory (`stream`).
     feather: paste-back mask ramp as a fraction of the crop side (0 = hard box).
     loop: "plain" or "pingpong" frame order when the audio outlasts the video.
     silence_db: audio whose RMS level is below this (dBFS) is rejected as silent.
@@ -130,6 +143,7 @@ class Options:
   pads: crop_lib.Pads = REFERENCE_PADS
   smoothing: int = REFERENCE_SMOOTHING
   batch_size: int = 16
+  chunk_frames: int = 32
   feather: float = 0.1
   loop: str = "plain"
   silence_db: float = -60.0
@@ -139,9 +153,9 @@ class Options:
       raise ValueError(f"Options.fps must be a positive integer, got {self.fps!r}")
     if self.loop not in LOOP_MODES:
       raise ValueError(f"Options.loop must be one of {LOOP_MODES}, got {self.loop!r}")
-    if self.batch_size < 1 or self.smoothing < 1:
-      raise ValueError(f"Options.batch_size and smoothing must be >= 1, got {self.batch_size} "
-                       f"and {self.smoothing}")
+    if self.batch_size < 1 or self.smoothing < 1 or self.chunk_frames < 1:
+      raise ValueError(f"Options.batch_size, smoothing and chunk_frames must be >= 1, got "
+                       f"{self.batch_size}, {self.smoothing} and {self.chunk_frames}")
     object.__setattr__(self, "box", parse_box(self.box))
     object.__setattr__(self, "pads", crop_lib.parse_pads(self.pads))
 
@@ -217,8 +231,8 @@ def audio_chunks(audio: np.ndarray, fps: int = windows.VIDEO_FPS, *, silence_db:
   mel = mel_lib.mel_spectrogram(audio, mel_lib.WAV2LIP_MEL, clip_id=clip_id)    # [80, F]
   starts = mel_chunk_starts(mel.shape[1], output_frame_count(audio.shape[0], fps), fps,
                             clip_id=clip_id)
-  chunks = mel[:, starts[:, None] + np.arange(MEL_SPEC.window)]                 # [80, T, 16]
-  return np.ascontiguousarray(chunks.transpose(1, 0, 2))
+  windows_view = np.lib.stride_tricks.sliding_window_view(mel, MEL_SPEC.window, axis=1)
+  return windows_view.transpose(1, 0, 2)[starts]                                # [T, 80, 16]
 
 
 # ------------------------------------------------------------------------------ video
@@ -238,14 +252,15 @@ def frame_order(num_frames: int, num_video_frames: int, loop: str = "plain") -> 
   return np.where(j < num_video_frames, j, period - j)
 
 
-def read_frames(path: PathLike, max_frames: int, fps: int) -> np.ndarray:
-  """The first `max_frames` frames of a video at `fps`, RGB uint8 [V, H, W, 3]."""
+def read_frames(path: PathLike, max_frames: int, fps: int) -> video_io.FrameFile:
+  """The first `max_frames` frames of a video at `fps`, RGB uint8 [V, H, W, 3], kept on disk."""
   # Closing the generator stops ffmpeg once enough frames are read.
   with contextlib.closing(video_io.iter_frames(path, fps=fps)) as frames:
-    return np.stack(list(itertools.islice(frames, max_frames)))
+    return video_io.FrameFile(itertools.islice(frames, max_frames))
 
 
-def face_boxes(frames: np.ndarray, options: Options, *, clip_id: str = "video") -> np.ndarray:
+def face_boxes(frames: np.ndarray | video_io.FrameFile, options: Options, *,
+               clip_id: str = "video") -> np.ndarray:
   """The box [V, 4] each frame's face is cut from and pasted back into (see module docstring).
 
   Raises:
@@ -275,36 +290,37 @@ class Inputs:
   Attributes:
     audio: [N] float32 at 16 kHz, the output's sound track.
     mel_chunks: [T, 80, 16] one Wav2Lip mel window per output frame.
-    frames: [V, H, W, 3] RGB uint8 source frames (the first V of the video, V <= T).
+    frames: [V, H, W, 3] RGB uint8 source frames (the first V of the video, V <= T): an array,
+      or a `video_io.FrameFile` on disk when read from a file (`prepare`).
     boxes: [V, 4] face box of each source frame.
-    crops: [V, S, S, 3] RGB uint8 face crops at the generator's size.
     order: [T] source frame of each output frame.
     fps: frame rate.
+    image_size: S, the side of the face crops the first network takes.
   """
   audio: np.ndarray
   mel_chunks: np.ndarray
-  frames: np.ndarray
+  frames: np.ndarray | video_io.FrameFile
   boxes: np.ndarray
-  crops: np.ndarray
   order: np.ndarray
   fps: int
+  image_size: int
 
   @property
   def num_frames(self) -> int:
     return int(self.order.shape[0])
 
+  @functools.cached_property
+  def crops(self) -> np.ndarray:
+    """[V, S, S, 3] RGB uint8 face crops at the generator's size (computed on first use)."""
+    return crop_lib.crop_faces(self.frames, self.boxes, self.image_size)   # frame by frame
 
-def _inputs(audio: np.ndarray, chunks: np.ndarray, frames: np.ndarray, image_size: int,
-            options: Options, video_id: str) -> Inputs:
-  frames = np.asarray(frames)
-  if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or not len(frames):
-    raise ValueError(f"{video_id}: expected RGB uint8 frames [V, H, W, 3], got {frames.dtype} "
-                     f"{frames.shape}")
-  frames = frames[:chunks.shape[0]]
+
+def _inputs(audio: np.ndarray, chunks: np.ndarray, frames: np.ndarray | video_io.FrameFile,
+            image_size: int, options: Options, video_id: str) -> Inputs:
   boxes = face_boxes(frames, options, clip_id=video_id)
-  crops = crop_lib.crop_faces(frames, boxes, image_size)
-  order = frame_order(chunks.shape[0], frames.shape[0], options.loop)
-  return Inputs(np.asarray(audio, np.float32), chunks, frames, boxes, crops, order, options.fps)
+  order = frame_order(chunks.shape[0], len(frames), options.loop)
+  return Inputs(np.asarray(audio, np.float32), chunks, frames, boxes, order, options.fps,
+                int(image_size))
 
 
 def prepare_arrays(audio: np.ndarray, frames: np.ndarray, image_size: int, options: Options, *,
@@ -312,13 +328,18 @@ def prepare_arrays(audio: np.ndarray, frames: np.ndarray, image_size: int, optio
   """Inputs from 16 kHz mono audio [N] and RGB uint8 frames [V', H, W, 3] at `options.fps`
   (only the first T are used); `audio_id` and `video_id` name them in errors."""
   chunks = audio_chunks(audio, options.fps, silence_db=options.silence_db, clip_id=audio_id)
-  return _inputs(audio, chunks, frames, image_size, options, video_id)
+  frames = np.asarray(frames)
+  if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or not len(frames):
+    raise ValueError(f"{video_id}: expected RGB uint8 frames [V, H, W, 3], got {frames.dtype} "
+                     f"{frames.shape}")
+  return _inputs(audio, chunks, frames[:chunks.shape[0]], image_size, options, video_id)
 
 
 def prepare(audio_path: PathLike, video_path: PathLike, image_size: int,
             options: Options) -> Inputs:
   """Inputs from an audio file (any format ffmpeg reads; a video's sound track too) and an
-  identity video, decoded at `options.fps`.
+  identity video, decoded at `options.fps`: only its first T frames, into a temporary file
+  (`video_io.FrameFile`: they cost disk, not memory).
 
   Raises:
     FileNotFoundError, audio_io.MediaError (video_io.VideoError): a file is missing or
@@ -368,6 +389,123 @@ def paste_faces(inputs: Inputs, faces: np.ndarray, feather: float) -> np.ndarray
   return out
 
 
+# ------------------------------------------------------------------------------ chunks
+
+
+def chunk_bounds(num_frames: int, chunk_frames: int, batch_size: int) -> list[tuple[int, int]]:
+  """[start, stop) of each chunk of output frames: `chunk_frames` rounded up to a multiple of
+  `batch_size`, so every chunk but the last is made of full batches and the networks see
+  exactly the batches of one pass over all frames (the same outputs, bit for bit)."""
+  size = -(-chunk_frames // batch_size) * batch_size
+  return [(start, min(start + size, num_frames)) for start in range(0, num_frames, size)]
+
+
+def chunk_inputs(inputs: Inputs, start: int, stop: int) -> Inputs:
+  """The inputs of output frames [start, stop), each with its own source frame (read here: the
+  chunk's [c, H, W, 3] are all of the video that is in memory)."""
+  order = inputs.order[start:stop]
+  return Inputs(inputs.audio, inputs.mel_chunks[start:stop], inputs.frames[order],
+                inputs.boxes[order], np.arange(stop - start), inputs.fps, inputs.image_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+  """Output frames [start, start + c) of a generation.
+
+  Attributes:
+    start: the first output frame's index.
+    frames: [c, H, W, 3] RGB uint8 output frames.
+    faces: [c, S', S', 3] RGB uint8 generated faces that were pasted (the last step's).
+    stage_faces: the earlier steps' faces by step name.
+  """
+  start: int
+  frames: np.ndarray
+  faces: np.ndarray
+  stage_faces: dict[str, np.ndarray]
+
+
+FaceStep = Callable[..., np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stream:
+  """A generation that runs as its chunks are consumed: memory holds one chunk of frames.
+
+  Attributes:
+    inputs: what the audio and video gave.
+    chunks: the `Chunk`s in order (an iterator: consuming it does the work).
+    seconds: wall time per step (see `run`), complete once `chunks` is exhausted.
+  """
+  inputs: Inputs
+  chunks: Iterator[Chunk]
+  seconds: dict[str, float]
+
+  @property
+  def audio(self) -> np.ndarray:
+    return self.inputs.audio
+
+  @property
+  def fps(self) -> int:
+    return self.inputs.fps
+
+  @property
+  def num_frames(self) -> int:
+    return self.inputs.num_frames
+
+  def frame_chunks(self) -> Iterator[np.ndarray]:
+    """The output frames chunk by chunk, [c, H, W, 3] uint8 (holding no earlier chunk)."""
+    return map(operator.attrgetter("frames"), self.chunks)
+
+
+def _make_chunk(inputs: Inputs, start: int, stop: int, steps: Sequence[tuple[str, FaceStep]],
+                options: Options, seconds: dict[str, float]) -> Chunk:
+  begin = time.perf_counter()
+  source = chunk_inputs(inputs, start, stop)
+  _ = source.crops   # cut here, so that "source" has their time and not the first network
+  seconds["source"] += time.perf_counter() - begin
+  faces: Any = source
+  stage_faces: dict[str, np.ndarray] = {}
+  for i, (name, fn) in enumerate(steps):
+    begin = time.perf_counter()
+    first = (lambda s, n=name: seconds.update({f"{n}_first_batch": s})) if start == 0 else None
+    out = fn(faces, on_first_batch=first)
+    seconds[name] += time.perf_counter() - begin
+    if i < len(steps) - 1:
+      stage_faces[name] = out
+    faces = out
+  begin = time.perf_counter()
+  frames = paste_faces(source, faces, options.feather)
+  seconds["paste"] += time.perf_counter() - begin
+  return Chunk(start, frames, faces, stage_faces)
+
+
+def _generate_chunks(inputs: Inputs, steps: Sequence[tuple[str, FaceStep]], options: Options,
+                     seconds: dict[str, float]) -> Iterator[Chunk]:
+  for name in ("source", *(name for name, _ in steps), "paste"):
+    seconds[name] = 0.0
+  for start, stop in chunk_bounds(inputs.num_frames, options.chunk_frames, options.batch_size):
+    # Made by a function: this generator keeps no chunk's arrays while the next one is made.
+    yield _make_chunk(inputs, start, stop, steps, options, seconds)
+
+
+def stream(inputs: Inputs, steps: Sequence[tuple[str, FaceStep]],
+           options: Options = Options()) -> Stream:
+  """Face crops through a system's networks, pasted back into the source frames, chunk by chunk
+  (`chunk_bounds`).
+
+  `steps` are (name, fn) in order: the first maps a chunk's inputs (`chunk_inputs`) to faces,
+  `fn(inputs, on_first_batch=...)`, each later one maps the previous faces to new ones,
+  `fn(faces, on_first_batch=...)` (e.g. LaDTalk's SOVQAE after Wav2Lip); the last step's faces
+  (any square size) are pasted. `Stream.seconds` gets each step's wall time, its
+  "<name>_first_batch" (from the first chunk: jit compilation included), "source" (reading
+  and cropping the source frames) and "paste".
+  """
+  if not steps:
+    raise ValueError("stream: a system needs at least one face step")
+  seconds: dict[str, float] = {}
+  return Stream(inputs, _generate_chunks(inputs, steps, options, seconds), seconds)
+
+
 @dataclasses.dataclass(frozen=True)
 class Result:
   """A generated video before encoding.
@@ -377,7 +515,7 @@ class Result:
     faces: [T, S', S', 3] RGB uint8 generated face crops that were pasted (the system's last stage).
     inputs: what the audio and video gave.
     stage_faces: intermediate face crops by stage name (e.g. LaDTalk's "wav2lip").
-    seconds: wall time per step (see `run`).
+    seconds: wall time per step (see `stream`).
   """
   frames: np.ndarray
   faces: np.ndarray
@@ -395,38 +533,23 @@ class Result:
     return self.inputs.fps
 
 
-FaceStep = Callable[..., np.ndarray]
-
-
 def run(inputs: Inputs, steps: Sequence[tuple[str, FaceStep]],
         options: Options = Options()) -> Result:
-  """Face crops through a system's networks, pasted back into the source frames.
-
-  `steps` are (name, fn) in order: the first maps the inputs to faces, `fn(inputs,
-  on_first_batch=...)`, each later one maps the previous faces to new ones, `fn(faces,
-  on_first_batch=...)` (e.g. LaDTalk's SOVQAE after Wav2Lip); the last step's faces (any square
-  size) are pasted. `Result.stage_faces` keeps every earlier step's faces by name, and
-  `Result.seconds` each step's wall time, its "<name>_first_batch" and "paste".
-  """
-  if not steps:
-    raise ValueError("run: a system needs at least one face step")
-  seconds: dict[str, float] = {}
-  stage_faces: dict[str, np.ndarray] = {}
-  faces: Any = inputs
-  for i, (name, fn) in enumerate(steps):
-    start = time.perf_counter()
-    out = fn(faces, on_first_batch=lambda s, n=name: seconds.update({f"{n}_first_batch": s}))
-    seconds[name] = time.perf_counter() - start
-    if i < len(steps) - 1:
-      stage_faces[name] = out
-    faces = out
-  start = time.perf_counter()
-  frames = paste_faces(inputs, faces, options.feather)
-  seconds["paste"] = time.perf_counter() - start
-  return Result(frames, faces, inputs, stage_faces, seconds)
+  """`stream` with every chunk kept: the whole video in memory, for callers that need arrays
+  (tests, evaluation); `Result.stage_faces` keeps every earlier step's faces by name."""
+  generation = stream(inputs, steps, options)
+  chunks = list(generation.chunks)
+  return Result(np.concatenate([c.frames for c in chunks]),
+                np.concatenate([c.faces for c in chunks]), inputs,
+                {name: np.concatenate([c.stage_faces[name] for c in chunks])
+                 for name in chunks[0].stage_faces},
+                generation.seconds)
 
 
-def write_mp4(path: PathLike, result: Result) -> os.PathLike[str]:
-  """Encodes the frames with the audio (16 kHz mono, AAC) into an mp4."""
-  return video_io.write_video_with_audio(path, result.frames, result.audio, fps=result.fps,
-                                         sample_rate=windows.SAMPLE_RATE)
+def write_mp4(path: PathLike, result: Result | Stream) -> os.PathLike[str]:
+  """Encodes the frames (of a `Result`, or of a `Stream` as its chunks are made) with the audio
+  (16 kHz mono, AAC) into an mp4."""
+  with video_io.VideoWriter(path, fps=result.fps, audio=result.audio,
+                            sample_rate=windows.SAMPLE_RATE) as writer:
+    writer.write_chunks(result.frame_chunks() if isinstance(result, Stream) else [result.frames])
+  return writer.path

@@ -98,6 +98,14 @@ def test_orientation_and_frame_count():
   assert mel.RADIO_MEL.num_frames(16000) == 101
 
 
+@pytest.mark.parametrize("config", [mel.WAV2LIP_MEL, mel.RADIO_MEL], ids=["wav2lip", "radio"])
+def test_spectra_in_blocks_are_the_spectra_at_once(signals, config, monkeypatch):
+  """The spectra are computed a block of frames at a time (bounded memory for long audio)."""
+  whole = mel.mel_spectrogram(signals[0], config)
+  monkeypatch.setattr(mel, "_STFT_BLOCK", 7)
+  np.testing.assert_array_equal(mel.mel_spectrogram(signals[0], config), whole)
+
+
 def test_silence_is_floor_and_int16_is_scaled():
   np.testing.assert_array_equal(mel.mel_spectrogram(np.zeros(4000)), -4.0)
   audio = (_speechlike(4, seconds=0.5) * 8000).astype(np.int16)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from experiments import generate
+from experiments import generation_memory
 from experiments.configs.dae_talker import dae as dae_config
 from experiments.configs.dae_talker import speech2latent as speech2latent_config
 from experiments.configs.experts import syncnet as syncnet_config
@@ -25,6 +26,7 @@ from talking_heads.io import video as video_io
 from talking_heads.pipelines import testing as pipeline_testing
 from talking_heads.pretrained import wav2lip as wav2lip_convert
 from talking_heads.systems import video_inference
+from talking_heads.systems.dae_talker import inference as dae_inference
 from talking_heads.systems.dae_talker.dae import DAEStage
 from talking_heads.systems.dae_talker.speech2latent import Speech2LatentStage
 from talking_heads.systems.ladtalk import inference as ladtalk_inference
@@ -122,20 +124,39 @@ def test_both_systems_from_workdirs(media, workdirs, tmp_path):
                                 "sovqae": f"{workdirs['sovqae']} step 1"}
   assert set(summary["frames_per_second"]) == {"end_to_end", "wav2lip", "sovqae"}
   check_output(tmp_path / "ladtalk.mp4", 20)
-  # The tiny stages: Wav2Lip at 64 px, SOVQAE at 32 px.
-  assert ladtalk.result.stage_faces["wav2lip"].shape == (20, 64, 64, 3)
-  assert ladtalk.result.faces.shape == (20, 32, 32, 3)
   np.testing.assert_array_equal(ladtalk.result.inputs.order, np.arange(20) % 8)
 
-  # Wav2Lip alone, driven by an mp4's sound track: the same faces LaDTalk started from.
+  # Wav2Lip alone, driven by an mp4's sound track.
   wav2lip = generate.generate(generate.Request(
       "wav2lip", str(media["mp4"]), str(media["video"]), str(tmp_path / "wav2lip.mp4"),
       weights={"wav2lip_workdir": workdirs["wav2lip"]}, options=options))
   check_output(tmp_path / "wav2lip.mp4", 20)
-  assert wav2lip.result.faces.shape == (20, 64, 64, 3)
   decoded_mp4_audio = audio_io.load_audio(media["mp4"])
   np.testing.assert_array_equal(wav2lip.result.audio, decoded_mp4_audio)
-  assert not np.array_equal(wav2lip.result.frames, ladtalk.result.frames)
+  assert not np.array_equal(video_io.read_video(tmp_path / "wav2lip.mp4")[0],
+                            video_io.read_video(tmp_path / "ladtalk.mp4")[0])
+
+
+def test_streamed_mp4_equals_the_in_memory_one(media, workdirs, tmp_path):
+  """generate streams chunks of 8 frames (batches of 4) into the encoder; the mp4 is the one
+  the in-memory path writes (all frames at once, one chunk), frame for frame."""
+  options = generate.Options(box="full", batch_size=4, chunk_frames=8)
+  streamed = generate.generate(generate.Request(
+      "ladtalk", str(media["wav"]), str(media["video"]), str(tmp_path / "streamed.mp4"),
+      weights={"wav2lip_workdir": workdirs["wav2lip"], "sovqae_workdir": workdirs["sovqae"]},
+      options=options))
+  assert streamed.summary["frames"] == 20
+  wav2lip = ladtalk_inference.load_wav2lip(workdirs["wav2lip"])
+  sovqae = ladtalk_inference.load_sovqae(workdirs["sovqae"])
+  whole = generate.Options(box="full", batch_size=4, chunk_frames=20)
+  inputs = video_inference.prepare(media["wav"], media["video"], wav2lip.image_size, whole)
+  result = ladtalk_inference.run_ladtalk(wav2lip, sovqae, inputs, whole)
+  # The tiny stages: Wav2Lip at 64 px, SOVQAE at 32 px.
+  assert result.stage_faces["wav2lip"].shape == (20, 64, 64, 3)
+  assert result.faces.shape == (20, 32, 32, 3)
+  in_memory = video_inference.write_mp4(tmp_path / "in_memory.mp4", result)
+  np.testing.assert_array_equal(video_io.read_video(tmp_path / "streamed.mp4")[0],
+                                video_io.read_video(in_memory)[0])
 
 
 def test_dae_talker_from_workdirs(media, workdirs, tmp_path):
@@ -156,6 +177,24 @@ def test_dae_talker_from_workdirs(media, workdirs, tmp_path):
   posed = generate.generate(request("yaw=5,pitch=-2", "posed.mp4")).result
   np.testing.assert_allclose(posed.pose, np.repeat(np.deg2rad([[5.0, -2.0, 0.0]]), 20, 0),
                              rtol=1e-6)
+
+
+def test_dae_talker_streamed_mp4_equals_the_in_memory_one(media, workdirs, tmp_path):
+  """Chunks of 8 frames decoded from one shared x_T and streamed into the encoder give the mp4
+  of the in-memory path (every frame decoded, then written), frame for frame."""
+  generate.generate(generate.Request(
+      "dae_talker", str(media["m4a"]), None, str(tmp_path / "streamed.mp4"),
+      weights={"dae_workdir": workdirs["dae"], "speech2latent_workdir": workdirs["speech2latent"]},
+      system_options={"sample_steps": "2", "seed": "3"},
+      options=generate.Options(batch_size=4, chunk_frames=8)))
+  model = dae_inference.load(workdirs["dae"], workdirs["speech2latent"])
+  result = dae_inference.run_arrays(
+      model, audio_io.load_audio(media["m4a"]),
+      dae_inference.Options(sample_steps=2, seed=3, batch_size=4, chunk_frames=20))
+  in_memory = video_io.write_video_with_audio(tmp_path / "in_memory.mp4", result.frames,
+                                              result.audio)
+  np.testing.assert_array_equal(video_io.read_video(tmp_path / "streamed.mp4")[0],
+                                video_io.read_video(in_memory)[0])
 
 
 def run_command(*args):
@@ -234,6 +273,68 @@ def test_missing_weights_and_bad_requests(media, workdirs, tmp_path):
     generate.generate(generate.Request("wav2lip", str(media["wav"]), None, str(tmp_path / "o.mp4"),
                                        weights={"wav2lip_workdir": workdirs["wav2lip"]}))
   assert not (tmp_path / "out.mp4").exists()
+
+
+def test_bad_paths_fail_before_any_network_loads(media, tmp_path, monkeypatch):
+  def no_loading(*args, **kwargs):
+    raise AssertionError("a network was loaded before the request was checked")
+
+  monkeypatch.setattr(ladtalk_inference, "load_wav2lip", no_loading)
+  monkeypatch.setattr(dae_inference, "load", no_loading)
+  out = str(tmp_path / "out.mp4")
+  request = lambda system="wav2lip", audio=str(media["wav"]), video=str(media["video"]), \
+      out=out, **options: generate.Request(system, audio, video, out,
+                                            weights={"wav2lip_workdir": "w", "dae_workdir": "d",
+                                                     "speech2latent_workdir": "s"},
+                                            system_options=options)
+  with pytest.raises(FileNotFoundError, match=r"--audio .*nowhere.wav does not exist"):
+    generate.generate(request(audio=str(tmp_path / "nowhere.wav")))
+  with pytest.raises(FileNotFoundError, match=r"--audio .* is a directory"):
+    generate.generate(request(audio=str(tmp_path)))
+  with pytest.raises(FileNotFoundError, match=r"--video .*nowhere.mp4 does not exist"):
+    generate.generate(request(video=str(tmp_path / "nowhere.mp4")))
+  with pytest.raises(ValueError, match=rf"--out {tmp_path} is a directory"):
+    generate.generate(request(out=str(tmp_path)))
+  with pytest.raises(FileNotFoundError, match=r"its directory .*missing does not exist"):
+    generate.generate(request(out=str(tmp_path / "missing" / "out.mp4")))
+  # The entry's own checks come before its networks too.
+  with pytest.raises(ValueError, match="--noise=reference needs --video"):
+    generate.generate(request("dae_talker", video=None, noise="reference"))
+  with pytest.raises(ValueError, match="--sample_steps='many': expected an integer"):
+    generate.generate(request("dae_talker", video=None, sample_steps="many"))
+  with pytest.raises(FileNotFoundError, match="pose file poses.npy does not exist"):
+    generate.generate(request("dae_talker", video=None, pose="poses.npy"))
+  assert os.listdir(tmp_path) == []
+
+
+def test_command_line_reports_a_bad_out_in_one_line(media, tmp_path):
+  result = run_command("--system=wav2lip", f"--audio={media['wav']}", f"--video={media['video']}",
+                       f"--out={tmp_path}", f"--wav2lip_workdir={tmp_path / 'never_loaded'}")
+  assert result.returncode == 1
+  assert result.stderr.strip() == (f"generate: --out {tmp_path} is a directory; give the mp4 "
+                                   "file to write")
+
+
+@pytest.mark.slow
+def test_peak_memory_does_not_grow_with_the_audio(workdirs, tmp_path):
+  """Peak RSS of the command for 60 s and 10 s of audio at 256 px (1500 and 250 frames: 295 and
+  49 MB of output frames; about 1 minute on 2 cores). Holding the video (and its copy for
+  ffmpeg), the 60 s run took 1.8 times the 10 s run's memory (1143 vs 647 MiB); streaming, 1.09
+  times (552 vs 507 MiB: sampled each second, the process's memory grows over the first 600 or
+  so frames, then stays flat; the 10 s run ends before). Bound: 1.15."""
+  video = generation_memory.identity_video(tmp_path / "identity.mp4", 256, 10)
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+  peaks = {}
+  for seconds in (10, 60):
+    audio = audio_io.write_wav(tmp_path / f"{seconds}s.wav", generation_memory.speech_like(seconds))
+    log = tmp_path / f"{seconds}s.log"
+    cmd = generation_memory.generate_command(sys.executable, str(audio), str(video),
+                                             str(tmp_path / f"{seconds}s.mp4"), workdirs["wav2lip"],
+                                             256)
+    code, _, peaks[seconds] = generation_memory.peak_rss(cmd, ROOT, log, env)
+    assert code == 0, log.read_text()[-3000:]
+  assert video_io.probe(tmp_path / "60s.mp4").num_frames == 1500
+  assert peaks[60] < 1.15 * peaks[10], peaks
 
 
 def test_network_speeds_skip_single_batch_runs():

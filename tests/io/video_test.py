@@ -190,3 +190,67 @@ def test_iter_frames_can_stop_early(clip_with_audio):
   first = next(iterator)
   iterator.close()  # kills ffmpeg without error
   assert first.shape == frames.shape[1:] and not first.flags.writeable
+
+
+def test_writer_streams_batches_into_the_same_mp4(tmp_path):
+  frames = _smooth_frames(30, 47, 64)                        # odd height: padded per batch
+  audio = _speechlike(640 * 30)
+  whole = video.write_video_with_audio(tmp_path / "whole.mp4", frames, audio)
+  with video.VideoWriter(tmp_path / "streamed.mp4", fps=25, audio=audio) as writer:
+    for start in range(0, 30, 7):
+      writer.write(frames[start:start + 7])
+  assert writer.num_frames == 30 and writer.frame_size == (47, 64)
+  np.testing.assert_array_equal(video.read_video(tmp_path / "streamed.mp4")[0],
+                                video.read_video(whole)[0])
+  assert video.probe(tmp_path / "streamed.mp4").has_audio
+  assert sorted(os.listdir(tmp_path)) == ["streamed.mp4", "whole.mp4"]
+
+
+def test_writer_failure_leaves_no_partial_file(tmp_path):
+  frames = _smooth_frames(10, 32, 32)
+  old = video.write_video(tmp_path / "out.mp4", frames[:3])
+  before = old.read_bytes()
+  with pytest.raises(RuntimeError, match="generation failed"):
+    with video.VideoWriter(tmp_path / "out.mp4", audio=_speechlike(6400)) as writer:
+      writer.write(frames)
+      raise RuntimeError("generation failed")
+  assert old.read_bytes() == before                         # the old file is untouched
+  with pytest.raises(video.MediaError, match=r"new.mp4: cannot encode video"):
+    with video.VideoWriter(tmp_path / "new.mp4", crf=-5) as writer:
+      writer.write(frames)
+  with pytest.raises(ValueError, match="new.mp4: frames of 16x32 after frames of 32x32"):
+    with video.VideoWriter(tmp_path / "new.mp4") as writer:
+      writer.write(frames)
+      writer.write(frames[:, :16])
+  with pytest.raises(ValueError, match="new.mp4: no frames to write"):
+    with video.VideoWriter(tmp_path / "new.mp4"):
+      pass
+  with pytest.raises(IsADirectoryError, match="is a directory"):
+    video.VideoWriter(tmp_path)
+  assert os.listdir(tmp_path) == ["out.mp4"]                # no temporary folder either
+
+
+def test_written_files_follow_the_umask(tmp_path):
+  previous = os.umask(0o027)
+  try:
+    path = video.write_video(tmp_path / "v.mp4", _smooth_frames(2, 16, 16))
+    muxed = video.mux_audio(path, _speechlike(1280), tmp_path / "m.mp4")
+  finally:
+    os.umask(previous)
+  assert path.stat().st_mode & 0o777 == 0o640 and muxed.stat().st_mode & 0o777 == 0o640
+
+
+def test_frame_file_reads_frames_back_by_index():
+  frames = _smooth_frames(6, 8, 10)
+  stored = video.FrameFile(iter(frames))
+  assert stored.shape == (6, 8, 10, 3) and len(stored) == 6 and stored.dtype == np.uint8
+  np.testing.assert_array_equal(stored[4], frames[4])
+  np.testing.assert_array_equal(stored[-1], frames[-1])
+  np.testing.assert_array_equal(stored[1:4], frames[1:4])
+  np.testing.assert_array_equal(stored[np.array([5, 0, 5])], frames[[5, 0, 5]])
+  np.testing.assert_array_equal(np.asarray(stored), frames)
+  stored.close()
+  with pytest.raises(ValueError, match=r"frame 2 is uint8 \(8, 9, 3\); expected uint8 \(8, 10, 3\)"):
+    video.FrameFile([frames[0], frames[1], frames[2, :, :9]])
+  with pytest.raises(ValueError, match="no frames"):
+    video.FrameFile([])

@@ -1,6 +1,8 @@
 """Wav2Lip inference pipeline: mel chunking against the reference loop, looping, face boxes,
 paste-back, the written mp4 and the input errors, with a randomly initialised small generator."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -179,7 +181,7 @@ def test_runs_loops_and_pastes_only_inside_the_box(media, model):
   np.testing.assert_array_equal(inputs.order, np.arange(25) % 10)   # plain loop
   result = ladtalk_inference.run_wav2lip(model, inputs, options)
   assert result.frames.shape == (25, 48, 64, 3) and result.faces.shape == (25, SIZE, SIZE, 3)
-  assert set(result.seconds) == {"wav2lip", "wav2lip_first_batch", "paste"}
+  assert set(result.seconds) == {"source", "wav2lip", "wav2lip_first_batch", "paste"}
   source = inputs.frames[inputs.order]
   outside = np.ones((48, 64), bool)
   outside[4:36, 8:40] = False
@@ -190,6 +192,27 @@ def test_runs_loops_and_pastes_only_inside_the_box(media, model):
       result.frames[13], crop_lib.paste_face(inputs.frames[3], result.faces[13], box, feather=0.1))
   # Frames 3 and 13 share a source frame but not the audio.
   assert not np.array_equal(result.faces[3], result.faces[13])
+
+
+def test_chunks_give_the_frames_of_one_pass(media, model, tmp_path):
+  """Chunks of 5 frames (rounded up to two batches of 4) make the frames and faces of one pass
+  over all 25 (one chunk), and streamed into the encoder, its mp4."""
+  one_pass = wp.Options(box="8,4,40,36", batch_size=4, chunk_frames=25, loop="pingpong")
+  inputs = wp.prepare(media["audio"], media["video"], SIZE, one_pass)
+  assert isinstance(inputs.frames, video_io.FrameFile)         # the source frames are on disk
+  whole = ladtalk_inference.run_wav2lip(model, inputs, one_pass)
+  options = dataclasses.replace(one_pass, chunk_frames=5)
+  assert wp.chunk_bounds(25, 5, 4) == [(0, 8), (8, 16), (16, 24), (24, 25)]
+  generation = wp.stream(inputs, ladtalk_inference.wav2lip_steps(model, options), options)
+  chunks = list(generation.chunks)
+  assert [(c.start, len(c.frames)) for c in chunks] == [(0, 8), (8, 8), (16, 8), (24, 1)]
+  np.testing.assert_array_equal(np.concatenate([c.frames for c in chunks]), whole.frames)
+  np.testing.assert_array_equal(np.concatenate([c.faces for c in chunks]), whole.faces)
+  assert set(generation.seconds) == set(whole.seconds)
+  streamed = wp.write_mp4(tmp_path / "streamed.mp4",
+                          wp.stream(inputs, ladtalk_inference.wav2lip_steps(model, options), options))
+  in_memory = wp.write_mp4(tmp_path / "in_memory.mp4", whole)
+  np.testing.assert_array_equal(video_io.read_video(streamed)[0], video_io.read_video(in_memory)[0])
 
 
 def test_full_frame_box_and_written_mp4(media, model, tmp_path):

@@ -30,7 +30,8 @@ SYSTEM = System(
                 "seed": ("0", "dae_talker: seed of x_T."),
             },
             needs_video=False,
-            load="talking_heads.systems.dae_talker.inference:load_generator"),
+            load="talking_heads.systems.dae_talker.inference:load_generator",
+            check="talking_heads.systems.dae_talker.inference:check_request"),
     ),
     main_part=MainPart(
         title="DAE-Talker: autoencoder, latents, speech2latent, video and Tables 1-4",

@@ -15,7 +15,9 @@ inversion gives for a reference frame of the speaker (diffae's stochastic code o
 the frame's global colour and background then come from the image instead of from a random draw,
 which matters most for an autoencoder trained briefly. Frames are decoded in parallel batches of
 `batch_size` (`video_inference.batched`: the last one padded so every batch has one compiled
-shape).
+shape), chunk by chunk (`decode_chunks`: `stream` hands each chunk on before decoding the next,
+so memory holds one chunk of frames; the chunks are the batches of one pass, so the frames do
+not depend on the chunk size).
 
 Pose (`parse_pose`): "natural", "yaw=..,pitch=..,roll=.." in degrees (missing angles are 0), or a
 .npy / .txt / .csv file of [3] or [T', 3] angles in degrees (yaw, pitch, roll), linearly
@@ -24,16 +26,18 @@ resampled over time to T frames.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
 import pathlib
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from talking_heads.audio import windows
 from talking_heads.io import audio as audio_io
@@ -60,19 +64,22 @@ class Options:
       or "reference" (one x_T inverted from a reference frame, given to `run_arrays`).
     batch_size: frames per decoder call.
     seed: seeds x_T.
+    chunk_frames: frames decoded and handed on at a time (rounded up to a multiple of
+      `batch_size`): with the image size, what bounds the frames in memory (`stream`).
   """
   pose: str = "natural"
   sample_steps: int = 100
   noise: str = "shared"
   batch_size: int = 32
   seed: int = 0
+  chunk_frames: int = 32
 
   def __post_init__(self):
     if self.noise not in NOISE_MODES:
       raise ValueError(f"noise must be one of {NOISE_MODES}, got {self.noise!r}")
-    if self.sample_steps < 1 or self.batch_size < 1:
-      raise ValueError(f"sample_steps and batch_size must be positive, got {self.sample_steps} "
-                       f"and {self.batch_size}")
+    if self.sample_steps < 1 or self.batch_size < 1 or self.chunk_frames < 1:
+      raise ValueError(f"sample_steps, batch_size and chunk_frames must be positive, got "
+                       f"{self.sample_steps}, {self.batch_size} and {self.chunk_frames}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +122,31 @@ class Result:
   predicted_pose: np.ndarray
   fps: int
   seconds: dict[str, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stream:
+  """A generation whose frames are decoded as `chunks` is consumed (memory: one chunk).
+
+  Attributes:
+    chunks: uint8 frames [c, H, W, 3] in order (an iterator: consuming it decodes them).
+    audio, latents, pose, predicted_pose, fps: as in `Result`.
+    seconds: as in `Result`; "decode" and "decode_first_batch" once `chunks` is exhausted.
+  """
+  chunks: Iterator[np.ndarray]
+  audio: np.ndarray
+  latents: np.ndarray
+  pose: np.ndarray
+  predicted_pose: np.ndarray
+  fps: int
+  seconds: dict[str, float]
+
+  @property
+  def num_frames(self) -> int:
+    return int(self.latents.shape[0])
+
+  def frame_chunks(self) -> Iterator[np.ndarray]:
+    return self.chunks
 
 
 def load(dae_workdir: PathLike, speech2latent_workdir: PathLike) -> DAETalkerModel:
@@ -188,14 +220,20 @@ def _decode_fn(stage: DAEStage, steps: int) -> Callable[..., jax.Array]:
   return jax.jit(decode)
 
 
-def initial_noise(image_size: int, num_frames: int, seed: int, noise: str) -> np.ndarray:
-  """x_T: [1, H, W, 3] shared by all frames, or [T, H, W, 3] (frame i from fold_in(seed, i))."""
+@functools.lru_cache(maxsize=8)
+def _frame_noise_fn(image_size: int, seed: int) -> Callable[[jax.Array], jax.Array]:
   key = jax.random.PRNGKey(seed)
   shape = (image_size, image_size, 3)
+  return jax.jit(jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), shape)))
+
+
+def initial_noise(image_size: int, frames: np.ndarray, seed: int, noise: str) -> np.ndarray:
+  """x_T: [1, H, W, 3] shared by all frames, or one per frame index in `frames` [n] ->
+  [n, H, W, 3], frame i's from fold_in(seed, i) (the same whichever frames are drawn with it)."""
   if noise == "shared":
-    return np.asarray(jax.random.normal(key, (1,) + shape, jnp.float32))
-  draw = jax.jit(jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), shape)))
-  return np.asarray(draw(jnp.arange(num_frames)))
+    shape = (1, image_size, image_size, 3)
+    return np.asarray(jax.random.normal(jax.random.PRNGKey(seed), shape, jnp.float32))
+  return np.asarray(_frame_noise_fn(image_size, seed)(jnp.asarray(frames)))
 
 
 @functools.lru_cache(maxsize=8)
@@ -216,37 +254,73 @@ def reference_noise(stage: DAEStage, variables: Any, frame: np.ndarray, steps: i
   return np.asarray(_invert_fn(stage, steps)(variables, frame[None]))
 
 
-def decode_latents(stage: DAEStage, variables: Any, latents: np.ndarray, options: Options,
-                   reference_frame: np.ndarray | None = None
-                   ) -> tuple[np.ndarray, dict[str, float]]:
-  """Latents [T, Z] -> uint8 frames [T, H, W, 3] and the decoder's wall times."""
-  num_frames, size = latents.shape[0], stage.image_size
+def decode_chunks(stage: DAEStage, variables: Any, latents: np.ndarray, options: Options,
+                  reference_frame: np.ndarray | None = None,
+                  seconds: dict[str, float] | None = None) -> Iterator[np.ndarray]:
+  """Latents [T, Z] -> uint8 frames, [c, H, W, 3] chunk by chunk as they are consumed.
+
+  Chunks hold `options.chunk_frames` frames rounded up to a multiple of `batch_size`
+  (`video_inference.chunk_bounds`), so the decoder sees the batches of one pass over all frames
+  and the frames are the same bit for bit whatever the chunk size. x_T (shared or inverted
+  from `reference_frame`) is made here, at once; `seconds` gets "decode" and
+  "decode_first_batch" as the chunks are decoded.
+  """
+  seconds = {} if seconds is None else seconds
+  shared_noise = None   # "independent": drawn chunk by chunk
   if options.noise == "reference":
     if reference_frame is None:
       raise ValueError('noise="reference" needs a reference frame of the speaker')
-    x_T = reference_noise(stage, variables, reference_frame, options.sample_steps)
-  else:
-    x_T = initial_noise(size, num_frames, options.seed, options.noise)
-  decode = _decode_fn(stage, options.sample_steps)
-  seconds: dict[str, float] = {}
+    shared_noise = reference_noise(stage, variables, reference_frame, options.sample_steps)
+  elif options.noise == "shared":
+    shared_noise = initial_noise(stage.image_size, np.zeros(0, np.int64), options.seed, "shared")
+  return _decode_chunks(stage, variables, latents, options, shared_noise, seconds)
+
+
+def _decode_chunks(stage: DAEStage, variables: Any, latents: np.ndarray, options: Options,
+                   shared_noise: np.ndarray | None,
+                   seconds: dict[str, float]) -> Iterator[np.ndarray]:
+  seconds["decode"] = 0.0
+  for start, stop in video_inference.chunk_bounds(latents.shape[0], options.chunk_frames,
+                                                  options.batch_size):
+    # Made by a function: this generator keeps no chunk's frames while the next one is made.
+    yield _decode_chunk(stage, variables, latents, options, shared_noise, start, stop, seconds)
+
+
+def _decode_chunk(stage: DAEStage, variables: Any, latents: np.ndarray, options: Options,
+                  shared_noise: np.ndarray | None, start: int, stop: int,
+                  seconds: dict[str, float]) -> np.ndarray:
+  """Frames [start, stop), uint8 [c, H, W, 3]."""
+  begin = time.perf_counter()
+  noise = shared_noise
+  if noise is None:   # one x_T per frame: [c, H, W, 3]
+    noise = initial_noise(stage.image_size, np.arange(start, stop), options.seed, options.noise)
 
   def make_batch(index: np.ndarray) -> tuple[Any, ...]:
-    noise = x_T[index] if options.noise == "independent" else x_T
-    return variables, latents[index], noise
+    return variables, latents[start + index], noise if shared_noise is not None else noise[index]
 
-  start = time.perf_counter()
-  frames = video_inference.batched(
-      decode, make_batch, num_frames, options.batch_size,
-      on_first_batch=lambda s: seconds.update(decode_first_batch=s))   # [T, H, W, 3] uint8
-  seconds["decode"] = time.perf_counter() - start
-  return frames, seconds
+  first = (lambda s: seconds.update(decode_first_batch=s)) if start == 0 else None
+  frames = video_inference.batched(_decode_fn(stage, options.sample_steps), make_batch,
+                                   stop - start, options.batch_size, on_first_batch=first)
+  seconds["decode"] += time.perf_counter() - begin
+  return frames
 
 
-def run_arrays(model: DAETalkerModel, audio: np.ndarray, options: Options = Options(), *,
-               pose: np.ndarray | None = None, reference_frame: np.ndarray | None = None,
-               audio_id: str = "audio") -> Result:
-  """Generates from 16 kHz mono audio [N]; `pose` [T, 3] radians overrides `options.pose`;
-  `reference_frame` uint8 [H', W', 3] is needed with `options.noise="reference"`.
+def decode_latents(stage: DAEStage, variables: Any, latents: np.ndarray, options: Options,
+                   reference_frame: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, dict[str, float]]:
+  """Latents [T, Z] -> uint8 frames [T, H, W, 3] (all of `decode_chunks`) and the decoder's
+  wall times."""
+  seconds: dict[str, float] = {}
+  chunks = decode_chunks(stage, variables, latents, options, reference_frame, seconds)
+  return np.concatenate(list(chunks)), seconds
+
+
+def stream_arrays(model: DAETalkerModel, audio: np.ndarray, options: Options = Options(), *,
+                  pose: np.ndarray | None = None, reference_frame: np.ndarray | None = None,
+                  audio_id: str = "audio") -> Stream:
+  """Generates from 16 kHz mono audio [N], the frames decoded as the stream is consumed; `pose`
+  [T, 3] radians overrides `options.pose`; `reference_frame` uint8 [H', W', 3] is needed with
+  `options.noise="reference"`. The latents are predicted here, at once.
 
   Raises:
     windows.SilentAudioError: the audio is silent.
@@ -269,30 +343,94 @@ def run_arrays(model: DAETalkerModel, audio: np.ndarray, options: Options = Opti
   predicted = model.speech2latent.predict_from_audio(audio, pose_override=pose)
   seconds = {"speech2latent": time.perf_counter() - start}
   latents = np.asarray(predicted["latents"], np.float32)                  # [T, Z]
-  frames, decode_seconds = decode_latents(model.dae, model.dae_variables, latents, options,
-                                          reference_frame)
-  seconds.update(decode_seconds)
+  chunks = decode_chunks(model.dae, model.dae_variables, latents, options, reference_frame,
+                         seconds)
   predicted_pose = np.asarray(predicted["pose"], np.float32)
-  return Result(frames=frames, audio=audio, latents=latents,
+  return Stream(chunks=chunks, audio=audio, latents=latents,
                 pose=predicted_pose if pose is None else pose, predicted_pose=predicted_pose,
                 fps=windows.VIDEO_FPS, seconds=seconds)
 
 
-def run(model: DAETalkerModel, audio_path: PathLike, options: Options = Options(),
-        reference_path: PathLike | None = None) -> Result:
-  """Generates from an audio file (any format ffmpeg reads, resampled to 16 kHz mono); with
-  `options.noise="reference"` the first frame of `reference_path` (an image or a video)."""
+def run_arrays(model: DAETalkerModel, audio: np.ndarray, options: Options = Options(), *,
+               pose: np.ndarray | None = None, reference_frame: np.ndarray | None = None,
+               audio_id: str = "audio") -> Result:
+  """`stream_arrays` with every frame kept in memory (for callers that need arrays)."""
+  generation = stream_arrays(model, audio, options, pose=pose, reference_frame=reference_frame,
+                             audio_id=audio_id)
+  frames = np.concatenate(list(generation.chunks))
+  return Result(frames=frames, audio=generation.audio, latents=generation.latents,
+                pose=generation.pose, predicted_pose=generation.predicted_pose,
+                fps=generation.fps, seconds=generation.seconds)
+
+
+def read_reference(path: PathLike) -> np.ndarray:
+  """The first frame of an image or video, uint8 [H, W, 3] (only it is decoded)."""
+  with contextlib.closing(video_io.iter_frames(path)) as frames:
+    return next(frames).copy()
+
+
+def stream(model: DAETalkerModel, audio_path: PathLike, options: Options = Options(),
+           reference_path: PathLike | None = None) -> Stream:
+  """Generates from an audio file (any format ffmpeg reads, resampled to 16 kHz mono), the
+  frames decoded as the stream is consumed; with `options.noise="reference"` the first frame
+  of `reference_path` (an image or a video)."""
   reference = None
   if options.noise == "reference":
     if reference_path is None:
       raise ValueError('noise="reference" needs a reference image or video of the speaker')
-    frames, _ = video_io.read_video(reference_path)
-    if frames.shape[0] == 0:
-      raise ValueError(f"{reference_path}: no frames")
-    reference = frames[0]
+    reference = read_reference(reference_path)
   audio = audio_io.load_audio(audio_path, sample_rate=windows.SAMPLE_RATE)
-  return run_arrays(model, audio, options, reference_frame=reference,
-                    audio_id=os.fspath(audio_path))
+  return stream_arrays(model, audio, options, reference_frame=reference,
+                       audio_id=os.fspath(audio_path))
+
+
+def settings(options: dict[str, str]) -> Options:
+  """The entry's options (strings, from the command line) as `Options`.
+
+  Raises:
+    ValueError: a bad value, naming its option.
+  """
+  def integer(name: str, default: int) -> int:
+    try:
+      return int(options.get(name, default))
+    except ValueError:
+      raise ValueError(f"--{name}={options[name]!r}: expected an integer") from None
+
+  return Options(pose=options.get("pose", "natural"),
+                 sample_steps=integer("sample_steps", Options.sample_steps),
+                 noise=options.get("noise", "shared"),
+                 batch_size=integer("batch_size", Options.batch_size),
+                 seed=integer("seed", Options.seed))
+
+
+def check_request(audio: str, video: str | None, options: dict[str, str]) -> None:
+  """The `dae_talker` entry's input checks, before any network loads: its options and pose
+  spec; with `--noise=reference`, a reference given and readable.
+
+  A reference frame in which the face detector (OpenCV Haar) finds no face is a warning, not an
+  error: x_T inverted from it sets the frames' global colour and background, not the identity
+  (which is the autoencoder's), and Haar misses real faces (small, turned, stylised, or
+  rendered ones like the synthetic corpus's); but a picture without a face is more likely a
+  wrong file than a wanted background, so the warning names it.
+
+  Raises:
+    ValueError: a bad option, or `--noise=reference` without `--video`.
+    FileNotFoundError, video_io.VideoError: the reference is missing or unreadable.
+  """
+  del audio   # checked by the launcher
+  config = settings(options)
+  parse_pose(config.pose, 1)
+  if config.noise != "reference":
+    return
+  if video is None:
+    raise ValueError("--noise=reference needs --video: an image or video of the speaker whose "
+                     "first frame x_T is inverted from")
+  # Imported here: the detector is only needed for this check.
+  from talking_heads.face import detect  # pylint: disable=g-import-not-at-top
+  frame = read_reference(video)
+  if not len(detect.detect_scaled(detect.make_detector("haar"), frame, 320)):
+    logging.warning("%s: no face found in the reference frame (its first frame) by the Haar "
+                    "detector; x_T is inverted from it all the same. Is it the speaker?", video)
 
 
 def load_generator(weights: dict[str, str | None], options: dict[str, str]) -> api.LoadedGenerator:
@@ -301,15 +439,12 @@ def load_generator(weights: dict[str, str | None], options: dict[str, str]) -> a
   if not weights.get("dae_workdir") or not weights.get("speech2latent_workdir"):
     raise ValueError("--system=dae_talker needs --dae_workdir and --speech2latent_workdir (its "
                      "trained diffusion autoencoder and speech2latent)")
+  config = settings(options)
   model = load(weights["dae_workdir"], weights["speech2latent_workdir"])
-  settings = Options(pose=options.get("pose", "natural"),
-                     sample_steps=int(options.get("sample_steps", 100)),
-                     noise=options.get("noise", "shared"),
-                     batch_size=int(options.get("batch_size", Options.batch_size)),
-                     seed=int(options.get("seed", 0)))
 
-  def generate(audio: str, video: str | None, video_options: Any) -> Result:
-    del video_options   # the identity is the autoencoder's
-    return run(model, audio, settings, reference_path=video)
+  def generate(audio: str, video: str | None, video_options: Any) -> Stream:
+    # The identity is the autoencoder's: of the video options only the chunk size applies.
+    chunked = dataclasses.replace(config, chunk_frames=video_options.chunk_frames)
+    return stream(model, audio, chunked, reference_path=video)
 
-  return api.LoadedGenerator(generate, model.sources, batch_size=settings.batch_size)
+  return api.LoadedGenerator(generate, model.sources, batch_size=config.batch_size)

@@ -15,7 +15,7 @@ INTER_CUBIC, a = -0.75, on the uint8 faces) and passed through the identity's SO
 encode -> nearest codes -> decode, which maps blurry and noisy inputs back onto codes learnt
 from that identity's sharp frames. The decoded faces (from [-1, 1], clipped, to uint8) are
 pasted back into the original frames at the boxes Wav2Lip's crops were cut from
-(`video_inference.run` with the two face steps).
+(`video_inference.stream` / `run` with the two face steps, `ladtalk_steps`).
 """
 
 from __future__ import annotations
@@ -108,12 +108,11 @@ def generate_faces(model: Wav2LipModel, inputs: video_inference.Inputs, batch_si
                    on_first_batch: Callable[[float], None] | None = None) -> np.ndarray:
   """Lip-synced faces [T, S, S, 3] RGB uint8, one per output frame (`on_first_batch`: see
   `batched`)."""
-  size = inputs.crops.shape[1]
-  if size != model.image_size:
-    raise ValueError(f"crops are {size} px but the generator ({model.source}) takes "
+  if inputs.image_size != model.image_size:
+    raise ValueError(f"crops are {inputs.image_size} px but the generator ({model.source}) takes "
                      f"{model.image_size} px")
   fn = _generator_fn(model.module)
-  variables = jax.device_put(model.variables)   # once, not with every batch
+  variables = jax.device_put(model.variables)   # once, not with every batch (no-op if there)
 
   def make_batch(index: np.ndarray) -> tuple[Any, ...]:
     mels = inputs.mel_chunks[index][..., None]                           # [B, 80, 16, 1]
@@ -185,23 +184,36 @@ def denoise_faces(model: SOVQAEModel, faces: np.ndarray, batch_size: int = 16, *
   return (out, indices) if return_indices else out
 
 
+def wav2lip_steps(model: Wav2LipModel, options: video_inference.Options
+                  ) -> list[tuple[str, video_inference.FaceStep]]:
+  """Wav2Lip's face step for `video_inference.stream` / `run` (its weights put on the device
+  once, not with every chunk)."""
+  model = dataclasses.replace(model, variables=jax.device_put(model.variables))
+  return [("wav2lip", functools.partial(generate_faces, model, batch_size=options.batch_size))]
+
+
+def ladtalk_steps(wav2lip: Wav2LipModel, sovqae: SOVQAEModel, options: video_inference.Options
+                  ) -> list[tuple[str, video_inference.FaceStep]]:
+  """LaDTalk's face steps: Wav2Lip, then the SOVQAE's latent denoising."""
+  sovqae = dataclasses.replace(sovqae, variables=jax.device_put(sovqae.variables))
+  refine = functools.partial(denoise_faces, sovqae, batch_size=options.batch_size)
+  return [*wav2lip_steps(wav2lip, options), ("sovqae", refine)]
+
+
 def run_wav2lip(model: Wav2LipModel, inputs: video_inference.Inputs,
                 options: video_inference.Options = video_inference.Options()
                 ) -> video_inference.Result:
-  """Wav2Lip on prepared inputs (`video_inference.prepare` at `model.image_size`)."""
-  generate = functools.partial(generate_faces, model, batch_size=options.batch_size)
-  return video_inference.run(inputs, [("wav2lip", generate)], options)
+  """Wav2Lip on prepared inputs (`video_inference.prepare` at `model.image_size`), in memory."""
+  return video_inference.run(inputs, wav2lip_steps(model, options), options)
 
 
 def run_ladtalk(wav2lip: Wav2LipModel, sovqae: SOVQAEModel, inputs: video_inference.Inputs,
                 options: video_inference.Options = video_inference.Options()
                 ) -> video_inference.Result:
-  """LaDTalk on prepared inputs (`video_inference.prepare` at `wav2lip.image_size`):
+  """LaDTalk on prepared inputs (`video_inference.prepare` at `wav2lip.image_size`), in memory:
   `Result.faces` are the SOVQAE outputs [T, R, R, 3], `Result.stage_faces["wav2lip"]` the
   Wav2Lip faces [T, S, S, 3] before it."""
-  generate = functools.partial(generate_faces, wav2lip, batch_size=options.batch_size)
-  refine = functools.partial(denoise_faces, sovqae, batch_size=options.batch_size)
-  return video_inference.run(inputs, [("wav2lip", generate), ("sovqae", refine)], options)
+  return video_inference.run(inputs, ladtalk_steps(wav2lip, sovqae, options), options)
 
 
 # ------------------------------------------------------------------------------ entries
@@ -214,9 +226,9 @@ def load_wav2lip_generator(weights: dict[str, str | None],
   model = load_wav2lip(weights.get("wav2lip_workdir"), weights.get("wav2lip_checkpoint"))
 
   def generate(audio: str, video: str | None,
-               video_options: video_inference.Options) -> video_inference.Result:
+               video_options: video_inference.Options) -> video_inference.Stream:
     inputs = video_inference.prepare(audio, video, model.image_size, video_options)
-    return run_wav2lip(model, inputs, video_options)
+    return video_inference.stream(inputs, wav2lip_steps(model, video_options), video_options)
 
   return api.LoadedGenerator(generate, {"wav2lip": model.source})
 
@@ -231,8 +243,9 @@ def load_ladtalk_generator(weights: dict[str, str | None],
   sovqae = load_sovqae(weights["sovqae_workdir"])
 
   def generate(audio: str, video: str | None,
-               video_options: video_inference.Options) -> video_inference.Result:
+               video_options: video_inference.Options) -> video_inference.Stream:
     inputs = video_inference.prepare(audio, video, wav2lip.image_size, video_options)
-    return run_ladtalk(wav2lip, sovqae, inputs, video_options)
+    return video_inference.stream(inputs, ladtalk_steps(wav2lip, sovqae, video_options),
+                                  video_options)
 
   return api.LoadedGenerator(generate, {"wav2lip": wav2lip.source, "sovqae": sovqae.source})

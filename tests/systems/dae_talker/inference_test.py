@@ -1,11 +1,17 @@
-"""DAE-Talker inference pieces: pose specs, x_T sharing, batch-size independence, input errors."""
+"""DAE-Talker inference pieces: pose specs, x_T sharing, batch-size and chunk-size independence,
+input errors, the reference check."""
+
+import dataclasses
+import logging
 
 import jax
 import numpy as np
 import pytest
+from skimage import data as skdata
 
 from experiments.configs.dae_talker import dae as dae_config
 from talking_heads.audio import windows
+from talking_heads.io import video as video_io
 from talking_heads.systems.dae_talker import inference as pipeline
 from talking_heads.systems.dae_talker.dae import DAEStage
 
@@ -105,3 +111,34 @@ def test_audio_errors(stage_and_variables):
     pipeline.run_arrays(model, np.zeros((2, 6400), np.float32))
   with pytest.raises(ValueError, match="noise must be one of"):
     pipeline.Options(noise="fresh")
+
+
+@pytest.mark.parametrize("noise", ["shared", "independent", "reference"])
+def test_chunked_decoding_is_bit_identical_to_one_pass(stage_and_variables, noise):
+  stage, variables = stage_and_variables
+  z = np.random.default_rng(3).normal(size=(7, 16)).astype(np.float32)
+  frame = np.random.default_rng(4).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+  options = pipeline.Options(sample_steps=2, batch_size=2, noise=noise, seed=5, chunk_frames=8)
+  whole, _ = pipeline.decode_latents(stage, variables, z, options, reference_frame=frame)
+  seconds = {}
+  chunked = pipeline.decode_chunks(stage, variables, z, dataclasses.replace(options, chunk_frames=3),
+                                   reference_frame=frame, seconds=seconds)
+  chunks = list(chunked)
+  assert [len(c) for c in chunks] == [4, 3]      # 3 rounded up to two batches of 2
+  np.testing.assert_array_equal(np.concatenate(chunks), whole)
+  assert set(seconds) == {"decode", "decode_first_batch"}
+
+
+def test_reference_without_a_face_is_a_warning_naming_it(tmp_path, caplog):
+  wall = video_io.write_video(tmp_path / "wall.mp4", np.full((1, 64, 64, 3), 90, np.uint8))
+  with caplog.at_level(logging.WARNING):
+    pipeline.check_request("speech.wav", str(wall), {"noise": "reference"})
+  assert "wall.mp4: no face found in the reference frame" in caplog.text
+  caplog.clear()
+  face = video_io.write_video(tmp_path / "face.mp4", skdata.astronaut()[None, ::2, ::2])
+  with caplog.at_level(logging.WARNING):
+    pipeline.check_request("speech.wav", str(face), {"noise": "reference"})
+    pipeline.check_request("speech.wav", str(wall), {"noise": "shared"})   # not read
+  assert caplog.text == ""
+  with pytest.raises(FileNotFoundError, match="nowhere.png"):
+    pipeline.check_request("speech.wav", str(tmp_path / "nowhere.png"), {"noise": "reference"})
