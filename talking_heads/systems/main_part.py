@@ -10,7 +10,6 @@ reach the visual report (report.html) as `html_report.VideoPair`s whose true cli
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any, Mapping
@@ -27,15 +26,8 @@ from talking_heads.training import loop
 
 def read_metrics(workdir: str) -> tuple[dict[str, float], dict[str, float]]:
   """Last training and last eval record of a run's metrics.jsonl."""
-  train, evaluation = {}, {}
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    for line in f:
-      record = json.loads(line)
-      if any(k.startswith("eval/") for k in record):
-        evaluation = record
-      else:
-        train = record
-  return train, evaluation
+  train, evaluation = html_report.read_metrics(os.path.join(workdir, "metrics.jsonl"))
+  return (train[-1] if train else {}), (evaluation[-1] if evaluation else {})
 
 
 def train(ctx: MainContext, title: str, config: ml_collections.ConfigDict, workdir: str,
