@@ -46,8 +46,14 @@ def report_root(tmp_path):
   return tmp_path
 
 
-def _section(root: pathlib.Path) -> html_report.Section:
+@pytest.fixture(scope="module")
+def ladtalk_tables():
+  """The LaDTalk paper's tables with the committed demo rows (experiments.reproduce's JSON)."""
   _, data = reproduce.reproduce("ladtalk", str(ROOT / "experiments" / "results" / "ladtalk_demo"))
+  return data["tables"]
+
+
+def _section(root: pathlib.Path, tables) -> html_report.Section:
   image = next((root / "sys" / "run" / "images").iterdir()).relative_to(root)
   return html_report.Section(
       title="A system",
@@ -55,7 +61,7 @@ def _section(root: pathlib.Path) -> html_report.Section:
       videos=[html_report.VideoPair("generated from held-out speech", "sys/generated.mp4",
                                     "corpus/truth.mp4", "same speech")],
       curves=[html_report.Curves("stage (run)", "sys/run/metrics.jsonl", str(image))],
-      paper="ladtalk", paper_tables=data["tables"])
+      paper="ladtalk", paper_tables=tables)
 
 
 def test_markdown_subset():
@@ -77,9 +83,10 @@ def test_mouth_crops_are_the_lower_halves():
   assert strip.shape == (16, 4 * 24, 3) and strip.min() == 255
 
 
-def test_page_shows_videos_crops_curves_and_tables(report_root):
+def test_page_shows_videos_crops_curves_and_tables(report_root, ladtalk_tables):
   page = report_root / "report.html"
-  html_report.write_page(str(page), "Report", [_section(report_root)], str(report_root),
+  sections = [_section(report_root, ladtalk_tables)]
+  html_report.write_page(str(page), "Report", sections, str(report_root),
                          intro_markdown="Intro: [report.md](report.md)")
   text = page.read_text()
   assert '<video controls preload="metadata" src="sys/generated.mp4">' in text
@@ -97,13 +104,14 @@ def test_page_shows_videos_crops_curves_and_tables(report_root):
 
   # A rewrite redraws nothing whose inputs did not change.
   made = {p: p.stat().st_mtime_ns for p in (report_root / "report_files").iterdir()}
-  html_report.write_page(str(page), "Report", [_section(report_root)], str(report_root))
+  html_report.write_page(str(page), "Report", sections, str(report_root))
   assert {p: p.stat().st_mtime_ns for p in made} == made
 
 
-def test_page_elsewhere_links_back_relative(report_root):
+def test_page_elsewhere_links_back_relative(report_root, ladtalk_tables):
   page = report_root / "elsewhere" / "deeper" / "page.html"
-  html_report.write_page(str(page), "Report", [_section(report_root)], str(report_root))
+  sections = [_section(report_root, ladtalk_tables)]
+  html_report.write_page(str(page), "Report", sections, str(report_root))
   text = page.read_text()
   assert 'src="../../sys/generated.mp4"' in text and str(report_root) not in text
   for target in html_report.referenced_files(str(page)):
@@ -121,9 +129,10 @@ def test_a_missing_video_or_log_is_named_not_linked(report_root):
   assert html_report.referenced_files(str(page)) == []
 
 
-def test_page_plays_in_chromium(report_root, tmp_path):
+def test_page_plays_in_chromium(report_root, ladtalk_tables, tmp_path):
   page = report_root / "report.html"
-  html_report.write_page(str(page), "Report", [_section(report_root)], str(report_root))
+  sections = [_section(report_root, ladtalk_tables)]
+  html_report.write_page(str(page), "Report", sections, str(report_root))
   screenshot = browser.artefact_path(tmp_path, "html_report_fixture.png")
   checked = browser.check_page(page, screenshot)
   print(f"screenshot of the fixture report: {screenshot}")
