@@ -3,7 +3,7 @@
 A page holds sections; each section may have
   - markdown (the part's text and tables; headings, pipe tables, lists, links and images),
   - videos, each beside the true clip it should match (`<video controls>`: the H.264 + AAC mp4s
-    that `talking_heads.io.video` writes play in Chromium, Firefox and Safari), with a strip of
+    that `talking_heads.io.video` writes; the tests play them in Debian's Chromium), with a strip of
     mouth-region crops of both (the lower half of each frame: the videos here are face crops, so
     that is the lower half of the face box),
   - training and eval curves, one small plot per metric, from a run's `metrics.jsonl`,
@@ -16,6 +16,7 @@ matplotlib (imported when the first plot is drawn); without it the page says so 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import html
 import json
 import math
@@ -89,9 +90,12 @@ def _stale(out: str, inputs: Iterable[str]) -> bool:
 
 
 def _asset_name(source: str, suffix: str) -> str:
-  """A file name under report_files/ unique to `source` (a root-relative path)."""
-  stem = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.splitext(source)[0]).strip("_.")
-  return f"{stem}_{suffix}.png"
+  """A file name under report_files/ for what is drawn from `source` (an absolute path): readable,
+  and unique to the file (pages of different roots may share a folder)."""
+  folder, name = os.path.split(os.path.splitext(source)[0])
+  stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{os.path.basename(folder)}_{name}")
+  digest = hashlib.sha1(source.encode()).hexdigest()[:10]
+  return f"{stem.strip('_.')}_{digest}_{suffix}.png"
 
 
 def mouth_crops(frames: np.ndarray, count: int = MOUTH_FRAMES,
@@ -331,7 +335,7 @@ class _Page:
 
   def source(self, rel: str) -> str:
     """A root-relative path as an absolute one."""
-    return os.path.join(self.root, rel)
+    return os.path.normpath(os.path.join(self.root, rel))
 
   def link(self, href: str) -> str:
     """A root-relative link as a page-relative one (URLs and anchors unchanged)."""
@@ -366,7 +370,7 @@ class _Page:
     else:
       parts.append(self.missing(pair.truth) if pair.truth else
                    "<p class=note>no true video for this speech</p>")
-    path, link = self.asset(_asset_name(pair.generated, "mouth"))
+    path, link = self.asset(_asset_name(self.source(pair.generated), "mouth"))
     inputs = [self.source(pair.generated)] + ([self.source(truth)] if truth else [])
     if _stale(path, inputs):
       write_mouth_strip(path, inputs[0], inputs[1] if truth else None)
@@ -383,7 +387,7 @@ class _Page:
     if not self.exists(curves.metrics):
       parts.append(self.missing(curves.metrics))
     else:
-      path, link = self.asset(_asset_name(curves.metrics, "curves"))
+      path, link = self.asset(_asset_name(self.source(curves.metrics), "curves"))
       try:
         if _stale(path, [self.source(curves.metrics)]):
           write_curves(path, self.source(curves.metrics))
