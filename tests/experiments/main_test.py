@@ -138,6 +138,8 @@ def test_main_job_tiny(tmp_path):
     kinds = {kind for tag in boards[stage].values() for kind in tag}
     assert "image" in kinds, (stage, boards[stage])
     assert any(t.startswith("eval/") and "scalar" in k for t, k in boards[stage].items()), stage
+    # TensorBoard shows a tag under one kind only: no image may share a scalar's name.
+    assert all(len(k) == 1 for k in boards[stage].values()), (stage, boards[stage])
 
   # report.html: each generated video beside its true clip (the corpus preview of the clip
   # whose speech drove it), curves of every training, links only to files that exist.

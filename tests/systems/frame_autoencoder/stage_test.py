@@ -34,4 +34,4 @@ def test_trains_on_dataset_frames_and_weights_padded_eval_batches(tmp_path):
   # TensorBoard shows its eval curves and image grid (the main-job test checks the other stages).
   board = tensorboard_events.summaries(tmp_path / "run" / "tensorboard")
   assert board["eval/psnr"] == {"scalar": [8]}
-  assert board["reconstruction"] == {"image": [8]}
+  assert board["images/reconstruction"] == {"image": [8]}
