@@ -372,12 +372,16 @@ class _Page:
                    "<p class=note>no true video for this speech</p>")
     path, link = self.asset(_asset_name(self.source(pair.generated), "mouth"))
     inputs = [self.source(pair.generated)] + ([self.source(truth)] if truth else [])
-    if _stale(path, inputs):
-      write_mouth_strip(path, inputs[0], inputs[1] if truth else None)
     rows = "top: generated, bottom: true" if truth else "generated"
-    parts += [f'<figure><img class="mouth" src="{link}" alt="mouth crops of '
-              f'{html.escape(pair.title)}"><figcaption>mouth region (lower half of the face) at '
-              f"{MOUTH_FRAMES} evenly spaced frames; {rows}</figcaption></figure>", "</div>"]
+    try:
+      if _stale(path, inputs):
+        write_mouth_strip(path, inputs[0], inputs[1] if truth else None)
+      parts.append(f'<figure><img class="mouth" src="{link}" alt="mouth crops of '
+                   f'{html.escape(pair.title)}"><figcaption>mouth region (lower half of the '
+                   f"face) at {MOUTH_FRAMES} evenly spaced frames; {rows}</figcaption></figure>")
+    except video_io.MediaError as e:   # the page still shows the rest
+      parts.append(f"<p class=note>no mouth crops: {html.escape(str(e))}</p>")
+    parts.append("</div>")
     if pair.caption:
       parts.append(f"<p>{_inline(pair.caption, self.link)}</p>")
     return "\n".join(parts)

@@ -131,6 +131,17 @@ def test_a_missing_video_or_log_is_named_not_linked(report_root):
   assert html_report.referenced_files(str(page)) == []
 
 
+def test_an_undecodable_video_costs_its_crops_only(report_root):
+  (report_root / "sys" / "generated.mp4").write_bytes(b"not a video")
+  section = html_report.Section("broken", videos=[html_report.VideoPair("v", "sys/generated.mp4",
+                                                                       "corpus/truth.mp4")])
+  page = report_root / "report.html"
+  html_report.write_page(str(page), "Report", [section], str(report_root))
+  text = page.read_text()
+  assert "no mouth crops:" in text and "sys/generated.mp4" in text
+  assert text.count("<video") == 2
+
+
 def test_page_plays_in_chromium(report_root, ladtalk_tables, tmp_path):
   page = report_root / "report.html"
   sections = [_section(report_root, ladtalk_tables)]
