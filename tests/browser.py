@@ -91,6 +91,7 @@ class _DevTools:
     self.process = subprocess.Popen(["bash", "-c", f"exec {command}"], stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     self.next_id, self.buffer = 0, b""
+    self.events: list[str] = []   # events that arrived while waiting for a reply
 
   def _message(self, deadline: float) -> dict[str, Any]:
     while b"\0" not in self.buffer:
@@ -120,8 +121,13 @@ class _DevTools:
         if "error" in message:
           raise RuntimeError(f"{method}: {message['error']}")
         return message["result"]
+      if "method" in message:
+        self.events.append(message["method"])
 
   def wait_for(self, event: str, timeout: float = 30.0) -> None:
+    """Returns once `event` has arrived (also if it came before this call)."""
+    if event in self.events:
+      return
     deadline = time.monotonic() + timeout
     while self._message(deadline).get("method") != event:
       pass
