@@ -55,6 +55,7 @@ if root is None:
   subprocess.run(["git", "clone", "--depth=1", REPO_URL, "talking_heads"], check=True)
   root = pathlib.Path("talking_heads").resolve()
 os.chdir(root)   # experiments/ (configs) and data/ (corpus tools) are used from the checkout
+sys.path.insert(0, str(root))
 from experiments.notebooks import environment
 
 environment.install()   # pip install -e ".[data]" when a requirement is missing; keeps jax

@@ -63,6 +63,7 @@ if root is None:
   subprocess.run(["git", "clone", "--depth=1", REPO_URL, "talking_heads"], check=True)
   root = pathlib.Path("talking_heads").resolve()
 os.chdir(root)   # experiments/ (configs) and data/ (corpus tools) are used from the checkout
+sys.path.insert(0, str(root))
 from experiments.notebooks import environment
 
 environment.install()   # pip install -e ".[data]" when a requirement is missing; keeps jax
@@ -114,7 +115,7 @@ def describe_state(config, mesh) -> None:
   params = jax.tree_util.tree_leaves_with_path(abstract.params)
   param_specs = jax.tree_util.tree_leaves(shardings.params)
   print(f"{sum(x.size for _, x in params) / 1e6:.1f}M parameters; train state (parameters, Adam "
-        f"moments, EMA) {total / 2**20:.0f} MiB, {per_device / 2**20:.0f} MiB per device")
+        f"moments, EMA) {total / 2**20:.1f} MiB, {per_device / 2**20:.1f} MiB per device")
   largest = sorted(zip(params, param_specs), key=lambda item: -item[0][1].size)[:6]
   for (path, x), spec in largest:
     print(f"  {jax.tree_util.keystr(path):70} {str(x.shape):20} {spec.spec}")
@@ -141,7 +142,8 @@ config.data.root = corpus_root
 config.data.identities = main_job.default_identity(corpus_root)
 config.mesh.fsdp = FSDP
 config.total_steps = STEPS
-config.checkpoint_every = config.eval_every = config.image_every = STEPS
+config.checkpoint_every = STEPS
+config.eval_every = config.image_every = 0   # no evaluation: this run shows the mechanics
 config.batch_size = -(-config.batch_size // mesh.size) * mesh.size   # a multiple of the devices
 if VARIANT == "tiny":
   config.sharding.fsdp_min_size = 2**10
@@ -168,6 +170,8 @@ local = distributed.local_batch_size(config.batch_size) // shards
 first_batches = [next(stage.train_iterator(local, index, shards)) for index in range(shards)]
 print(f"global batch {config.batch_size}; with {shards} processes each reads {local} examples:",
       {k: v.shape for k, v in first_batches[0].items()})
+for index, b in enumerate(first_batches):
+  print(f"process {index} reads (clip, frame) {list(zip(b['clip'].tolist(), b['start'].tolist()))}")
 grid = writers.image_grid(np.concatenate([b["image"] for b in first_batches]), columns=local)
 display(Image(data=iio.imwrite("<bytes>", grid, extension=".png")))   # a row per process
 
@@ -194,16 +198,24 @@ from talking_heads.training import loop
 
 run_dir = os.path.join(workdir, "scale_out", f"dae_{VARIANT}")
 shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def saved_steps() -> list[int]:
+  checkpointer = checkpoint.Checkpointer(run_dir)
+  steps = checkpointer.all_steps()
+  checkpointer.close()
+  return steps
+
+
 config.progress_bar = False
 first = loop.train_and_evaluate(config, run_dir)
 print(f"first run: steps 1-{first.step}, loss {[round(h['loss'], 4) for h in first.history]}; "
-      f"checkpoints {checkpoint.Checkpointer(run_dir).all_steps()}")
+      f"checkpoints {saved_steps()}")
 
 config.total_steps = 2 * STEPS
 resumed = loop.train_and_evaluate(config, run_dir)
 print(f"resumed run: steps {STEPS + 1}-{resumed.step}, loss "
-      f"{[round(h['loss'], 4) for h in resumed.history]}; checkpoints "
-      f"{checkpoint.Checkpointer(run_dir).all_steps()}")
+      f"{[round(h['loss'], 4) for h in resumed.history]}; checkpoints {saved_steps()}")
 assert len(resumed.history) == STEPS, "the second run continued from the checkpoint"
 split = [(jax.tree_util.keystr(path), x.sharding.spec)
          for path, x in jax.tree_util.tree_leaves_with_path(resumed.state.params)
