@@ -75,7 +75,7 @@ def kernel_manager(directory: pathlib.Path, tools: types.SimpleNamespace):
       "display_name": f"Python {sys.version.split()[0]} (talking_heads tests)",
       "language": "python"}))
   specs = tools.kernelspec.KernelSpecManager(kernel_dirs=[str(directory / "kernels")])
-  return tools.manager.AsyncKernelManager(kernel_name="talking_heads", kernel_spec_manager=specs)
+  return tools.manager.KernelManager(kernel_name="talking_heads", kernel_spec_manager=specs)
 
 
 def kernel_environment() -> dict[str, str]:
@@ -101,11 +101,15 @@ def test_notebook_runs(name, tools, shared_workdir, tmp_path, record_property):
   notebook = with_parameters(tools.jupytext.read(NOTEBOOKS / f"{name}.py"),
                              {"VARIANT": "tiny", "WORKDIR": str(shared_workdir)}, tools.nbformat)
   notebook.cells.append(tools.nbformat.v4.new_code_cell(CPU_CELL))
-  client = tools.nbclient.NotebookClient(notebook, km=kernel_manager(tmp_path, tools),
-                                         timeout=CELL_TIMEOUT_S,
+  km = kernel_manager(tmp_path, tools)
+  client = tools.nbclient.NotebookClient(notebook, km=km, timeout=CELL_TIMEOUT_S,
                                          resources={"metadata": {"path": str(ROOT)}})
   start = time.perf_counter()
-  client.execute(env=kernel_environment())   # raises CellExecutionError on a failing cell
+  try:
+    client.execute(env=kernel_environment())   # raises CellExecutionError on a failing cell
+  finally:
+    if km.has_kernel:   # a client given its kernel manager leaves the kernel running
+      km.shutdown_kernel(now=True)
   record_property("wall_s", round(time.perf_counter() - start, 1))
   errors = [o for cell in notebook.cells for o in cell.get("outputs", [])
             if o.output_type == "error"]
