@@ -186,9 +186,10 @@ print("global batch", batch["image"].shape, batch["image"].sharding.spec, "->",
 # The first run trains `STEPS` steps and saves a checkpoint (the sharded state, each process's
 # data-iterator position and the config). The second asks for `2 * STEPS`: it restores the
 # checkpoint straight into the FSDP shardings and continues from step `STEPS`, as a job does
-# after a preemption or a scheduler's time limit. (`tests/training` checks that a resumed run
-# equals an uninterrupted one.) The run folder is emptied first so the demonstration starts from
-# scratch each time.
+# after a preemption or a scheduler's time limit; the longer schedule replaces the workdir's
+# config.json (the first run's is kept beside it, with a warning). (`tests/training` checks that
+# a resumed run equals an uninterrupted one.) The run folder is emptied first so the
+# demonstration starts from scratch each time.
 
 # %%
 import shutil
