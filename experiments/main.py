@@ -29,6 +29,7 @@ from absl import app, flags, logging
 from data import synthetic
 from experiments import reproduce
 from experiments.logs import quiet_library_logs
+from talking_heads import compilation_cache
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.io import reports
 from talking_heads.systems import api
@@ -175,6 +176,7 @@ def write_report(workdir: str, corpus: dict[str, Any], sections: list[dict[str, 
 def main(argv):
   del argv
   quiet_library_logs()
+  compilation_cache.enable()
   workdir = os.path.abspath(FLAGS.workdir)
   os.makedirs(workdir, exist_ok=True)
   try:
