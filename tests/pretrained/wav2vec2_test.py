@@ -96,7 +96,7 @@ def test_wrong_shape_unknown_and_missing_keys_are_named():
   bad = {**sd, key: np.zeros((33, 16), np.float32)}
   with pytest.raises(convert.ConversionError, match=rf"shape: {key} \(33, 16\)"):
     converter.convert_state_dict(bad, config, source="f.safetensors")
-  with pytest.raises(convert.ConversionError, match=r"f\.safetensors: .*unknown torch key: "
+  with pytest.raises(convert.ConversionError, match=r"(?s)f\.safetensors: .*unknown torch key: "
                      r"encoder\.adapter\.weight"):
     converter.convert_state_dict({**sd, "encoder.adapter.weight": np.zeros(3, np.float32)},
                                  config, source="f.safetensors")
