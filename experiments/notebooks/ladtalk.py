@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -62,7 +64,10 @@ print(f"talking_heads checkout: {root}; Python {sys.version.split()[0]}; workdir
 
 # %%
 import jax
+from talking_heads import compilation_cache
 
+# Reruns (and later sessions on this machine) reuse compiled programs: ~/.cache/talking_heads/jax.
+compilation_cache.enable()
 print("jax", jax.__version__, "on", jax.default_backend(), jax.devices())
 
 # %% [markdown]

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -72,7 +74,10 @@ print(f"talking_heads checkout: {root}; Python {sys.version.split()[0]}; workdir
 
 # %%
 import jax
+from talking_heads import compilation_cache
 
+# Reruns (and later sessions on this machine) reuse compiled programs: ~/.cache/talking_heads/jax.
+compilation_cache.enable()
 print("jax", jax.__version__, "on", jax.default_backend())
 print(f"process {jax.process_index()} of {jax.process_count()}: {jax.local_device_count()} local "
       f"of {jax.device_count()} devices")
@@ -252,7 +257,7 @@ print(f"{len(split)} parameters restored split over fsdp, e.g. {split[:2]}")
 # **SLURM GPU cluster** (one process per GPU: jax then gives each process its own GPU;
 # `sbatch dae_paper.sbatch`):
 # ```bash
-# #!/bin/bash
+# !/bin/bash
 # #SBATCH --job-name=dae_paper
 # #SBATCH --nodes=2
 # #SBATCH --ntasks-per-node=8
