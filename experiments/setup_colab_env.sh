@@ -4,10 +4,12 @@
 # bounds). requirements-colab.txt pins what that resolved to, so CI is reproducible; regenerate it to move to
 # newer releases:
 #   bash experiments/setup_colab_env.sh --relock    # fresh venv, newest releases, rewrites requirements-colab.txt
-# Idempotent otherwise: reinstalls only when requirements-colab.txt, pyproject.toml or the interpreter changed.
+# Idempotent otherwise: rebuilt only when requirements-colab.txt, pyproject.toml or the interpreter changed
+# (built environments are shared by the machine's clones, see experiments/venv_cache.sh).
 # Python 3.13 comes from $COLAB_PYTHON, else pyenv's 3.13.0, else python3.13 on PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source experiments/venv_cache.sh
 venv=.venv-colab
 lock=requirements-colab.txt
 relock=false
@@ -25,11 +27,7 @@ if [ -z "$PYTHON" ] || ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2]
   exit 1
 fi
 
-stamp=$venv/.requirements.sha256
 want=$(cat "$lock" pyproject.toml <("$PYTHON" --version) | sha256sum | cut -d' ' -f1)
-if ! $relock && [ -x $venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-  exit 0
-fi
 
 if $relock; then
   echo "Re-resolving $venv from pyproject.toml with the newest releases (a few minutes)..." >&2
@@ -43,25 +41,36 @@ if $relock; then
     echo "#   bash experiments/setup_colab_env.sh --relock"
     $venv/bin/python -m pip freeze --exclude-editable
   } > "$lock"
-  want=$(cat "$lock" pyproject.toml <("$PYTHON" --version) | sha256sum | cut -d' ' -f1)
   echo "Wrote $lock:" >&2
   grep -iE '^(jax|jaxlib|flax|optax|orbax-checkpoint|grain|numpy|scipy|librosa|numba)==' "$lock" >&2
-else
-  echo "Setting up $venv (Python 3.13, $lock; a few minutes)..." >&2
-  rm -rf $venv
-  "$PYTHON" -m venv $venv
-  $venv/bin/python -m pip install -q --upgrade pip >&2
+  $venv/bin/python -m experiments.warm_caches >&2
+  cat "$lock" pyproject.toml <("$PYTHON" --version) | sha256sum | cut -d' ' -f1 > $venv/.requirements.sha256
+  exit 0
+fi
+
+build() {
+  echo "Setting up $1 (Python 3.13, $lock; a few minutes)..." >&2
+  rm -rf "$1"
+  "$PYTHON" -m venv "$1"
+  "$1/bin/python" -m pip install -q --upgrade pip >&2
   # From the package's metadata, every version held to the lock.
-  $venv/bin/python -m pip install -q -c "$lock" -e ".[test]" >&2
+  "$1/bin/python" -m pip install -q -c "$lock" -e ".[test]" >&2
   # A dependency pyproject.toml gained since the lock would have come in unpinned.
-  unpinned=$(LC_ALL=C comm -23 <($venv/bin/python -m pip freeze --exclude-editable | LC_ALL=C sort) \
+  unpinned=$(LC_ALL=C comm -23 <("$1/bin/python" -m pip freeze --exclude-editable | LC_ALL=C sort) \
                                <(grep -v '^#' "$lock" | LC_ALL=C sort))
   if [ -n "$unpinned" ]; then
     echo "$lock is stale (installed but not pinned: $(echo $unpinned)); run" \
          "'bash experiments/setup_colab_env.sh --relock'." >&2
+    rm -rf "$1"
     exit 1
   fi
+  # Compile librosa's numba kernels before anything runs in parallel (see experiments/warm_caches.py).
+  "$1/bin/python" -m experiments.warm_caches >&2
+}
+ensure_venv $venv colab "$want" build
+# The editable install points at the checkout that built the environment: point it at this one.
+installed=$(cd / && "$venv/bin/python" -c \
+  'import importlib.util as u; s = u.find_spec("talking_heads"); print(s.origin if s else "")')
+if [ "$installed" != "$PWD/talking_heads/__init__.py" ]; then
+  "$venv/bin/python" -m pip install -q --no-deps -e . >&2
 fi
-# Compile librosa's numba kernels before anything runs in parallel (see experiments/warm_caches.py).
-$venv/bin/python -m experiments.warm_caches >&2
-echo "$want" > "$stamp"
