@@ -48,4 +48,5 @@ if [ $# -gt 0 ]; then
   expression=$(printf ' or %s' "$@")
   selection=(-k "${expression# or }")
 fi
-exec "$python" -m pytest -q -m notebook --durations=0 tests/notebooks "${selection[@]}"
+# Two kernels at a time: the notebooks sharing a corpus in order in one, scale_out in the other.
+exec "$python" -m pytest -q -m notebook -n 2 --dist loadgroup --durations=0 tests/notebooks "${selection[@]}"

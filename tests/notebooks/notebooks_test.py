@@ -24,6 +24,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "experiments" / "notebooks"
 # Run order: later notebooks reuse the corpus and expert of earlier ones in the shared WORKDIR.
 NAMES = ("quickstart", "ladtalk", "dae_talker", "scale_out")
+# Under `pytest -n 2 --dist loadgroup` (experiments/test_notebooks.sh) the notebooks that share a
+# corpus and expert run in order in one worker, scale_out (its own corpus) beside them.
+RUNS = [pytest.param(name, marks=pytest.mark.xdist_group(
+    "scale_out" if name == "scale_out" else "shared_corpus")) for name in NAMES]
 CELL_TIMEOUT_S = 3600   # generous: a shared, loaded machine is many times slower
 # Appended to each run: the kernel's CPU seconds (its own and its finished children's).
 CPU_CELL = """import resource
@@ -94,7 +98,7 @@ def shared_workdir(tmp_path_factory):
   return tmp_path_factory.mktemp("notebooks_workdir")
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", RUNS)
 def test_notebook_runs(name, tools, shared_workdir, tmp_path, record_property):
   """Every cell runs without error; the wall time and the kernel's CPU time are recorded
   (conftest prints them after the run)."""
