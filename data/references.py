@@ -8,6 +8,8 @@ set, generate with it, and compare the output with the clip's true frames as the
 Factors (`ReferenceFactors`):
   yaw, pitch       degrees added to the identity's rest pose (positive yaw turns the nose
                    towards the image left, positive pitch tilts the face down; roll stays 0);
+                   within +-30; the renderer warps a 2-D atlas, whose seams show from about
+                   12 degrees of yaw (the corpus's clips stay within about 10 + head motion);
   mouth_opening    the landmarks' `morphable.mouth_opening` (inner-lip gap over the outer eye
                    corners' distance: 0 closed, about 0.25 wide open); jaw_open is solved so the
                    rendered landmarks have this opening (the measure the mouth-copy index uses);
@@ -54,9 +56,9 @@ class ReferenceFactors:
       value = getattr(self, name)
       if not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"ReferenceFactors.{name} must be a finite number, got {value!r}")
-    if abs(self.yaw) > 45 or abs(self.pitch) > 45:
+    if abs(self.yaw) > 30 or abs(self.pitch) > 30:
       raise ValueError(f"ReferenceFactors: yaw {self.yaw} and pitch {self.pitch} must lie "
-                       "within +-45 degrees (the renderer's 2-D mesh folds beyond)")
+                       "within +-30 degrees (the renderer's 2-D mesh folds beyond)")
     if self.mouth_opening < 0:
       raise ValueError(f"ReferenceFactors.mouth_opening must be >= 0, got {self.mouth_opening}")
     for name, value in self.expression.items():

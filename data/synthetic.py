@@ -132,7 +132,8 @@ _ALPHA_CLIP = 2.5
 # Painted identities: alpha is redrawn (at most this often) while its face
 # would fold the renderer's mesh.
 _MAX_IDENTITY_DRAWS = 20
-# Per-clip rotation offsets beyond this fold the renderer's 2-D face mesh.
+# Per-clip rotation offsets beyond this fold the renderer's 2-D face mesh (its
+# seams show from about 12 degrees of yaw on top of the rest pose).
 _MAX_POSE_SPREAD = 30.0
 # Columns scaled by an identity's mouth amplitude.
 _MOUTH_COLUMNS = ("jaw_open", "lip_spread", "lip_round")
@@ -281,7 +282,7 @@ PRESETS: dict[str, CorpusConfig] = {
                           minutes=0.2, heldout_minutes=0.15,
                           heldout_voice_clips=1, clip_seconds=(1.0, 2.0),
                           size=96, portrait=False, preview=False, align=True,
-                          pose_spread=(20.0, 10.0, 0.0),
+                          pose_spread=(10.0, 8.0, 0.0),
                           expression_spread=0.5),
 }
 OVERRIDABLE = ("identities", "heldout_identities", "minutes", "heldout_minutes",

@@ -52,12 +52,12 @@ def test_later_settings_stay_out_of_old_generator_records():
   """Corpora written before align/pose_spread/expression_spread still resume."""
   assert "align" not in synthetic.make_config("tiny").to_json()
   radio = synthetic.make_config("radio").to_json()
-  assert radio["align"] and radio["pose_spread"] == [20.0, 10.0, 0.0]
+  assert radio["align"] and radio["pose_spread"] == [10.0, 8.0, 0.0]
 
 
 @pytest.mark.parametrize("overrides, match", [
     (dict(portrait=True), "align"),
-    (dict(pose_spread=(10.0, 50.0, 0.0)), "pose_spread"),
+    (dict(pose_spread=(10.0, 40.0, 0.0)), "pose_spread"),
     (dict(pose_spread=(10.0,)), "pose_spread"),
     (dict(expression_spread=2.0), "expression_spread"),
 ])
@@ -116,16 +116,15 @@ def _render(plan, renderer, **factors):
 
 
 def test_mouth_opening_follows_the_set_value(plan, renderer):
-  frames = []
+  lower_half = []
   for value in (0.0, 0.05, 0.1, 0.2):
-    for extra in (dict(), dict(yaw=15.0, pitch=-8.0, expression={"smile": 0.6})):
+    for extra in (dict(yaw=15.0, pitch=-8.0, expression={"smile": 0.6}), dict()):
       ref = _render(plan, renderer, mouth_opening=value, **extra)
       assert float(morphable.mouth_opening(ref.landmarks)) == pytest.approx(value, abs=1e-4)
-    frames.append(ref.frame.astype(int))
-  # The rendered mouth (lower half) changes, the eyes (upper third) hardly.
-  lower = [np.abs(f - frames[0])[48:].mean() for f in frames[1:]]
-  upper = [np.abs(f - frames[0])[:32].mean() for f in frames[1:]]
-  assert np.all(np.diff(lower) > 0) and lower[0] > 0.5 and max(upper) < 0.2 * lower[-1]
+    lower_half.append(ref.frame[48:].astype(int))
+  # The rendered lower half moves away from the closed mouth as the opening grows.
+  change = [np.abs(f - lower_half[0]).mean() for f in lower_half[1:]]
+  assert change[0] > 0.5 and np.all(np.diff(change) > 0)
 
 
 def _eyes(landmarks):
@@ -161,7 +160,7 @@ def test_yaw_pitch_and_expression_change_the_face_as_set(plan, renderer):
     (dict(mouth_opening=0.9), "widest opening"),
     (dict(expression={"jaw_open": 0.5}), "jaw_open"),
     (dict(expression={"smile": 1.5}), r"\[0, 1\]"),
-    (dict(yaw=80.0), "45 degrees"),
+    (dict(yaw=40.0), "30 degrees"),
 ])
 def test_bad_factors_are_named(plan, renderer, factors, match):
   with pytest.raises(ValueError, match=match):
