@@ -86,14 +86,26 @@ def test_clips_are_aligned_views_of_their_stored_parameters(corpus, plan):
   np.testing.assert_array_equal(renderer.render(np.asarray(clip.landmarks[t])), clip.frames[t])
 
 
-def test_pose_and_expression_vary_between_clips(corpus):
-  data = dataset_lib.Dataset(corpus)
-  smile = morphable.EXPRESSION_NAMES.index("smile")
-  for identity in ("id00", "id01"):
-    clips = [c for c in data if c.identity == identity]
-    yaws = [float(np.median(c.pose[:, 0])) for c in clips]
-    smiles = [float(np.min(c.expression[:, smile])) for c in clips]
-    assert np.ptp(np.rad2deg(yaws)) > 3.0 and np.ptp(smiles) > 0.02, identity
+def test_each_clip_gets_its_own_rotation_and_resting_expression():
+  plan = synthetic.plan_corpus(synthetic.make_config("radio"))
+  col = {name: i for i, name in enumerate(morphable.EXPRESSION_NAMES)}
+  zeros_e, zeros_p = np.zeros((4, len(col)), np.float32), np.zeros((4, 6), np.float32)
+  offsets = []
+  for spec in plan.clips[:40]:
+    expression, pose = synthetic.vary_clip(plan.config, spec, zeros_e, zeros_p)
+    assert (pose == pose[0]).all() and (expression == expression[0]).all()  # per clip
+    offsets.append([*np.rad2deg(pose[0, :3]), expression[0, col["smile"]],
+                    expression[0, col["brow_raise"]]])
+    again = synthetic.vary_clip(plan.config, spec, zeros_e, zeros_p)
+    np.testing.assert_array_equal(again[1], pose)
+  yaw, pitch, roll, smile, brow = np.asarray(offsets).T
+  assert np.abs(yaw).max() <= 10 and np.ptp(yaw) > 12
+  assert np.abs(pitch).max() <= 8 and np.ptp(pitch) > 8 and not roll.any()
+  for value in (smile, brow):
+    assert value.min() >= 0 and value.max() <= 0.5 and np.ptp(value) > 0.3
+  untouched = zeros_e.copy()
+  untouched[:, col["jaw_open"]] = 0.7
+  assert (synthetic.vary_clip(plan.config, plan.clips[0], untouched, zeros_p)[0][:, 0] == 0.7).all()
 
 
 def test_the_plan_is_read_back_from_the_corpus(corpus, plan):
