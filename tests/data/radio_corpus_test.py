@@ -13,6 +13,7 @@ from data import synthetic
 from talking_heads.face import align
 from talking_heads.face import morphable
 from talking_heads.io import dataset as dataset_lib
+from talking_heads.pipelines import radio
 
 SMALL = dict(identities=2, heldout_identities=1, minutes=0.05,
              heldout_minutes=0.05, heldout_voice_clips=1)
@@ -177,3 +178,20 @@ def test_yaw_pitch_and_expression_change_the_face_as_set(plan, renderer):
 def test_bad_factors_are_named(plan, renderer, factors, match):
   with pytest.raises(ValueError, match=match):
     _render(plan, renderer, **factors)
+
+
+def test_the_radio_pipeline_reads_the_corpus(corpus):
+  """Short clips still give windows with references and an off-sync mel; held-out identities
+  come only through their own split."""
+  it = radio.make_radio_iterator(corpus, batch_size=2, shard_index=0, shard_count=1, seed=0,
+                                 num_workers=0)
+  batch = next(it)
+  it.close()
+  assert batch["frames"].shape == batch["reference"].shape == (2, 5, 96, 96, 3)
+  assert batch["mel"].shape == batch["mel_offsync"].shape == (2, 80, 20)
+  data = dataset_lib.Dataset(corpus)
+  train = data.clips("train")
+  assert {train[c].identity for c in batch["clip"]} <= {"id00", "id01"}
+  clip = train[batch["clip"][0]]
+  np.testing.assert_array_equal(batch["reference_landmarks"][0],
+                                clip.landmarks[batch["reference_frames"][0]])
