@@ -8,7 +8,9 @@ positional arguments count as more --videos. For each video:
   1. probe it, decode at 25 fps (bundled ffmpeg) and its audio at 16 kHz mono;
   2. detect and track the main face (detector on downscaled frames every --detect_every frames,
      tracking in between), smooth the boxes over --smooth frames, add --pads (Wav2Lip's
-     top,bottom,left,right in source pixels) and cut square --size crops;
+     top,bottom,left,right in source pixels) and cut square --size crops (with --align, FFHQ-
+     aligned crops instead: each frame warped from the source by the FFHQ similarity of its
+     landmarks averaged over --smooth frames, `talking_heads.face.align`; needs landmarks);
   3. split the video into runs of consecutive face frames; frames without a face are reported and
      excluded, runs shorter than --min_frames dropped; each run becomes one clip;
   4. with a 68-point landmark model (dlib's shape predictor, from --landmark_model or the
@@ -55,6 +57,7 @@ import cv2
 import numpy as np
 
 from talking_heads.audio.windows import SAMPLE_RATE
+from talking_heads.face import align
 from talking_heads.face import crop as crop_lib
 from talking_heads.face import detect as detect_lib
 from talking_heads.face import fitting
@@ -118,6 +121,7 @@ class IngestConfig:
     language: language code of the speech ("und": undetermined).
     min_audio_rms: audio quieter than this RMS (full scale 1) counts as silent.
     preview: also write a preview.mp4 per clip.
+    align: FFHQ-aligned crops from the landmarks instead of box crops (needs a landmark model).
   """
   size: int = 128
   pads: tuple[int, int, int, int] = (0, 10, 0, 0)
@@ -136,6 +140,7 @@ class IngestConfig:
   language: str = "und"
   min_audio_rms: float = 1e-4
   preview: bool = False
+  align: bool = False
 
   def __post_init__(self):
     checks = (("size", self.size >= 16), ("crop_scale", self.crop_scale > 0),
@@ -283,36 +288,63 @@ def _clip_runs(found: np.ndarray, num_samples: int, min_frames: int
   return kept, dropped
 
 
+def _decode_runs(path: pathlib.Path, runs: Sequence[tuple[int, int]],
+                 visit: Callable[[tuple[int, int], int, np.ndarray], None]) -> None:
+  """One decoding pass calling ``visit(run, t, frame)`` for every frame of ``runs``."""
+  frame_run = {}
+  for run in runs:
+    for t in range(*run):
+      frame_run[t] = run
+  seen = {run: 0 for run in runs}
+  try:
+    for t, frame in enumerate(video_io.iter_frames(path, fps=FPS)):
+      run = frame_run.get(t)
+      if run is not None:
+        visit(run, t, frame)
+        seen[run] += 1
+  except video_io.VideoError as e:
+    raise VideoSkipped("truncated", f"later decoding pass: {e}") from None
+  for run, count in seen.items():
+    if count != run[1] - run[0]:
+      raise VideoSkipped("truncated", f"{path}: a later decoding pass gave fewer frames "
+                         f"({run[0] + count}) than the first ({run[1]})")
+
+
 def _crops_and_landmarks(path: pathlib.Path, runs: Sequence[tuple[int, int]], boxes: np.ndarray,
                          crop_boxes: np.ndarray, config: IngestConfig,
                          landmarker: detect_lib.LandmarkDetector | None
                          ) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray | None]]:
   """Second decoding pass: crops [T, S, S, 3] (cut at ``crop_boxes``) and crop-space landmarks
   [T, 68, 2] (found in the face ``boxes``) per run."""
-  frame_run = {}
-  for run in runs:
-    for t in range(*run):
-      frame_run[t] = run
   out = {run: ([], []) for run in runs}
-  try:
-    for t, frame in enumerate(video_io.iter_frames(path, fps=FPS)):
-      run = frame_run.get(t)
-      if run is None:
-        continue
-      crops, points = out[run]
-      crops.append(crop_lib.crop_face(frame, crop_boxes[t], config.size, scale=config.crop_scale))
-      if landmarker is not None:
-        points.append(crop_lib.to_crop_coords(landmarker(frame, boxes[t]), crop_boxes[t],
-                                              config.size, scale=config.crop_scale))
-  except video_io.VideoError as e:
-    raise VideoSkipped("truncated", f"second decoding pass: {e}") from None
-  result = {}
-  for run, (crops, points) in out.items():
-    if len(crops) != run[1] - run[0]:
-      raise VideoSkipped("truncated", f"{path}: the second decoding pass gave fewer frames "
-                         f"({run[0] + len(crops)}) than the first ({run[1]})")
-    result[run] = (np.stack(crops), np.stack(points) if points else None)
-  return result
+
+  def visit(run: tuple[int, int], t: int, frame: np.ndarray) -> None:
+    crops, points = out[run]
+    crops.append(crop_lib.crop_face(frame, crop_boxes[t], config.size, scale=config.crop_scale))
+    if landmarker is not None:
+      points.append(crop_lib.to_crop_coords(landmarker(frame, boxes[t]), crop_boxes[t],
+                                            config.size, scale=config.crop_scale))
+
+  _decode_runs(path, runs, visit)
+  return {run: (np.stack(crops), np.stack(points) if points else None)
+          for run, (crops, points) in out.items()}
+
+
+def _aligned_crops(path: pathlib.Path, runs: Sequence[tuple[int, int]], boxes: np.ndarray,
+                   config: IngestConfig, landmarker: detect_lib.LandmarkDetector
+                   ) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+  """FFHQ-aligned crops [T, S, S, 3] and their landmarks [T, 68, 2] per run: source landmarks
+  in a second decoding pass, each frame warped by its smoothed FFHQ similarity in a third."""
+  points = {run: [] for run in runs}
+  _decode_runs(path, runs, lambda run, t, frame: points[run].append(landmarker(frame, boxes[t])))
+  matrices = {run: align.ffhq_matrix(align.smooth_landmarks(np.stack(p), config.smooth),
+                                     config.size) for run, p in points.items()}
+  crops = {run: [] for run in runs}
+  _decode_runs(path, runs, lambda run, t, frame: crops[run].append(
+      align.warp_image(frame, matrices[run][t - run[0]], config.size)))
+  return {run: (np.stack(crops[run]),
+                align.apply_matrix(matrices[run], np.stack(points[run])).astype(np.float32))
+          for run in runs}
 
 
 def _face_parameters(points: np.ndarray | None, num_frames: int, size: int,
@@ -369,8 +401,12 @@ def ingest_video(path: pathlib.Path, writer: dataset_io.DatasetWriter, config: I
                        f"{config.min_frames} frames", entry)
   crop_boxes = crop_lib.pad_boxes(boxes, config.pads)
   todo = [r for r in runs if not writer.has_clip(f"{vid}-f{r[0]:06d}")]
-  crops = (_crops_and_landmarks(path, todo, boxes, crop_boxes, config, landmarker)
-           if todo else {})
+  if not todo:
+    crops = {}
+  elif config.align:
+    crops = _aligned_crops(path, todo, boxes, config, landmarker)
+  else:
+    crops = _crops_and_landmarks(path, todo, boxes, crop_boxes, config, landmarker)
   if config.identity is None:
     writer.set_identity(identity, video=str(path), sha1=sha1)
   clips = []
@@ -441,6 +477,8 @@ def ingest(videos: Sequence[str], out: str | os.PathLike, config: IngestConfig =
   detector = detect_lib.make_detector(config.detector)
   landmarker, landmark_mode = (detect_lib.load_landmark_detector(config.landmark_model)
                                if config.landmarks else (None, "none: disabled (--nolandmarks)"))
+  if config.align and landmarker is None:
+    raise ValueError(f"FFHQ alignment (--align) needs landmarks; landmark model: {landmark_mode}")
   model = morphable.default_model()
   generator = {
       "name": "data.ingest", "size": config.size, "pads": list(config.pads),
@@ -448,6 +486,8 @@ def ingest(videos: Sequence[str], out: str | os.PathLike, config: IngestConfig =
       "landmarks": "dlib-68" if landmarker else "none",
       "face_parameters": "fitting.fit_landmarks, shared identity" if landmarker else "none",
   }
+  if config.align:  # only when set: datasets made before the option still resume
+    generator["crops"] = "ffhq-aligned (talking_heads.face.align)"
   provenance = {"source": "real video (data.ingest)", "detector": config.detector,
                 "detect_every": config.detect_every, "detect_size": config.detect_size,
                 "landmark_model": landmark_mode,
@@ -582,6 +622,8 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_string("language", d.language, "Language code of the speech.",
                       flag_values=flag_values)
   flags.DEFINE_bool("preview", d.preview, "Write a preview.mp4 per clip.", flag_values=flag_values)
+  flags.DEFINE_bool("align", d.align, "FFHQ-aligned crops from the landmarks (needs a landmark "
+                    "model) instead of box crops.", flag_values=flag_values)
 
 
 def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> IngestConfig:
@@ -593,7 +635,7 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> IngestConf
       smooth=f.smooth, min_frames=f.min_frames, landmarks=f.landmarks,
       landmark_model=f.landmark_model, split=f.split, val_fraction=f.val_fraction,
       test_fraction=f.test_fraction, identity=f.identity, language=f.language,
-      preview=f.preview)
+      preview=f.preview, align=f.align)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -604,7 +646,10 @@ def main(argv: Sequence[str]) -> None:
     config = config_from_flags()
   except ValueError as e:
     raise app.UsageError(str(e)) from None
-  summary = ingest(videos, flags.FLAGS.out, config)
+  try:
+    summary = ingest(videos, flags.FLAGS.out, config)
+  except ValueError as e:  # a setting or dataset problem for the whole batch, said in one line
+    raise app.UsageError(str(e)) from None
   if summary["totals"]["videos"] and not summary["totals"]["kept"]:
     sys.exit(1)
 

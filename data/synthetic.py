@@ -1,6 +1,6 @@
 r"""Synthetic talking-face corpus: espeak-ng speech drives a rendered face.
 
-  python -m data.synthetic --out DIR --preset tiny|demo|full \
+  python -m data.synthetic --out DIR --preset tiny|demo|full|radio \
       [--identities N --minutes M --size S --seed K --workers W]
 
 Every clip is made the same way:
@@ -39,6 +39,22 @@ train/val/test; each training identity also says `heldout_voice_clips` clips
 with a held-out voice or language (`speech.HELD_OUT_VOICES`, split
 "heldout_voice"); held-out identities (split "heldout_identity") never appear
 in the other splits.
+
+Per-clip variation and aligned corpora (the "radio" preset). With
+`pose_spread` and `expression_spread`, each clip adds its own head rotation
+(uniform within +-pose_spread degrees of yaw, pitch, roll) and resting smile
+and brow raise (uniform in [0, expression_spread]) to the identity's, drawn
+from a generator of their own, so the rest of the clip is as without them.
+With `align`, frames are FFHQ-aligned crops (`talking_heads.face.align`): the
+FFHQ similarity of the clip's mean landmarks is folded into the clip's
+parameters (its rotation into the pose, as a turn about the optical axis; its
+scale and shift into K's focal length and principal point), and the clip is
+rendered under them, so frames, landmarks = landmarks_2d(params, K) and the
+stored pose all describe the aligned view, with no resampling. One crop per
+clip, as a tracked crop with the head moving inside it; within-clip head
+motion stays visible. Each identity's atlas is painted in its own aligned
+neutral layout. Aligned corpora have no portrait (her landmark offset is in
+unaligned pixels).
 
 Determinism and resuming. Everything random comes from
 `np.random.SeedSequence(seed, spawn_key=...)` keyed by the identity and clip
@@ -88,6 +104,7 @@ from data import motion
 from data import sentences
 from data import speech
 from data import visemes
+from talking_heads.face import align
 from talking_heads.face import fitting
 from talking_heads.face import morphable
 from talking_heads.face import render
@@ -112,6 +129,12 @@ _VOICE_ORDER = ("en_us_f2", "de_m2", "es_m1", "en_gb_m4", "en_us_m1", "de_f3",
 _PORTRAIT_PRIOR = 10.0
 # Painted identities: alpha beyond this many sigma makes caricatures.
 _ALPHA_CLIP = 2.5
+# Painted identities: alpha is redrawn (at most this often) while its face
+# would fold the renderer's mesh.
+_MAX_IDENTITY_DRAWS = 20
+# Per-clip rotation offsets beyond this fold the renderer's 2-D face mesh (its
+# seams show from about 12 degrees of yaw on top of the rest pose).
+_MAX_POSE_SPREAD = 30.0
 # Columns scaled by an identity's mouth amplitude.
 _MOUTH_COLUMNS = ("jaw_open", "lip_spread", "lip_round")
 # Speech generation: tries before giving up on a clip's duration range.
@@ -141,6 +164,11 @@ class CorpusConfig:
     preview: whether every clip gets an mp4 preview with audio.
     val_fraction: share of a training identity's own clips in "val".
     test_fraction: share in "test".
+    align: whether frames are FFHQ-aligned crops (see "Aligned corpora").
+    pose_spread: per-clip head rotation offsets (yaw, pitch, roll), each uniform
+      in +-this many degrees, on top of the rest pose.
+    expression_spread: per-clip resting smile and brow raise, each uniform in
+      [0, this], on top of the identity's style.
   """
   preset: str
   identities: int
@@ -155,6 +183,9 @@ class CorpusConfig:
   preview: bool = True
   val_fraction: float = 0.1
   test_fraction: float = 0.1
+  align: bool = False
+  pose_spread: tuple[float, float, float] = (0.0, 0.0, 0.0)
+  expression_spread: float = 0.0
 
   def __post_init__(self):
     def bad(name: str, requirement: str) -> ValueError:
@@ -190,16 +221,43 @@ class CorpusConfig:
             and self.val_fraction + self.test_fraction < 1):
       raise bad("val_fraction", "val and test fractions must be >= 0 and sum "
                 "to less than 1")
+    spread = tuple(self.pose_spread)
+    if len(spread) != 3 or not all(
+        isinstance(v, (int, float)) and 0 <= v <= _MAX_POSE_SPREAD for v in spread):
+      raise bad("pose_spread", "needs three angles (yaw, pitch, roll) in "
+                f"[0, {_MAX_POSE_SPREAD}] degrees")
+    object.__setattr__(self, "pose_spread", tuple(float(v) for v in spread))
+    if not (isinstance(self.expression_spread, (int, float))
+            and 0 <= self.expression_spread <= 1):
+      raise bad("expression_spread", "must be in [0, 1]")
+    if self.align and self.portrait:
+      raise bad("align", "needs portrait=False (the portrait's landmark offset "
+                "is in unaligned pixels)")
 
   @property
   def mean_clip_seconds(self) -> float:
     """Expected clip duration (targets are uniform over `clip_seconds`)."""
     return 0.5 * (self.clip_seconds[0] + self.clip_seconds[1])
 
+  @property
+  def varies_clips(self) -> bool:
+    """Whether clips get their own pose and expression offsets."""
+    return any(self.pose_spread) or self.expression_spread > 0
+
   def to_json(self) -> dict[str, Any]:
     out = dataclasses.asdict(self)
     out["clip_seconds"] = list(self.clip_seconds)
+    out["pose_spread"] = list(self.pose_spread)
+    # Settings added later are left out at their defaults, so corpora written
+    # before them keep their generator record and still resume.
+    for name, default in _LATER_DEFAULTS.items():
+      if out[name] == default:
+        del out[name]
     return out
+
+
+_LATER_DEFAULTS = {"align": False, "pose_spread": [0.0, 0.0, 0.0],
+                   "expression_spread": 0.0}
 
 
 PRESETS: dict[str, CorpusConfig] = {
@@ -217,9 +275,19 @@ PRESETS: dict[str, CorpusConfig] = {
                          minutes=10.0, heldout_minutes=3.0,
                          heldout_voice_clips=12, clip_seconds=(2.0, 8.0),
                          size=256),
+    # Person-agnostic training (RADIO): many painted identities, short
+    # LRW-like clips, FFHQ-aligned 96 px crops, pose and expression varied per
+    # clip; no previews (hundreds of clips).
+    "radio": CorpusConfig("radio", identities=50, heldout_identities=10,
+                          minutes=0.2, heldout_minutes=0.15,
+                          heldout_voice_clips=1, clip_seconds=(1.0, 2.0),
+                          size=96, portrait=False, preview=False, align=True,
+                          pose_spread=(10.0, 8.0, 0.0),
+                          expression_spread=0.5),
 }
 OVERRIDABLE = ("identities", "heldout_identities", "minutes", "heldout_minutes",
-               "heldout_voice_clips", "size", "seed", "portrait", "preview")
+               "heldout_voice_clips", "size", "seed", "portrait", "preview",
+               "align", "pose_spread", "expression_spread")
 
 
 def make_config(preset: str, **overrides: Any) -> CorpusConfig:
@@ -365,15 +433,25 @@ def _painted_identity(config: CorpusConfig, name: str, role: int, index: int,
                       number: int) -> Identity:
   rng = _rng(config.seed, role, index, 0)
   model = morphable.default_model()
-  alpha = np.clip(rng.standard_normal(model.num_identity), -_ALPHA_CLIP,
-                  _ALPHA_CLIP)
+  camera = morphable.default_camera(config.size)
+  for _ in range(_MAX_IDENTITY_DRAWS):
+    alpha = np.clip(rng.standard_normal(model.num_identity), -_ALPHA_CLIP,
+                    _ALPHA_CLIP).astype(np.float32)
+    neutral = _landmarks(alpha, np.zeros(model.num_expression, np.float32),
+                         morphable.default_pose().astype(np.float32), camera)
+    # Some faces fold the renderer's mesh (e.g. nostrils on the upper lip).
+    if not len(render.folded_triangles(neutral)):
+      break
+  else:
+    raise RuntimeError(f"identity {name}: no renderable face in "
+                       f"{_MAX_IDENTITY_DRAWS} draws (seed {config.seed})")
   look = sample_appearance(rng)
   style = Style(mouth_gain=float(rng.uniform(0.85, 1.15)),
                 smile=float(rng.uniform(0.0, 0.2)),
                 motion_gain=float(rng.uniform(0.7, 1.3)))
   return Identity(
       name=name, role=role, index=index, kind="painted",
-      voice=_own_voice(number, rng), alpha=alpha.astype(np.float32),
+      voice=_own_voice(number, rng), alpha=alpha,
       appearance=look, style=style,
       rest_pose=morphable.default_pose().astype(np.float32),
       landmark_offset=np.zeros((morphable.NUM_LANDMARKS, 2), np.float32))
@@ -604,24 +682,89 @@ def generate_clip(plan: CorpusPlan, spec: ClipSpec,
   audio[:len(utterance.audio)] = np.clip(utterance.audio, -1.0, 1.0)
   expression, pose = face_parameters(identity, utterance, audio, num_frames,
                                      rng)
-  landmarks = clip_landmarks(identity, expression, pose, plan.camera)
+  if plan.config.varies_clips:
+    expression, pose = vary_clip(plan.config, spec, expression, pose)
+  camera = plan.camera
+  if plan.config.align:
+    pose, camera = aligned_view(identity, expression, pose, plan.camera,
+                                plan.config.size)
+  landmarks = clip_landmarks(identity, expression, pose, camera)
   if renderer is None:
-    renderer = identity_renderer(identity, plan.config.size, plan.camera)
+    renderer = identity_renderer(identity, plan.config.size, plan.camera,
+                                 aligned=plan.config.align)
   frames = renderer.render_sequence(landmarks)
   return GeneratedClip(
       frames=frames, audio=audio, landmarks=landmarks, alpha=identity.alpha,
-      expression=expression, pose=pose, K=plan.camera, text=utterance.text,
+      expression=expression, pose=pose, K=camera, text=utterance.text,
       phonemes=utterance.phonemes)
 
 
-def identity_renderer(identity: Identity, size: int,
-                      camera: np.ndarray) -> render.FaceRenderer:
-  """The renderer of `identity`: the photo, or its painted atlas at rest."""
+def vary_clip(config: CorpusConfig, spec: ClipSpec, expression: np.ndarray,
+              pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Adds the clip's own rotation and resting smile/brow offsets.
+
+  Drawn from their own generator (key: role, index, 3, clip), so the speech,
+  motion and everything else of the clip stay as without them.
+  """
+  seed, (role, index, _, number) = spec.entropy
+  rng = _rng(seed, role, index, 3, number)
+  col = {name: i for i, name in enumerate(morphable.EXPRESSION_NAMES)}
+  rotation = np.deg2rad(np.asarray(config.pose_spread)) * rng.uniform(-1, 1, 3)
+  resting = config.expression_spread * rng.uniform(0, 1, 2)
+  pose = pose.astype(np.float64)
+  pose[:, :3] += rotation
+  expression = expression.astype(np.float64)
+  expression[:, col["smile"]] += resting[0]
+  expression[:, col["brow_raise"]] += resting[1]
+  return (np.clip(expression, 0.0, 1.0).astype(np.float32),
+          pose.astype(np.float32))
+
+
+def aligned_view(identity: Identity, expression: np.ndarray, pose: np.ndarray,
+                 camera: np.ndarray, size: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+  """Pose [T, 6] and camera [3, 3] (float32) of the clip's FFHQ-aligned view.
+
+  The FFHQ similarity (`face.align.ffhq_matrix`) of the clip's mean
+  landmarks under `camera` is folded into the parameters: its rotation turns
+  the head about the optical axis (pose), its scale and shift go into the
+  focal length and principal point. `landmarks_2d` under the returned pose and
+  camera equals the similarity applied to the original landmarks.
+  """
+  if identity.kind == "portrait":
+    raise ValueError("aligned_view: the portrait's landmark offset is in "
+                     "unaligned pixels")
+  raw = clip_landmarks(identity, expression, pose, camera).astype(np.float64)
+  matrix = align.ffhq_matrix(raw.mean(0), size)
+  scale = float(align.matrix_scale(matrix))
+  turn = np.eye(3)
+  turn[:2, :2] = matrix[:, :2] / scale
+  rotation = turn @ morphable.rotation_matrix(*np.moveaxis(
+      pose[:, :3].astype(np.float64), -1, 0))
+  angles = np.stack(morphable.rotation_angles(rotation), -1)
+  translation = pose[:, 3:].astype(np.float64) @ turn.T
+  camera = np.asarray(camera, np.float64)
+  if camera[0, 1] or camera[0, 0] != camera[1, 1]:
+    raise ValueError("aligned_view: expected a camera with square pixels and "
+                     f"no skew, got {camera.tolist()}")
+  aligned = np.eye(3)
+  aligned[0, 0] = aligned[1, 1] = scale * camera[0, 0]
+  aligned[:2, 2] = matrix[:, :2] @ camera[:2, 2] + matrix[:, 2]
+  return (np.concatenate([angles, translation], -1).astype(np.float32),
+          aligned.astype(np.float32))
+
+
+def identity_renderer(identity: Identity, size: int, camera: np.ndarray,
+                      aligned: bool = False) -> render.FaceRenderer:
+  """The renderer of `identity`: the photo, or its painted atlas at rest
+  (FFHQ-aligned with `aligned`)."""
   if identity.kind == "portrait":
     return render.portrait_renderer(size)[0]
   neutral = clip_landmarks(
       identity, np.zeros((1, morphable.default_model().num_expression),
                          np.float32), identity.rest_pose[None], camera)[0]
+  if aligned:
+    neutral = align.apply_matrix(align.ffhq_matrix(neutral, size), neutral)
   return render.FaceRenderer(identity.appearance, size, neutral)
 
 
@@ -642,12 +785,12 @@ def _cached_renderer(plan: CorpusPlan, name: str) -> render.FaceRenderer:
   identity = plan.identities[name]
   key = (name, identity.kind, plan.config.size, identity.appearance,
          identity.alpha.tobytes(), identity.rest_pose.tobytes(),
-         plan.camera.tobytes())
+         plan.camera.tobytes(), plan.config.align)
   if key not in _RENDERERS:
     if len(_RENDERERS) >= _MAX_RENDERERS:
       _RENDERERS.pop(next(iter(_RENDERERS)))
     _RENDERERS[key] = identity_renderer(identity, plan.config.size,
-                                        plan.camera)
+                                        plan.camera, plan.config.align)
   return _RENDERERS[key]
 
 

@@ -135,6 +135,16 @@ def _collapsible(triangles: np.ndarray) -> np.ndarray:
   return np.array([any(set(t) <= g for g in groups) for t in triangles.tolist()])
 
 
+def folded_triangles(neutral_landmarks: np.ndarray) -> np.ndarray:
+  """Mesh triangles [F, 3] that fold over in a neutral layout [68, 2] (none: renderable)."""
+  landmarks = _check_landmarks(neutral_landmarks, "neutral_landmarks")
+  frame = fit_similarity(TEMPLATE_LANDMARKS[list(STABLE_LANDMARKS)],
+                         landmarks[list(STABLE_LANDMARKS)])
+  points = np.concatenate([landmarks, _apply(frame, _MOVING), _apply(frame, _FIXED)])
+  triangles = mesh_triangles()
+  return triangles[(_signed_areas(points, triangles) <= 0) & ~_collapsible(triangles)]
+
+
 def _check_landmarks(landmarks: np.ndarray, where: str) -> np.ndarray:
   landmarks = np.asarray(landmarks)
   if landmarks.shape != (NUM_LANDMARKS, 2):
@@ -222,11 +232,11 @@ class FaceRenderer:
     self._fixed = _apply(self._tmpl_to_img, _FIXED)
     self._neutral_points = self._mesh_points(self.neutral_landmarks)[0]
     triangles = mesh_triangles()
-    flipped = (_signed_areas(self._neutral_points, triangles) <= 0) & ~_collapsible(triangles)
-    if flipped.any():
+    folded = folded_triangles(self.neutral_landmarks)
+    if len(folded):
       raise ValueError(
           "neutral_landmarks: the face mesh folds over at triangles "
-          f"{triangles[flipped][:4].tolist()} (mesh point indices; 0-67 are landmarks); expected "
+          f"{folded[:4].tolist()} (mesh point indices; 0-67 are landmarks); expected "
           "a roughly frontal face in iBUG-68 order with open eyes.")
     self._triangles = triangles[(triangles < _NUM_MOVING).any(1)]
     size = self.image_size

@@ -249,3 +249,36 @@ def test_command_line(videos, tmp_path):
   assert summary["features_written"] == 2 * len(ds)
   for config in (mel.WAV2LIP_MEL, mel.RADIO_MEL):
     assert pipelines_base.warn_missing_features(out, ds.clips(), config) == 0
+
+
+def test_align_gives_ffhq_aligned_crops(videos, tmp_path, monkeypatch):
+  """With --align, crops are warped by the FFHQ similarity of the (smoothed) landmarks: the
+  stored landmarks sit at the canonical place and the crop matches the astronaut photo aligned
+  directly from her hand-measured landmarks."""
+  from talking_heads.face import align
+  from talking_heads.face import render
+
+  originals = videos["frames"].astype(np.float32)
+
+  def landmarker(frame, box):  # her true landmarks in the written frame the decoded one is
+    t = int(np.argmin(((originals - frame) ** 2).mean(axis=(1, 2, 3))))
+    return (render.ASTRONAUT_LANDMARKS - _window_origin(t)) * SCALE
+
+  monkeypatch.setattr(ingest_lib.detect_lib, "load_landmark_detector",
+                      lambda path=None: (landmarker, "fake"))
+  out = tmp_path / "aligned"
+  summary = ingest_lib.ingest([str(videos["good"])], out, _config(align=True), log=lambda m: None)
+  assert summary["totals"]["kept"] == 1
+  ds = dataset_io.Dataset(out)
+  assert ds.generator["crops"].startswith("ffhq-aligned")
+  (clip,) = ds.clips()
+  landmarks = np.asarray(clip.landmarks)
+  np.testing.assert_allclose(align.ffhq_matrix(landmarks.mean(0), 64), [[1, 0, 0], [0, 1, 0]],
+                             atol=0.01)
+  photo = cv2.GaussianBlur(data.astronaut(), (0, 0), 1.0)
+  expected = align.warp_image(photo, align.ffhq_matrix(render.ASTRONAUT_LANDMARKS, 64), 64)
+  error = np.abs(clip.frames[15].astype(int) - expected).mean()
+  assert error < 5.0
+  with pytest.raises(ValueError, match="needs landmarks"):
+    ingest_lib.ingest([str(videos["good"])], tmp_path / "x", _config(align=True, landmarks=False),
+                      log=lambda m: None)
