@@ -34,9 +34,8 @@ def test_a_second_process_reuses_the_first_ones_executables(tmp_path):
   assert written, "the first process cached nothing"
   directory_again, value_again = run(str(cache))
   assert value_again == value
-  # A hit adds no executable (access-time bookkeeping files aside).
-  again = sorted(p.name for p in cache.rglob("*") if p.is_file() and "-atime" not in p.name)
-  assert again == [name for name in written if "-atime" not in name]
+  # A hit adds no executable.
+  assert sorted(p.name for p in cache.rglob("*") if p.is_file()) == written
 
 
 def test_off_means_no_cache(tmp_path):
@@ -47,3 +46,13 @@ def test_off_means_no_cache(tmp_path):
 def test_default_directory_follows_xdg_cache_home(monkeypatch, tmp_path):
   monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
   assert compilation_cache.default_directory() == tmp_path / "talking_heads" / "jax"
+
+
+def test_prune_deletes_the_oldest_down_to_the_kept_size_only_past_the_bound(tmp_path):
+  for age, name in enumerate(["newest", "middle", "oldest"]):
+    path = tmp_path / name
+    path.write_bytes(b"x" * 100)
+    os.utime(path, (1000 - age, 1000 - age))
+  assert compilation_cache.prune(tmp_path, max_bytes=300, keep_bytes=100) == 0   # within bound
+  assert compilation_cache.prune(tmp_path, max_bytes=250, keep_bytes=150) == 2
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["newest"]
