@@ -69,8 +69,9 @@ build() {
 }
 ensure_venv $venv colab "$want" build
 # The editable install points at the checkout that built the environment: point it at this one.
-installed=$(cd / && "$venv/bin/python" -c \
+python="$PWD/$venv/bin/python"
+installed=$(cd / && "$python" -c \
   'import importlib.util as u; s = u.find_spec("talking_heads"); print(s.origin if s else "")')
 if [ "$installed" != "$PWD/talking_heads/__init__.py" ]; then
-  "$venv/bin/python" -m pip install -q --no-deps -e . >&2
+  "$python" -m pip install -q --no-deps -e . >&2
 fi
