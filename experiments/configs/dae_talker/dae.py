@@ -12,9 +12,9 @@ Variants:
          (1, 2, 4, 4), one ResBlock per level, attention at 16 px, latent 512, no dropout; batch
          8, Adam 2e-4 (warm-up, cosine), EMA 0.995 (a short run), 4000 steps (0.6-0.9 s/step on
          2 free CPU cores, about 2 s/step while other jobs share them). Schedule and sampler are
-         the paper's (T = 1000 linear, L1 loss, DDIM 100), but the network predicts v, not eps,
-         and the latent is centred (`latent_centering`). Why, measured on this corpus
-         (experiments/results/dae_talker_demo): one speaker's frames differ by mouth and pose
+         the paper's (T = 1000 linear, L1 loss, DDIM 100 steps; "linspace" spacing, see below),
+         but the network predicts v, not eps, and the latent is centred (`latent_centering`).
+         Why, measured on this corpus (experiments/results/dae_talker_demo): one speaker's frames differ by mouth and pose
          only, and after 4300 eps steps the prediction at t = 999 followed the latent for 15-20%
          of the true frame-to-frame change, so every latent decoded to nearly the same face
          (eval PSNR 14 dB from a random x_T). The eps loss weights x0 errors by SNR(t), which is
@@ -24,7 +24,10 @@ Variants:
          the latent at all (1%).
   paper  §4.1.2 + diffae's ffhq256 template: 256 px, width 128, channel_mult (1, 1, 2, 2, 4, 4),
          encoder (1, 1, 2, 2, 4, 4, 4), 2 ResBlocks, attention at 16, dropout 0.1, latent 512;
-         T = 1000 linear, L1 eps loss, Adam 1e-4, batch 32, 80k steps, EMA 0.9999, DDIM T = 100.
+         T = 1000 linear, L1 eps loss, Adam 1e-4, batch 32, 80k steps, EMA 0.9999, DDIM T = 100
+         with diffae's "ddim100" timesteps (spacing "ddim": 990, 980, ..., 0).
+tiny and demo keep spacing "linspace" (999, 989, ..., 0 for 100 steps) until the demo comparison of the
+two spacings is measured (issue 16).
 """
 
 import ml_collections
@@ -73,4 +76,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval_every, c.image_every = 500, 1000
   elif variant == "paper":
     c.total_steps, c.batch_size, c.eval_batch_size = 80_000, 32, 32
+    c.diffusion.spacing = "ddim"
   return common.apply_overrides(c, parsed)

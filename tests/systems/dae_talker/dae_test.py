@@ -99,3 +99,10 @@ def test_rejects_unknown_loss_and_prediction():
   config.diffusion.prediction = "score"
   with pytest.raises(ValueError, match="diffusion.prediction"):
     DAEStage(config)
+
+
+def test_paper_config_samples_diffae_ddim100_timesteps():
+  """diffae's DDIM sampler uses "ddim100": 990, 980, ..., 0 (not linspace's 999, 989, ...)."""
+  stage = DAEStage(dae_config.get_config("paper"))
+  np.testing.assert_array_equal(stage.timesteps(), np.arange(990, -1, -10))
+  np.testing.assert_array_equal(stage.timesteps(20), np.arange(950, -1, -50))
