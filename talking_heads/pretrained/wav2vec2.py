@@ -145,11 +145,11 @@ def load(weights_dir: str | os.PathLike[str] | None, name: str
 PRETRAIN_STAGE = "wav2vec2_pretrain"
 
 
-def load_encoder(weights: str | os.PathLike[str], weights_dir: str | os.PathLike[str] | None = None,
+def load_encoder(source: str | os.PathLike[str], weights_dir: str | os.PathLike[str] | None = None,
                  step: int | None = None) -> tuple[wav2vec2.Wav2Vec2Config, dict[str, Any], str]:
   """One loader for every source of a wav2vec2 encoder -> (config, variables, source).
 
-  `weights` is one of:
+  `source` is one of:
     - a workdir of the `wav2vec2_pretrain` stage (its newest checkpoint, or `step`);
     - a transformers model folder (`config.json` + `model.safetensors` / `pytorch_model.bin`);
     - a registered hub name (`CHECKPOINT_CONFIGS`, e.g. "facebook/wav2vec2-large-xlsr-53"),
@@ -160,7 +160,7 @@ def load_encoder(weights: str | os.PathLike[str], weights_dir: str | os.PathLike
     FileNotFoundError: a pretraining workdir without a trained checkpoint.
     ValueError: a workdir of another stage, or an unknown architecture.
   """
-  text = os.fspath(weights)
+  text = os.fspath(source)
   path = pathlib.Path(text)
   if path.is_dir() and (path / "config.json").is_file():
     hf_or_stage = json.loads((path / "config.json").read_text())

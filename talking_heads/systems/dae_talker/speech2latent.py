@@ -43,7 +43,8 @@ latent units conditioned on the ground-truth pose (the paper's Fig. 6 curve),
 `latent_mse_predicted_pose` conditioned on the predicted pose (as at inference), and the
 training terms `loss`, `latent_mse_standardised`, `pose_mse` (teacher forced).
 
-Config fields: audio{frontend, weights, weights_dir, layer, alignment, dim}, model{features, model_dim, num_heads, encoder_blocks, decoder_blocks, ffn_dim,
+Config fields: audio{frontend, weights, weights_dir, layer, alignment, dim}, model{features,
+model_dim, num_heads, encoder_blocks, decoder_blocks, ffn_dim,
 kernel_size, input_kernel (0: the stride), pose_channels, pose_kernel, latent_dim, dropout,
 dtype}, loss{alpha, standardise_latents}, data{root, identities, latents, sampling, min_length,
 max_length, pose_scale, eval_split, eval_seed, num_workers}, optimizer{...}, ema_decay, plus the
