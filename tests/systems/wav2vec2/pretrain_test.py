@@ -55,8 +55,9 @@ def test_span_mask_fraction_spans_and_padding():
   lengths = np.array([400, 250, 9, 0])
   frames = jnp.arange(400)[None] < lengths[:, None]
   fractions = []
-  for seed in range(20):
-    mask = np.asarray(pretraining.span_mask(jax.random.PRNGKey(seed), frames, 0.065, 10, 2))
+  masks = jax.jit(jax.vmap(lambda key: pretraining.span_mask(key, frames, 0.065, 10, 2)))(
+      jax.random.split(jax.random.PRNGKey(0), 20))                      # one compile, 20 draws
+  for mask in np.asarray(masks):
     assert not (mask & ~np.asarray(frames)).any()            # never past the utterance
     assert not mask[2:].any()                                # shorter than one span: no mask
     for row, length in zip(mask[:2], lengths[:2]):
@@ -67,7 +68,8 @@ def test_span_mask_fraction_spans_and_padding():
   # round(p T) random starts of M frames, overlapping: 1 - (1 - p)^M = 0.49 of the frames (the
   # paper's "about 49 %"), a little less near the end where no span starts.
   assert 0.42 < np.mean(fractions) < 0.52, np.mean(fractions)
-  few = pretraining.span_mask(jax.random.PRNGKey(0), jnp.ones((1, 30), bool), 0.001, 10, 2)
+  few = jax.jit(lambda: pretraining.span_mask(jax.random.PRNGKey(0), jnp.ones((1, 30), bool),
+                                              0.001, 10, 2))()
   assert 10 <= int(few.sum()) <= 20                          # min_spans = 2 starts
 
 
@@ -83,10 +85,12 @@ def test_quantizer_shapes_one_hot_codes_and_straight_through():
   quantizer = pretraining.GumbelProductQuantizer(num_groups=2, num_entries=5, codevector_dim=6)
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 7, 4))
   weight = jnp.ones((2, 7), bool)
-  variables = quantizer.init(jax.random.PRNGKey(1), x, weight, 1.0, None)
+  variables = jax.jit(lambda: quantizer.init(jax.random.PRNGKey(1), x, weight, 1.0, None))()
   codebook = np.asarray(variables["params"]["codevectors"])             # [G, V, Q / G]
   assert codebook.shape == (2, 5, 3)
-  q, metrics = quantizer.apply(variables, x, weight, 1.0, jax.random.PRNGKey(2))
+  sample = jax.jit(lambda v, key: quantizer.apply(v, x, weight, 1.0, key))
+  argmax = jax.jit(lambda v: quantizer.apply(v, x, weight, 1.0, None))
+  q, metrics = sample(variables, jax.random.PRNGKey(2))
   assert q.shape == (2, 7, 6)
   # Forward: each group's part is exactly one of its codevectors.
   parts = np.asarray(q).reshape(2, 7, 2, 3)
@@ -96,12 +100,12 @@ def test_quantizer_shapes_one_hot_codes_and_straight_through():
   assert 1.0 <= float(metrics["code_perplexity"]) <= 10.0
   assert 1.0 <= float(metrics["prob_perplexity"]) <= 10.0
   # Straight-through: the logits' projection gets gradients through the hard choice.
-  grads = jax.grad(lambda p: jnp.sum(quantizer.apply(
-      {"params": p}, x, weight, 1.0, jax.random.PRNGKey(2))[0] ** 2))(variables["params"])
+  grads = jax.jit(jax.grad(lambda p: jnp.sum(sample({"params": p}, jax.random.PRNGKey(2))[0]
+                                              ** 2)))(variables["params"])
   assert float(jnp.abs(grads["weight_proj"]["kernel"]).sum()) > 0
   # Evaluation (no rng) takes the argmax.
-  q_eval, _ = quantizer.apply(variables, x, weight, 1.0, None)
-  again, _ = quantizer.apply(variables, x, weight, 1.0, None)
+  q_eval, _ = argmax(variables)
+  again, _ = argmax(variables)
   np.testing.assert_array_equal(np.asarray(q_eval), np.asarray(again))
 
 
@@ -109,7 +113,8 @@ def test_distractors_come_from_other_masked_frames_of_the_same_utterance():
   mask = np.zeros((2, 30), bool)
   mask[0, 3:13] = True
   mask[1, [0, 5, 29]] = True
-  index = np.asarray(pretraining.sample_distractors(jax.random.PRNGKey(0), jnp.asarray(mask), 50))
+  index = np.asarray(jax.jit(pretraining.sample_distractors, static_argnums=2)(
+      jax.random.PRNGKey(0), jnp.asarray(mask), 50))
   for b in range(2):
     for t in np.flatnonzero(mask[b]):
       drawn = index[b, t]
@@ -121,12 +126,13 @@ def test_contrastive_loss_prefers_the_true_code():
   rng = np.random.default_rng(0)
   q = jnp.asarray(rng.normal(size=(1, 20, 8)), jnp.float32)
   mask = jnp.ones((1, 20), bool)
-  right, accuracy = pretraining.contrastive_loss(jax.random.PRNGKey(0), q, q, mask, 5)
-  wrong, _ = pretraining.contrastive_loss(jax.random.PRNGKey(0), -q, q, mask, 5)
+  loss_of = jax.jit(lambda c, q: pretraining.contrastive_loss(jax.random.PRNGKey(0), c, q, mask, 5))
+  right, accuracy = loss_of(q, q)
+  wrong, _ = loss_of(-q, q)
   assert float(accuracy) == 1.0 and float(right) < 0.1 < float(wrong)
   # Distractors equal to the true code are left out: identical codes give no loss.
   same = jnp.ones((1, 20, 8))
-  loss, _ = pretraining.contrastive_loss(jax.random.PRNGKey(0), same, same, mask, 5)
+  loss, _ = loss_of(same, same)
   assert float(loss) < 1e-6
 
 
