@@ -27,6 +27,12 @@ clips). `precompute_features` therefore writes each clip's time-major mel once t
 which costs only the window's bytes per sample and is bit-identical to the full-clip mel. Clips
 without the file fall back to computing the full-clip mel, kept in a small per-process LRU
 cache, so a fresh or read-only dataset still works.
+
+Audio features (wav2vec2). `experiments.precompute_audio_features` writes each clip's features
+aligned to its video frames, float32 [T, A], to `<root>/features/<clip id>/<name>.npy` beside the
+mels, and what they are (weights, layer, alignment, width) to `<root>/features/<name>.json`.
+`check_audio_features` checks them before a pipeline starts and `ClipReader.audio_features`
+memory-maps them; unlike mels they are never computed on the fly (that needs the encoder).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import json
 import os
 import pathlib
 import threading
@@ -181,6 +188,47 @@ def latents_path(root: str | os.PathLike, name: str, clip_id: str) -> pathlib.Pa
   return pathlib.Path(root) / LATENTS_DIR / name / f"{clip_id}.npy"
 
 
+def audio_feature_path(root: str | os.PathLike, clip_id: str, name: str) -> pathlib.Path:
+  """`<root>/features/<clip_id>/<name>.npy`: a clip's cached audio features [T, A]."""
+  return pathlib.Path(root) / FEATURES_DIR / clip_id / f"{name}.npy"
+
+
+def audio_feature_info_path(root: str | os.PathLike, name: str) -> pathlib.Path:
+  """`<root>/features/<name>.json`: what the cached features `name` are."""
+  return pathlib.Path(root) / FEATURES_DIR / f"{name}.json"
+
+
+def check_audio_features(root: str | os.PathLike, name: str,
+                         clips: Sequence[dataset_lib.Clip]) -> dict[str, Any]:
+  """The info of cached features `name` once every clip has its file of [T, A] float32.
+
+  Raises:
+    DatasetError: no such features, or a clip's file is missing or of another shape, naming
+      the command that writes them.
+  """
+  info_path = audio_feature_info_path(root, name)
+  command = (f"python -m experiments.precompute_audio_features --dataset={root} "
+             "--frontend=wav2vec2 --weights=...")
+  if not info_path.is_file():
+    raise dataset_lib.DatasetError(root, f"no cached audio features {name!r} ({info_path} is "
+                                   f"missing); write them with `{command}`")
+  info = json.loads(info_path.read_text())
+  command = info.get("command", command)
+  for clip in clips:
+    path = audio_feature_path(root, clip.id, name)
+    if not path.is_file():
+      raise dataset_lib.DatasetError(root, f"missing audio features {path}; finish them with "
+                                     f"`{command}`", clip_id=clip.id)
+    with _NPY_OPEN_LOCK:
+      array = np.load(path, mmap_mode="r", allow_pickle=False)
+    if array.shape != (clip.num_frames, info["dim"]) or array.dtype != np.float32:
+      raise dataset_lib.DatasetError(
+          root, f"audio features {path} have shape {array.shape} {array.dtype}; expected "
+          f"[{clip.num_frames}, {info['dim']}] float32 (stale; rerun `{command} --overwrite`)",
+          clip_id=clip.id)
+  return info
+
+
 def _save_atomic(path: pathlib.Path, array: np.ndarray) -> None:
   with atomic.output(path, prefix=f".{path.stem}.") as tmp, open(tmp, "wb") as f:
     np.save(f, array, allow_pickle=False)
@@ -211,6 +259,52 @@ def precompute_features(root: str | os.PathLike,
                                                             clip_id=clip.id))
       written += 1
   return written
+
+
+def write_audio_features(root: str | os.PathLike, name: str,
+                         features_of: Callable[[np.ndarray, int], np.ndarray],
+                         info: dict[str, Any], *, clips: Sequence[dataset_lib.Clip] | None = None,
+                         overwrite: bool = False,
+                         progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda x: x
+                         ) -> tuple[list[str], list[str]]:
+  """Writes cached audio features `name` of `clips` (default: all); returns (written, skipped).
+
+  `features_of(audio [S], T)` gives a clip's [T, info["dim"]] float32 features. Clips with a
+  file are skipped unless `overwrite` (so an interrupted run resumes); `info` (what the
+  features are: weights, layer, alignment, dim, the command) is written first, and a run whose
+  info differs from the existing one's stops unless `overwrite`.
+
+  Raises:
+    DatasetError: the features exist with other settings (naming them), or `features_of`
+      returns another shape.
+  """
+  info_path = audio_feature_info_path(root, name)
+  if info_path.is_file() and not overwrite:
+    old = json.loads(info_path.read_text())
+    changed = sorted(k for k in set(old) | set(info)
+                     if k != "command" and old.get(k) != info.get(k))
+    if changed:
+      raise dataset_lib.DatasetError(
+          root, f"cached audio features {name!r} were written with other settings ("
+          + ", ".join(f"{k}: {old.get(k)!r} now {info.get(k)!r}" for k in changed)
+          + "); pass overwrite (--overwrite) to replace them", file=str(info_path))
+  info_path.parent.mkdir(parents=True, exist_ok=True)
+  with atomic.output(info_path, prefix=f".{info_path.stem}.") as tmp:
+    pathlib.Path(tmp).write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+  clips = dataset_lib.Dataset(root).clips() if clips is None else clips
+  written, skipped = [], []
+  for clip in progress(clips):
+    path = audio_feature_path(root, clip.id, name)
+    if path.exists() and not overwrite:
+      skipped.append(clip.id)
+      continue
+    features = np.asarray(features_of(np.asarray(clip.audio), clip.num_frames), np.float32)
+    if features.shape != (clip.num_frames, info["dim"]):
+      raise dataset_lib.DatasetError(root, f"audio features of shape {features.shape}, expected "
+                                     f"[{clip.num_frames}, {info['dim']}]", clip_id=clip.id)
+    _save_atomic(path, features)
+    written.append(clip.id)
+  return written, skipped
 
 
 def warn_missing_features(root: str | os.PathLike, clips: Sequence[dataset_lib.Clip],
@@ -297,6 +391,17 @@ class ClipReader:
                                              clip_id=clip.id)
     self._mels.put(key, mel)
     return mel
+
+  def audio_features(self, i: int, name: str) -> np.ndarray:
+    """Memory-mapped cached audio features [T, A] of clip `i` (see `audio_feature_path`)."""
+    key = (i, "audio_features", name)
+    array = self._arrays.get(key)
+    if array is None:
+      with _NPY_OPEN_LOCK:
+        array = np.load(audio_feature_path(self.root, self.clip_ids[i], name), mmap_mode="r",
+                        allow_pickle=False)
+      self._arrays.put(key, array)
+    return array
 
   def latents(self, i: int, name: str) -> np.ndarray:
     """Memory-mapped latents [T, ...] of clip `i` (see `latents_path`)."""

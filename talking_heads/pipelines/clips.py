@@ -10,6 +10,8 @@ Sample (S = image_size or the dataset's, M mel bins, W mel frames per window):
   reference_frames  int32   [T]           their frame indices
   mel               float32 [M, W]        the window of frame f (SyncNet's audio for the T frames)
   indiv_mels        float32 [T, M, W]     per-frame windows, frame j using frame j + frame_shift's
+  audio_features    float32 [T, A]        with audio_features=NAME: cached features of frames
+                                          f .. f+T-1 (`pipelines.base.audio_feature_path`)
   clip, start       int32   []            clip position in the split, f
   valid             bool    []            eval variant only: False for padding entries
 
@@ -99,8 +101,9 @@ class ClipSampler(grain.transforms.RandomMap):
   """Index element -> clip sample (module docstring); picklable for grain workers."""
 
   def __init__(self, reader: base.ClipReader, num_frames: int, audio: AudioSpec,
-               reference_mode: str, image_size: int | None):
+               reference_mode: str, image_size: int | None, audio_features: str | None = None):
     self.reader = reader
+    self.audio_features = audio_features
     self.num_frames = num_frames
     self.audio = audio
     self.reference_mode = reference_mode
@@ -125,7 +128,7 @@ class ClipSampler(grain.transforms.RandomMap):
     sync = windows.slice_windows(mel, f, self.audio.windows, clip_id=clip_id)  # [W, M]
     indiv = windows.slice_windows(mel, np.arange(f, f + t), self.audio.windows,
                                   shift=self.audio.frame_shift, clip_id=clip_id)  # [T, W, M]
-    return {
+    out = {
         "frames": target,
         "masked": base.mask_lower_half(target),
         "reference": base.resize_frames(frames[reference_frames], self.image_size),
@@ -134,11 +137,14 @@ class ClipSampler(grain.transforms.RandomMap):
         "indiv_mels": np.ascontiguousarray(indiv.transpose(0, 2, 1)),
         "clip": element["clip"], "start": element["start"],
     }
+    if self.audio_features is not None:
+      out["audio_features"] = np.array(self.reader.audio_features(i, self.audio_features)[f:f + t])
+    return out
 
 
 def _build(root: str | os.PathLike, split: str | None, stride: int | None, num_frames: int,
-           audio: AudioSpec, reference_mode: str, image_size: int | None
-           ) -> tuple[base.WindowIndex, ClipSampler]:
+           audio: AudioSpec, reference_mode: str, image_size: int | None,
+           audio_features: str | None = None) -> tuple[base.WindowIndex, ClipSampler]:
   if num_frames < 1:
     raise ValueError(f"num_frames must be >= 1, got {num_frames}")
   if reference_mode not in REFERENCE_MODES:
@@ -148,6 +154,8 @@ def _build(root: str | os.PathLike, split: str | None, stride: int | None, num_f
   data, clips = base.open_split(root, split)
   check_audio_spec(root, data, audio)
   base.warn_missing_features(root, clips, audio.mel)
+  if audio_features is not None:
+    base.check_audio_features(root, audio_features, clips)
 
   def valid(clip: dataset_lib.Clip) -> tuple[np.ndarray, str]:
     mask = clip_window_mask(clip.num_frames, clip.num_samples, num_frames, audio)
@@ -157,13 +165,14 @@ def _build(root: str | os.PathLike, split: str | None, stride: int | None, num_f
   index = base.build_index(root, clips, valid, stride=stride or num_frames,
                            what=f"{num_frames}-frame window")
   reader = base.ClipReader(root, [c.id for c in clips])
-  return index, ClipSampler(reader, num_frames, audio, reference_mode, image_size)
+  return index, ClipSampler(reader, num_frames, audio, reference_mode, image_size, audio_features)
 
 
 def make_clips_iterator(root: str | os.PathLike, *, batch_size: int, shard_index: int,
                         shard_count: int, seed: int, num_workers: int, split: str | None = "train",
                         num_frames: int = 5, audio: AudioSpec = WAV2LIP_AUDIO,
                         reference_mode: str = "window", image_size: int | None = None,
+                        audio_features: str | None = None,
                         **grain_options: Any) -> grain.DatasetIterator:
   """Shuffled, repeated batches of T-frame clips (module docstring keys, with a leading B).
 
@@ -175,9 +184,11 @@ def make_clips_iterator(root: str | os.PathLike, *, batch_size: int, shard_index
     audio: WAV2LIP_AUDIO or RADIO_AUDIO (or another `AudioSpec`).
     reference_mode: "window" or "independent".
     image_size: resize frames to this size (None: the dataset's).
+    audio_features: name of cached per-clip audio features to include, or None.
     **grain_options: read_threads, prefetch, worker_buffer_size (`base.build_iterator`).
   """
-  index, sampler = _build(root, split, 1, num_frames, audio, reference_mode, image_size)
+  index, sampler = _build(root, split, 1, num_frames, audio, reference_mode, image_size,
+                          audio_features)
   return base.build_iterator(index, sampler, batch_size=batch_size, shard_index=shard_index,
                              shard_count=shard_count, seed=seed, num_workers=num_workers,
                              train=True, **grain_options)
@@ -188,10 +199,12 @@ def make_clips_eval_iterator(root: str | os.PathLike, *, batch_size: int, shard_
                              split: str | None = "val", stride: int | None = None,
                              num_frames: int = 5, audio: AudioSpec = WAV2LIP_AUDIO,
                              reference_mode: str = "window", image_size: int | None = None,
+                             audio_features: str | None = None,
                              **grain_options: Any) -> grain.DatasetIterator:
   """One pass over every `stride`-th valid start (default T: non-overlapping windows); the
   references are fixed per window by `seed`."""
-  index, sampler = _build(root, split, stride, num_frames, audio, reference_mode, image_size)
+  index, sampler = _build(root, split, stride, num_frames, audio, reference_mode, image_size,
+                          audio_features)
   return base.build_iterator(index, sampler, batch_size=batch_size, shard_index=shard_index,
                              shard_count=shard_count, seed=seed, num_workers=num_workers,
                              train=False, **grain_options)

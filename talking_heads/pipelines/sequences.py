@@ -6,7 +6,8 @@ min_length=125, max_length=500 at 25 fps); its ablation (Table 2, "w/o data aug"
 cut at fixed timestamps; FD2Talk on fixed windows (min_length = max_length = 25). Both papers
 feed wav2vec2 features, whose weights cannot be downloaded here, so a sample carries the raw
 16 kHz audio aligned to its frames and the mel frames aligned to them; a stage with a wav2vec2
-encoder runs it on `audio`.
+encoder runs it on `audio`, or reads features cached per clip
+(`experiments.precompute_audio_features`, `audio_features=NAME`).
 
 Index space: every start s with at least min_length frames, audio samples and mel frames after
 it. Sample, zero-padded to L = max_length for fixed shapes (n = the drawn length; P audio samples
@@ -14,6 +15,7 @@ and R mel frames per video frame, e.g. 640 and 4 with RADIO_MEL at 16 kHz / 25 f
 
   audio      float32 [L * P]          samples of frames s .. s+n-1
   mel        float32 [L * R, M]       their mel frames, time-major (with mel=None: absent)
+  audio_features float32 [L, A]       with audio_features=NAME: the cached features' rows s .. s+n-1
   expression float32 [L, E]
   pose       float32 [L, 6]
   landmarks  float32 [L, 68, 2]
@@ -71,7 +73,8 @@ class SequenceSampler(grain.transforms.RandomMap):
   def __init__(self, reader: base.ClipReader, min_length: int, max_length: int,
                samples_per_frame: int, mel: mel_lib.MelConfig | None, mel_rate: int,
                latents: str | None, latent_shape: tuple[int, ...], frames: bool,
-               image_size: int | None, longest: bool):
+               image_size: int | None, longest: bool, audio_features: str | None = None,
+               audio_feature_dim: int = 0):
     self.reader = reader
     self.min_length = min_length
     self.max_length = max_length
@@ -83,6 +86,8 @@ class SequenceSampler(grain.transforms.RandomMap):
     self.frames = frames
     self.image_size = image_size
     self.longest = longest
+    self.audio_features = audio_features
+    self.audio_feature_dim = audio_feature_dim
 
   def limit(self, clip: dataset_lib.Clip) -> int:
     """Frames usable from 0: frames, whole frames of audio and of mel frames."""
@@ -103,6 +108,10 @@ class SequenceSampler(grain.transforms.RandomMap):
       mel = np.zeros((big * r, self.mel.n_mels), np.float32)
       mel[:n * r] = self.reader.mel(i, self.mel)[s * r:(s + n) * r]
       out["mel"] = mel
+    if self.audio_features is not None:
+      features = np.zeros((big, self.audio_feature_dim), np.float32)
+      features[:n] = self.reader.audio_features(i, self.audio_features)[s:s + n]
+      out["audio_features"] = features
     for name in _PER_FRAME:
       values = self.reader.array(i, name)
       out[name] = np.zeros((big,) + values.shape[1:], np.float32)
@@ -123,8 +132,8 @@ class SequenceSampler(grain.transforms.RandomMap):
 
 def _build(root: str | os.PathLike, split: str | None, min_length: int, max_length: int,
            mel: mel_lib.MelConfig | None, latents: str | None, frames: bool,
-           image_size: int | None, longest: bool, identities: Sequence[str] | None
-           ) -> tuple[base.WindowIndex, SequenceSampler]:
+           image_size: int | None, longest: bool, identities: Sequence[str] | None,
+           audio_features: str | None = None) -> tuple[base.WindowIndex, SequenceSampler]:
   """The index and sampler; `longest` walks starts 0, L, 2L, ... and takes whole segments."""
   if not 1 <= min_length <= max_length:
     raise ValueError(f"need 1 <= min_length <= max_length, got {min_length}, {max_length}")
@@ -141,9 +150,12 @@ def _build(root: str | os.PathLike, split: str | None, min_length: int, max_leng
   if mel is not None:
     base.warn_missing_features(root, clips, mel)
   latent_shape = () if latents is None else base.check_latents(root, latents, clips)
+  feature_dim = (0 if audio_features is None
+                 else base.check_audio_features(root, audio_features, clips)["dim"])
   reader = base.ClipReader(root, [c.id for c in clips])
   sampler = SequenceSampler(reader, min_length, max_length, data.sample_rate // data.fps, mel,
-                            mel_rate, latents, latent_shape, frames, image_size, longest)
+                            mel_rate, latents, latent_shape, frames, image_size, longest,
+                            audio_features, feature_dim)
 
   def valid(clip: dataset_lib.Clip) -> tuple[np.ndarray, str]:
     limit = sampler.limit(clip)
@@ -163,6 +175,7 @@ def make_sequence_iterator(root: str | os.PathLike, *, batch_size: int, shard_in
                            image_size: int | None = None,
                            identities: Sequence[str] | None = None,
                            sampling: str = "pseudo_sentence",
+                           audio_features: str | None = None,
                            **grain_options: Any) -> grain.DatasetIterator:
   """Shuffled, repeated batches of padded sequences (module docstring keys, with a leading B).
 
@@ -178,12 +191,15 @@ def make_sequence_iterator(root: str | os.PathLike, *, batch_size: int, shard_in
     identities: only clips of these identities (None: all).
     sampling: "pseudo_sentence" (random start and length) or "fixed_segments" (whole segments
       cut at multiples of max_length); see the module docstring.
+    audio_features: name of cached per-clip audio features to include (`audio_features` key),
+      or None.
     **grain_options: read_threads, prefetch, worker_buffer_size (`base.build_iterator`).
   """
   if sampling not in SAMPLINGS:
     raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
   index, sampler = _build(root, split, min_length, max_length, mel, latents, frames, image_size,
-                          longest=sampling == "fixed_segments", identities=identities)
+                          longest=sampling == "fixed_segments", identities=identities,
+                          audio_features=audio_features)
   return base.build_iterator(index, sampler, batch_size=batch_size, shard_index=shard_index,
                              shard_count=shard_count, seed=seed, num_workers=num_workers,
                              train=True, **grain_options)
@@ -197,10 +213,11 @@ def make_sequence_eval_iterator(root: str | os.PathLike, *, batch_size: int, sha
                                 latents: str | None = None, frames: bool = False,
                                 image_size: int | None = None,
                                 identities: Sequence[str] | None = None,
+                                audio_features: str | None = None,
                                 **grain_options: Any) -> grain.DatasetIterator:
   """One pass over consecutive max_length windows of each clip (of `identities`, if given)."""
   index, sampler = _build(root, split, min_length, max_length, mel, latents, frames, image_size,
-                          longest=True, identities=identities)
+                          longest=True, identities=identities, audio_features=audio_features)
   return base.build_iterator(index, sampler, batch_size=batch_size, shard_index=shard_index,
                              shard_count=shard_count, seed=seed, num_workers=num_workers,
                              train=False, **grain_options)

@@ -20,7 +20,8 @@ from talking_heads.io import dataset as dataset_lib
 def write_random_dataset(root: str | os.PathLike, frame_counts: Sequence[int], *,
                          image_size: int = 32, seed: int = 0,
                          splits: Sequence[str] | None = None,
-                         audio_offsets: Sequence[int] | None = None) -> dataset_lib.Dataset:
+                         audio_offsets: Sequence[int] | None = None,
+                         audio: Sequence[np.ndarray] | None = None) -> dataset_lib.Dataset:
   """Writes clips "clip000", "clip001", ... of the given lengths at 25 fps / 16 kHz.
 
   Args:
@@ -31,6 +32,7 @@ def write_random_dataset(root: str | os.PathLike, frame_counts: Sequence[int], *
     splits: each clip's split (default all "train").
     audio_offsets: samples added to (or, negative, removed from) each clip's 640 T audio
       samples; must stay within the format's +-639.
+    audio: each clip's audio (float32 [640 T + offset]) instead of uniform noise.
 
   Returns:
     The dataset, opened.
@@ -56,7 +58,7 @@ def write_random_dataset(root: str | os.PathLike, frame_counts: Sequence[int], *
       writer.add_clip(
           f"clip{k:03d}", identity=identity, voice=identity, language="en", split=split,
           frames=rng.integers(0, 256, (num_frames, image_size, image_size, 3), dtype=np.uint8),
-          audio=rng.uniform(-0.5, 0.5, SAMPLES_PER_FRAME * num_frames + offset).astype(
-              np.float32),
+          audio=(rng.uniform(-0.5, 0.5, SAMPLES_PER_FRAME * num_frames + offset).astype(
+              np.float32) if audio is None else audio[k]),
           landmarks=landmarks, alpha=alpha, expression=expression, pose=pose, K=camera)
   return dataset_lib.Dataset(root)

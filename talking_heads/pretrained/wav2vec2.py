@@ -24,6 +24,7 @@ import safetensors.numpy
 from absl import logging
 
 from talking_heads.audio import wav2vec2
+from talking_heads.training import restore
 from third_party import convert
 from third_party import torch_reader
 from third_party import wav2vec2_keys
@@ -139,3 +140,49 @@ def load(weights_dir: str | os.PathLike[str] | None, name: str
   path = weights.require(weights_dir, name)
   config = wav2vec2.get_config(CHECKPOINT_CONFIGS[name])
   return config, load_file(path, config)
+
+
+PRETRAIN_STAGE = "wav2vec2_pretrain"
+
+
+def load_encoder(source: str | os.PathLike[str], weights_dir: str | os.PathLike[str] | None = None,
+                 step: int | None = None) -> tuple[wav2vec2.Wav2Vec2Config, dict[str, Any], str]:
+  """One loader for every source of a wav2vec2 encoder -> (config, variables, source).
+
+  `source` is one of:
+    - a workdir of the `wav2vec2_pretrain` stage (its newest checkpoint, or `step`);
+    - a transformers model folder (`config.json` + `model.safetensors` / `pytorch_model.bin`);
+    - a registered hub name (`CHECKPOINT_CONFIGS`, e.g. "facebook/wav2vec2-large-xlsr-53"),
+      looked up in `weights_dir` as `third_party.weights` lays it out.
+
+  Raises:
+    MissingWeightsError: naming the missing file (never random weights).
+    FileNotFoundError: a pretraining workdir without a trained checkpoint.
+    ValueError: a workdir of another stage, or an unknown architecture.
+  """
+  text = os.fspath(source)
+  path = pathlib.Path(text)
+  if path.is_dir() and (path / "config.json").is_file():
+    hf_or_stage = json.loads((path / "config.json").read_text())
+    if "stage" in hf_or_stage:
+      return _load_pretrain_workdir(text, step)
+    config, variables = load_folder(path)
+    return config, variables, text
+  if text in CHECKPOINT_CONFIGS and not path.exists():
+    config, variables = load(weights_dir, text)
+    return config, variables, os.fspath(weights.require(weights_dir, text))
+  if path.is_dir():
+    raise weights.MissingWeightsError(
+        f"missing {path / 'config.json'}: {text} is neither a {PRETRAIN_STAGE} workdir nor a "
+        "transformers wav2vec2 folder")
+  raise weights.MissingWeightsError(
+      f"wav2vec2 weights {text!r} not found: give a {PRETRAIN_STAGE} workdir, a transformers "
+      f"folder with config.json and {WEIGHT_FILES[0]}, or one of {sorted(CHECKPOINT_CONFIGS)} "
+      "with the folder holding it")
+
+
+def _load_pretrain_workdir(workdir: str, step: int | None
+                           ) -> tuple[wav2vec2.Wav2Vec2Config, dict[str, Any], str]:
+  stage, state, restored = restore.restore_stage(workdir, step, expected_stage=PRETRAIN_STAGE)
+  return (stage.encoder_config, jax.device_get(stage.encoder_variables(state)),
+          f"{workdir} step {restored}")

@@ -131,11 +131,12 @@ def test_main_job_tiny(tmp_path):
   assert parts["fake_talker"]["summary"]["steps"] == 50
   assert "fake talker trained to step 50" in md
 
-  # TensorBoard shows image grids and eval curves of every library stage (the frame autoencoder,
-  # the one outside the main job, is checked in tests/systems/frame_autoencoder/stage_test.py).
+  # TensorBoard shows image grids and eval curves of every library stage (the frame autoencoder
+  # and wav2vec2 pretraining, the ones outside the main job, are checked in
+  # tests/systems/frame_autoencoder/stage_test.py and tests/systems/wav2vec2/pretrain_test.py).
   boards = tensorboard_by_stage(tmp_path)
   # (the systems' declared stages: registry.names() also holds stages other tests registered)
-  assert set(systems_api.stage_paths()) - {"frame_autoencoder"} <= set(boards)
+  assert set(systems_api.stage_paths()) - {"frame_autoencoder", "wav2vec2_pretrain"} <= set(boards)
   for stage in set(boards) - {"fake_talker"}:   # the plugin logs neither
     kinds = {kind for tag in boards[stage].values() for kind in tag}
     assert "image" in kinds, (stage, boards[stage])

@@ -7,6 +7,13 @@ Launch (after training the DAE and writing its latents with experiments.dae_talk
       --config.data.root=datasets/obama --config.data.identities=obama \
       --config.data.latents=dae_obama --workdir=runs/speech2latent_obama
 Table 2's ablation ("w/o data aug"): --config.data.sampling=fixed_segments.
+Audio front end (`audio.frontend`): "mel" (the RADIO mel; tiny and demo) or "wav2vec2" (the
+paper's, default of paper): features of `audio.weights` cached by
+  python -m experiments.precompute_audio_features --dataset=... --frontend=wav2vec2 \
+      --weights=facebook/wav2vec2-large-xlsr-53 --weights_dir=weights --alignment=pair
+and read at 50 fps (pairs of frames per video frame) by a stride-2 first convolution, as the
+paper; `audio.dim` is the encoder's width (1024 for XLSR-53). The demo corpus's own encoder:
+  --config.audio.frontend=wav2vec2 --config.audio.weights=runs/wav2vec2_demo --config.audio.dim=128
 Variants:
   tiny   tests: width 16, 1 + 1 blocks, latent 16 (the tiny DAE's), 8-16 frame windows.
   demo   id01 of the demo corpus (2.3 min of train video in clips of 2-8 s) and the latents of
@@ -19,8 +26,10 @@ Variants:
          about 11 min (the paper's sizes, 13.6M parameters: 3.1 s/step).
   paper  §4.1.2: 4 + 4 Conformer blocks, 2 heads, d = 256, kernel 13, pose predictor of two
          Conv1d k3 with 384 channels, Adam 1e-4, batch 16, 5-20 s pseudo-sentences (125-500
-         frames). The paper's wav2vec2 XLSR features cannot be used here (no weights can be
-         downloaded): the RADIO mel (100 fps, stride 4) replaces them. Not given by the paper,
+         frames), wav2vec2 XLSR-53 features (facebook/wav2vec2-large-xlsr-53, the last hidden
+         state, 1024-d, 50 fps, stride 2): its model.safetensors must be in audio.weights_dir
+         (weights cannot be downloaded on the project's machines; without the cached features
+         or the file the stage and the predictor stop naming them). Not given by the paper,
          chosen here: FFN 1024 (4 d), dropout 0.1, alpha 1, 50k steps, pose_scale 0.1 rad (set it
          near the speaker's pose spread), latents standardised per dimension.
 """
@@ -39,6 +48,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "decoder_blocks": 4, "ffn_dim": 1024, "kernel_size": 13, "input_kernel": 0,
       "pose_channels": 384, "pose_kernel": 3, "latent_dim": 512, "dropout": 0.1,
       "dtype": "float32"})
+  c.audio = ml_collections.ConfigDict({
+      "frontend": "mel", "weights": "", "weights_dir": "", "layer": -1, "alignment": "pair",
+      "dim": 0})
   c.loss = ml_collections.ConfigDict({"alpha": 1.0, "standardise_latents": True})
   c.data.update({
       "root": "", "identities": "", "latents": "", "sampling": "pseudo_sentence",
@@ -60,6 +72,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                        end_lr_factor=0.1)
     c.total_steps, c.eval_batch_size = 600, 8
   elif variant == "paper":
+    c.audio.update(frontend="wav2vec2", weights="facebook/wav2vec2-large-xlsr-53", dim=1024)
     c.data.num_workers = 4
     c.batch_size, c.eval_batch_size, c.eval_every = 16, 16, 2500
   return common.apply_overrides(c, parsed)

@@ -11,9 +11,17 @@ Data: `pipelines.sequences` windows of the train split: pseudo-sentences (random
 length in [data.min_length, data.max_length] frames; the paper's 5-20 s) or, for the Table 2
 ablation ("w/o data aug"), segments cut at fixed timestamps (`data.sampling`).
 
-Features: the paper feeds wav2vec2 XLSR (50 fps, stride 2); no wav2vec2 weights can be downloaded
-here, so `model.features` is the RADIO mel (100 fps, 80 bins, stride 4), computed from the 16 kHz
-audio exactly as the pipelines do (`pipelines.base.ClipReader.mel`).
+Features (`audio.frontend`):
+  mel       `model.features`, the RADIO mel (100 fps, 80 bins, stride 4), computed from the 16 kHz
+            audio exactly as the pipelines do (`pipelines.base.ClipReader.mel`).
+  wav2vec2  the paper's: hidden state `audio.layer` of the wav2vec2 encoder `audio.weights` (a hub
+            name such as facebook/wav2vec2-large-xlsr-53 found in `audio.weights_dir`, a
+            transformers folder, or a `wav2vec2_pretrain` workdir), width `audio.dim`, cached per
+            clip by `experiments.precompute_audio_features` (the pipelines read the cache; a
+            missing cache stops the stage, naming the command). With `audio.alignment = "pair"`
+            the cache holds 50 Hz frames 2 t, 2 t + 1 of video frame t, read as 50 fps features
+            and the first convolution has stride 2, as the paper; "interpolate" gives 25 fps
+            features and stride 1. The predictor encodes new audio with the same weights.
 
 Pose: the dataset's pose [T, 6] starts with yaw, pitch, roll in radians (the paper's roll,
 pitch, yaw in another order); the model reads and predicts pose[..., :3] / data.pose_scale, a
@@ -35,7 +43,8 @@ latent units conditioned on the ground-truth pose (the paper's Fig. 6 curve),
 `latent_mse_predicted_pose` conditioned on the predicted pose (as at inference), and the
 training terms `loss`, `latent_mse_standardised`, `pose_mse` (teacher forced).
 
-Config fields: model{features, model_dim, num_heads, encoder_blocks, decoder_blocks, ffn_dim,
+Config fields: audio{frontend, weights, weights_dir, layer, alignment, dim}, model{features,
+model_dim, num_heads, encoder_blocks, decoder_blocks, ffn_dim,
 kernel_size, input_kernel (0: the stride), pose_channels, pose_kernel, latent_dim, dropout,
 dtype}, loss{alpha, standardise_latents}, data{root, identities, latents, sampling, min_length,
 max_length, pose_scale, eval_split, eval_seed, num_workers}, optimizer{...}, ema_decay, plus the
@@ -58,10 +67,12 @@ import ml_collections
 import numpy as np
 
 from talking_heads.audio import mel as mel_lib
+from talking_heads.audio import wav2vec2_features
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.models import speech2latent as s2l
 from talking_heads.pipelines import base
 from talking_heads.pipelines import sequences
+from talking_heads.pretrained import wav2vec2 as wav2vec2_pretrained
 from talking_heads.io.dataset import parse_identities
 from talking_heads.training import restore
 from talking_heads.training.optimizers import build_optimizer
@@ -73,15 +84,45 @@ FEATURES: dict[str, tuple[s2l.AudioFeatureSpec, mel_lib.MelConfig]] = {
     "radio_mel": (s2l.RADIO_MEL_FEATURES, mel_lib.RADIO_MEL),
 }
 _STD_FLOOR = 1e-6  # a latent dimension that never varies is not amplified past this
+FRONTENDS = ("mel", "wav2vec2")
 
 
-def build_model(model_config: ml_collections.ConfigDict) -> s2l.Speech2Latent:
-  m = model_config
-  if m.features not in FEATURES:
-    raise ValueError(f"model.features must be one of {sorted(FEATURES)}, got {m.features!r} "
-                     "(there is no wav2vec2 encoder here: its weights cannot be downloaded)")
+def audio_options(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config.audio`, or the mel front end for configs written before it existed."""
+  return config.get("audio") or ml_collections.ConfigDict({"frontend": "mel"})
+
+
+def feature_spec(config: ml_collections.ConfigDict) -> s2l.AudioFeatureSpec:
+  """What the model reads under `audio.frontend` (module docstring)."""
+  audio = audio_options(config)
+  if audio.frontend not in FRONTENDS:
+    raise ValueError(f"audio.frontend must be one of {FRONTENDS}, got {audio.frontend!r}")
+  if audio.frontend == "mel":
+    if config.model.features not in FEATURES:
+      raise ValueError(f"model.features must be one of {sorted(FEATURES)}, got "
+                       f"{config.model.features!r} (wav2vec2: set audio.frontend=wav2vec2)")
+    return FEATURES[config.model.features][0]
+  wav2vec2_features.check_alignment(audio.alignment)
+  if not audio.weights:
+    raise ValueError("audio.frontend=wav2vec2 needs audio.weights (a hub name such as "
+                     "facebook/wav2vec2-large-xlsr-53, a transformers folder or a "
+                     "wav2vec2_pretrain workdir)")
+  rate = 2 * s2l.VIDEO_FPS if audio.alignment == "pair" else s2l.VIDEO_FPS
+  return s2l.AudioFeatureSpec("wav2vec2", audio.dim, rate)
+
+
+def cached_feature_name(config: ml_collections.ConfigDict) -> str | None:
+  """The name of the cached wav2vec2 features the stage reads (None for mel)."""
+  audio = audio_options(config)
+  if audio.frontend != "wav2vec2":
+    return None
+  return wav2vec2_features.feature_name(audio.weights, audio.layer, audio.alignment)
+
+
+def build_model(config: ml_collections.ConfigDict) -> s2l.Speech2Latent:
+  m = config.model
   return s2l.Speech2Latent(
-      feature_spec=FEATURES[m.features][0], model_dim=m.model_dim, num_heads=m.num_heads,
+      feature_spec=feature_spec(config), model_dim=m.model_dim, num_heads=m.num_heads,
       encoder_blocks=m.encoder_blocks, decoder_blocks=m.decoder_blocks, ffn_dim=m.ffn_dim,
       kernel_size=m.kernel_size, input_kernel=m.input_kernel or None,
       pose_channels=m.pose_channels, pose_kernel=m.pose_kernel, latent_dim=m.latent_dim,
@@ -112,7 +153,8 @@ def latent_statistics(root: str | os.PathLike, name: str, identities: Sequence[s
 class Speech2LatentStage(LossStage):
   """Trains `Speech2Latent` on Eq. 5 (module docstring).
 
-  Batch keys (from `pipelines.sequences`): mel float32 [B, R L, 80], pose float32 [B, L, 6],
+  Batch keys (from `pipelines.sequences`): mel float32 [B, R L, 80] (or, with the wav2vec2 front
+  end, audio_features float32 [B, L, R A]), pose float32 [B, L, 6],
   latents float32 [B, L, Z], mask bool [B, L]; eval batches also valid bool [B].
   """
 
@@ -129,8 +171,11 @@ class Speech2LatentStage(LossStage):
       raise ValueError(f"data.sampling must be one of {sequences.SAMPLINGS}, got {d.sampling!r}")
     if not d.pose_scale > 0:
       raise ValueError(f"data.pose_scale must be positive, got {d.pose_scale}")
-    self.model = build_model(config.model)
-    self.mel_config = FEATURES[config.model.features][1]
+    self.model = build_model(config)
+    self.feature_name = cached_feature_name(config)
+    self.mel_config = None if self.feature_name else FEATURES[config.model.features][1]
+    if self.feature_name and d.root:
+      self._check_cached_features()
     self.tx = build_optimizer(config.optimizer, config.total_steps)
     if latent_stats is None and d.root and config.loss.standardise_latents:
       latent_stats = latent_statistics(d.root, d.latents, self._identities())
@@ -141,6 +186,31 @@ class Speech2LatentStage(LossStage):
       raise ValueError(f"latent statistics have shapes {mean.shape}, {std.shape}; "
                        f"model.latent_dim is {z} (latents {d.latents!r} of another width?)")
     self.latent_mean, self.latent_std = mean, std
+
+  def _check_cached_features(self) -> None:
+    """Every clip the stage reads has the cached wav2vec2 features of `audio` (module docstring)."""
+    d, audio = self.config.data, self.config.audio
+    clips = [c for split in ("train", d.eval_split)
+             for c in base.open_split(d.root, split, self._identities())[1]]
+    try:
+      info = base.check_audio_features(d.root, self.feature_name, clips)
+    except dataset_lib.DatasetError as e:
+      where = f" --weights_dir={audio.weights_dir}" if audio.weights_dir else ""
+      raise dataset_lib.DatasetError(
+          d.root, f"audio.frontend=wav2vec2 reads cached features of {audio.weights}: {e}. "
+          f"Write them with `python -m experiments.precompute_audio_features --dataset={d.root} "
+          f"--frontend=wav2vec2 --weights={audio.weights}{where} --layer={audio.layer} "
+          f"--alignment={audio.alignment}`") from None
+    if info["encoder_dim"] != audio.dim:
+      raise ValueError(f"audio.dim is {audio.dim} but the cached features "
+                       f"{self.feature_name!r} are {info['encoder_dim']}-d")
+
+  def features(self, batch: dict[str, jax.Array]) -> jax.Array:
+    """The model's input [B, R L, A] from a batch: its mel, or its cached features [B, L, R A]."""
+    if self.feature_name is None:
+      return batch["mel"]
+    x = batch["audio_features"]
+    return x.reshape(x.shape[0], -1, self.model.feature_spec.dim)
 
   @property
   def frames_per_video_frame(self) -> int:
@@ -178,7 +248,7 @@ class Speech2LatentStage(LossStage):
     mask = batch["mask"].astype(bool)
     pose = self._pose(batch)
     target = (batch["latents"] - model_state["latent_mean"]) / model_state["latent_std"]
-    out = self.model.apply({"params": params}, batch["mel"], pose, mask, True,
+    out = self.model.apply({"params": params}, self.features(batch), pose, mask, True,
                            rngs={"dropout": rng})
     loss, terms = s2l.speech2latent_loss(out, target, pose, mask, self.config.loss.alpha)
     return loss, ({"latent_mse_standardised": terms["latent_mse"],
@@ -192,8 +262,8 @@ class Speech2LatentStage(LossStage):
     params, stats = state.eval_params, state.model_state
     mask = batch["mask"].astype(bool) & batch["valid"].astype(bool)[:, None]
     pose = self._pose(batch)
-    apply = functools.partial(self.model.apply, {"params": params}, batch["mel"], None, mask,
-                              False)
+    apply = functools.partial(self.model.apply, {"params": params}, self.features(batch), None,
+                              mask, False)
     teacher = apply(pose_override=pose)
     free = apply()
     unstandardise = lambda x: x * stats["latent_std"] + stats["latent_mean"]
@@ -216,8 +286,8 @@ class Speech2LatentStage(LossStage):
     n = min(4, batch["latents"].shape[0])
     stats = state.model_state
     mask = batch["mask"][:n].astype(bool)
-    predicted = self.model.apply({"params": state.eval_params}, batch["mel"][:n], None, mask,
-                                 False)["latents"]                                # [N, L, Z]
+    predicted = self.model.apply({"params": state.eval_params}, self.features(batch)[:n], None,
+                                 mask, False)["latents"]                          # [N, L, Z]
     true = (batch["latents"][:n].astype(jnp.float32) - stats["latent_mean"]) / stats["latent_std"]
 
     def colour(x: jax.Array) -> jax.Array:                          # [N, L, Z] -> [N, Z, L, 3]
@@ -242,8 +312,8 @@ class Speech2LatentStage(LossStage):
     if fps != self.model.video_fps:
       raise ValueError(f"dataset {d.root}: {fps} fps; speech2latent is set up for "
                        f"{self.model.video_fps:g} fps video")
-    return dict(mel=self.mel_config, latents=d.latents, identities=self._identities(),
-                min_length=d.min_length, max_length=d.max_length)
+    return dict(mel=self.mel_config, audio_features=self.feature_name, latents=d.latents,
+                identities=self._identities(), min_length=d.min_length, max_length=d.max_length)
 
   def train_iterator(self, batch_size: int, shard_index: int, shard_count: int):
     d = self.config.data
@@ -257,7 +327,7 @@ class Speech2LatentStage(LossStage):
     it = sequences.make_sequence_eval_iterator(
         d.root, batch_size=batch_size, shard_index=shard_index, shard_count=shard_count,
         seed=d.eval_seed, num_workers=0, split=d.eval_split, **self._pipeline_options())
-    keys = ("mel", "pose", "latents", "mask", "valid")
+    keys = ("audio_features" if self.feature_name else "mel", "pose", "latents", "mask", "valid")
     yield from ({k: b[k] for k in keys} for b in it)
 
   # ------------------------------------------------------------------------------- benchmark
@@ -286,6 +356,7 @@ class Speech2LatentPredictor:
     self.latent_mean = np.asarray(latent_mean, np.float32)
     self.latent_std = np.asarray(latent_std, np.float32)
     self.source = source
+    self._extractor: wav2vec2_features.FeatureExtractor | None = None
     model = stage.model
 
     def apply(params, features, mask, pose_override):
@@ -297,9 +368,23 @@ class Speech2LatentPredictor:
   def video_fps(self) -> float:
     return self.stage.model.video_fps
 
-  @property
-  def mel_config(self) -> mel_lib.MelConfig:
-    return self.stage.mel_config
+  def audio_features(self, audio: np.ndarray, num_frames: int) -> np.ndarray:
+    """Model input [R T, A] of 16 kHz audio of T frames: the mel, or the wav2vec2 features of
+    `audio.weights` (loaded on first use; MissingWeightsError names a missing file)."""
+    if self.stage.feature_name is None:
+      return mel_lib.mel_spectrogram_time_major(audio, self.stage.mel_config)
+    audio_config = self.stage.config.audio
+    if self._extractor is None:
+      config, variables, source = wav2vec2_pretrained.load_encoder(
+          audio_config.weights, audio_config.weights_dir or None)
+      if config.hidden_size != self.stage.model.feature_spec.dim:
+        raise ValueError(f"speech2latent: the wav2vec2 encoder {source} is "
+                         f"{config.hidden_size}-d; the model reads audio.dim = "
+                         f"{self.stage.model.feature_spec.dim}")
+      self._extractor = wav2vec2_features.FeatureExtractor(config, variables, source,
+                                                           layer=audio_config.layer)
+    aligned = self._extractor.video_features(audio, num_frames, audio_config.alignment)
+    return aligned.reshape(-1, self.stage.model.feature_spec.dim)
 
   def predict(self, mel: np.ndarray, num_frames: int,
               pose_override: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -340,18 +425,16 @@ class Speech2LatentPredictor:
   def predict_from_audio(self, audio: np.ndarray, pose_override: np.ndarray | None = None,
                          sample_rate: int = 16000) -> dict[str, np.ndarray]:
     """Mono float audio [N] -> `predict` over its T = N // (sample_rate / fps) whole frames."""
-    config = self.mel_config
-    if sample_rate != config.sample_rate:
-      raise ValueError(f"speech2latent: audio at {sample_rate} Hz; resample it to "
-                       f"{config.sample_rate} Hz")
+    rate = mel_lib.RADIO_MEL.sample_rate   # 16 kHz, every front end's
+    if sample_rate != rate:
+      raise ValueError(f"speech2latent: audio at {sample_rate} Hz; resample it to {rate} Hz")
     audio = np.asarray(audio, np.float32)
     if audio.ndim != 1:
       raise ValueError(f"speech2latent: audio must be mono [N], got shape {audio.shape}")
-    num_frames = int(len(audio) // (config.sample_rate / self.video_fps))
+    num_frames = int(len(audio) // (rate / self.video_fps))
     if num_frames < 1:
       raise ValueError(f"speech2latent: {len(audio)} samples are shorter than one video frame")
-    mel = mel_lib.mel_spectrogram_time_major(audio, config)
-    return self.predict(mel, num_frames, pose_override)
+    return self.predict(self.audio_features(audio, num_frames), num_frames, pose_override)
 
 
 def load_speech2latent(workdir: str | os.PathLike,

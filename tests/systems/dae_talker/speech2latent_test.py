@@ -13,6 +13,7 @@ import pytest
 
 from experiments.configs.dae_talker import dae as dae_config
 from experiments.configs.dae_talker import speech2latent as s2l_config
+from experiments import precompute_audio_features
 from experiments.dae_talker import precompute_latents
 from talking_heads.audio import mel as mel_lib
 from talking_heads.io import dataset as dataset_lib
@@ -23,6 +24,7 @@ from talking_heads.systems.dae_talker.dae import DAEStage
 from talking_heads.training import loop
 from talking_heads.training.checkpoint import Checkpointer
 from talking_heads.training.state import TrainState
+from third_party import weights
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 LATENTS = "dae_tiny"
@@ -110,7 +112,11 @@ def test_latent_statistics_of_the_identity_train_clips(dataset):
     s2l_system.Speech2LatentStage(tiny_config(dataset, sampling="sentences"))
   config = tiny_config(dataset)
   config.model.features = "wav2vec2_xlsr"
-  with pytest.raises(ValueError, match="no wav2vec2 encoder"):
+  with pytest.raises(ValueError, match="set audio.frontend=wav2vec2"):
+    s2l_system.Speech2LatentStage(config)
+  config = tiny_config(dataset)
+  config.audio.frontend = "wav2vec2"
+  with pytest.raises(ValueError, match="needs audio.weights"):
     s2l_system.Speech2LatentStage(config)
 
 
@@ -364,3 +370,62 @@ def test_precompute_command_line(dataset, dae_workdir, tmp_path):
   summary = json.loads(done.stdout)
   assert summary["written"] == 1 and summary["frames"] == 36
   assert np.load(base.latents_path(dataset, "dae_cli", "clip001")).shape == (36, Z)
+
+
+# ------------------------------------------------------------------------- wav2vec2 front end
+
+WAV2VEC2_FOLDER = str(ROOT / "tests" / "audio" / "fixtures" / "wav2vec2_tiny_stable")  # 16-d
+
+
+def wav2vec2_config(root):
+  config = tiny_config(root)
+  config.audio.update(frontend="wav2vec2", weights=WAV2VEC2_FOLDER, dim=16, alignment="pair")
+  return config
+
+
+def test_wav2vec2_frontend_trains_on_cached_features_and_predicts_from_audio(dataset, tmp_path):
+  config = wav2vec2_config(dataset)
+  with pytest.raises(dataset_lib.DatasetError, match="precompute_audio_features.*"
+                     "--weights=.*wav2vec2_tiny_stable"):
+    s2l_system.Speech2LatentStage(config)               # nothing cached yet
+  summary = precompute_audio_features.run(dataset, weights=WAV2VEC2_FOLDER, alignment="pair",
+                                          identities="id0", progress_bar=False)
+  assert summary["written"] == 2
+  config.optimizer.learning_rate = 1e-2
+  stage = s2l_system.Speech2LatentStage(config)
+  assert stage.frames_per_video_frame == 2               # 50 fps pairs: the paper's stride 2
+  batch = _first_batch(stage, batch_size=2)
+  assert batch["audio_features"].shape == (2, 16, 32) and "mel" not in batch
+  assert stage.features(batch).shape == (2, 32, 16)
+  state = random_state(stage)
+  step = jax.jit(stage.train_step)
+  losses = []
+  for i in range(60):
+    state, metrics = step(state, batch, jax.random.PRNGKey(i))
+    losses.append(float(metrics["latent_mse_standardised"]))
+  assert losses[-1] < 0.3 * losses[0], losses[::10]
+
+  workdir = save_workdir(tmp_path / "w2v_s2l", config, state)
+  predictor = s2l_system.load_speech2latent(workdir)
+  clip = dataset_lib.Dataset(dataset).clip("clip002")
+  got = predictor.predict_from_audio(np.asarray(clip.audio))
+  cached = np.load(base.audio_feature_path(dataset, clip.id, stage.feature_name))
+  want = predictor.predict(cached.reshape(-1, 16), clip.num_frames)
+  np.testing.assert_allclose(got["latents"], want["latents"], rtol=1e-5, atol=1e-5)
+
+
+def test_paper_config_names_xlsr53_and_fails_clearly_without_it(dataset, tmp_path):
+  config = s2l_config.get_config("paper")
+  assert (config.audio.frontend, config.audio.weights, config.audio.dim) == (
+      "wav2vec2", "facebook/wav2vec2-large-xlsr-53", 1024)
+  config.data.update(root=dataset, identities="id0", latents=LATENTS, eval_split="test")
+  config.model.latent_dim = Z
+  with pytest.raises(dataset_lib.DatasetError,
+                     match="--weights=facebook/wav2vec2-large-xlsr-53"):
+    s2l_system.Speech2LatentStage(config)
+  config.data.root = ""                                  # built without data: the predictor
+  stage = s2l_system.Speech2LatentStage(config)
+  assert stage.frames_per_video_frame == 2
+  predictor = s2l_system.Speech2LatentPredictor(stage, {}, np.zeros(Z), np.ones(Z), "test")
+  with pytest.raises(weights.MissingWeightsError, match="wav2vec2-large-xlsr-53/model.safetensors"):
+    predictor.predict_from_audio(np.zeros(6400, np.float32))
