@@ -1,6 +1,12 @@
-r"""Benchmarks a stage's train step (and its inference function when it has one).
+r"""Benchmarks a stage's train step (and its inference function when it has one), or the wav2vec2
+audio encoder.
 
   python -m experiments.bench --config=experiments/configs/frame_autoencoder.py:demo --out=bench.json
+  python -m experiments.bench --wav2vec2=xlsr53 --audio_seconds=10 --batch=1 --out=w2v.json
+
+The wav2vec2 benchmark times `Wav2Vec2Model` (a `talking_heads.audio.wav2vec2.CONFIGS` entry,
+random weights: the cost does not depend on their values) on random waveforms of
+--audio_seconds, and reports seconds of audio encoded per second of wall time.
 
 Reports compile time, steady-state step time (median of timed steps, each synchronised),
 samples/s, the input pipeline's batch time, and memory: XLA's compiled footprint
@@ -20,6 +26,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from experiments.logs import quiet_library_logs
+from talking_heads.audio import wav2vec2
 from talking_heads.training import distributed, registry, sharding
 
 
@@ -27,10 +34,16 @@ from talking_heads.training import distributed, registry, sharding
 def define_flags() -> None:
   """Flags of the command line only: importing `benchmark` defines none (no clashes in tests)."""
   config_flags.DEFINE_config_file("config", None, "Stage config with variant, e.g. path.py:tiny.")
-  flags.DEFINE_integer("steps", 20, "Timed train steps.")
+  flags.DEFINE_enum("wav2vec2", None, sorted(wav2vec2.CONFIGS),
+                    "Benchmark the wav2vec2 encoder of this config instead of a stage.")
+  flags.DEFINE_float("audio_seconds", 10.0, "wav2vec2: seconds of 16 kHz audio per utterance.")
+  flags.DEFINE_integer("batch", 1, "wav2vec2: utterances per call.")
+  flags.DEFINE_integer("steps", 20, "Timed train steps (wav2vec2: timed calls).")
   flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.")
   flags.DEFINE_string("out", None, "Write the results as JSON here.")
-  flags.mark_flags_as_required(["config"])
+  flags.register_multi_flags_validator(
+      ["config", "wav2vec2"], lambda f: (f["config"] is None) != (f["wav2vec2"] is None),
+      "give exactly one of --config (a stage) and --wav2vec2 (the encoder)")
 
 
 def _memory(compiled: Any) -> dict[str, float]:
@@ -120,11 +133,47 @@ def benchmark(config, steps: int, warmup: int) -> dict[str, Any]:
   return result
 
 
+def benchmark_wav2vec2(name: str, audio_seconds: float, batch: int, steps: int,
+                       warmup: int) -> dict[str, Any]:
+  """Compile time, call time, seconds of audio per second and memory of `Wav2Vec2Model(name)`."""
+  config = wav2vec2.get_config(name)
+  model = wav2vec2.Wav2Vec2Model(config)
+  samples = int(round(audio_seconds * wav2vec2.SAMPLE_RATE))
+  waveform = jax.random.normal(jax.random.PRNGKey(1), (batch, samples), jax.numpy.float32)
+  variables = jax.jit(model.init)(jax.random.PRNGKey(0), waveform[:, :config.receptive_field])
+  encode = jax.jit(lambda v, x: model.apply(v, x).last_hidden_state)
+  start, cpu_start = time.perf_counter(), time.process_time()
+  compiled = encode.lower(variables, waveform).compile()
+  compile_s, compile_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
+  _time_calls(lambda: compiled(variables, waveform), warmup)
+  cpu_start = time.process_time()
+  times = _time_calls(lambda: compiled(variables, waveform), steps)
+  cpu_per_call = (time.process_time() - cpu_start) / steps
+  call_s = float(np.median(times))
+  return {
+      "wav2vec2": name, "backend": jax.default_backend(), "device": jax.devices()[0].device_kind,
+      "host": platform.processor() or platform.machine(),
+      "parameters": sum(int(x.size) for x in jax.tree_util.tree_leaves(variables)),
+      "batch": batch, "audio_seconds": samples / wav2vec2.SAMPLE_RATE,
+      "frames": int(wav2vec2.output_lengths(samples, config)),
+      "compile_s": compile_s, "compile_cpu_s": compile_cpu_s, "call_ms": call_s * 1e3,
+      "call_ms_p90": float(np.percentile(times, 90)) * 1e3,
+      # CPU time of this process (all threads): comparable on a shared, loaded host.
+      "call_cpu_s": cpu_per_call,
+      "audio_seconds_per_s": batch * samples / wav2vec2.SAMPLE_RATE / call_s,
+      **_memory(compiled),
+      "host_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+  }
+
+
 def main(argv):
   del argv
   quiet_library_logs()
   f = flags.FLAGS
-  result = benchmark(f.config, f.steps, f.warmup)
+  if f.wav2vec2:
+    result = benchmark_wav2vec2(f.wav2vec2, f.audio_seconds, f.batch, f.steps, f.warmup)
+  else:
+    result = benchmark(f.config, f.steps, f.warmup)
   width = max(len(k) for k in result)
   for key, value in result.items():
     print(f"{key:<{width}}  {value:.4g}" if isinstance(value, float) else f"{key:<{width}}  {value}")

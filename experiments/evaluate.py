@@ -62,6 +62,7 @@ from typing import Any, Callable, Iterable
 from absl import app, flags, logging
 import numpy as np
 
+from talking_heads import compilation_cache
 from talking_heads.audio.windows import SAMPLE_RATE
 from talking_heads.io import reports
 from talking_heads.io import audio as audio_io
@@ -635,6 +636,7 @@ def main(argv: list[str]) -> None:
         sliding=_SLIDING.value, lpips_net=_LPIPS_NET.value, lse_crop=_LSE_CROP.value,
         crop_settings=sync_experts.CropSettings(min_track=_CROP_MIN_TRACK.value,
                                                 min_face_size=_CROP_MIN_FACE.value))
+    compilation_cache.enable()
     results = reports.to_json(evaluate(options, out=OUT.value or None,
                                        reuse_scores=_REUSE_SCORES.value))
   except (ValueError, FileNotFoundError) as e:  # bad flags or inputs: what and where, no traceback

@@ -42,6 +42,7 @@ from typing import Any, Mapping
 
 from absl import app, flags
 
+from talking_heads import compilation_cache
 from talking_heads.audio import windows
 from talking_heads.io import video as video_io
 from talking_heads.systems import api
@@ -209,6 +210,7 @@ def main(argv: list[str]) -> None:
     if FLAGS[name].value is None:
       raise app.UsageError(f"--{name} is required")
   weights, options = _system_arguments()
+  compilation_cache.enable()
   try:
     request = Request(
         system=FLAGS.system, audio=FLAGS.audio, video=FLAGS.video, out=FLAGS.out,

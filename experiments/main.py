@@ -10,13 +10,16 @@ DAE-Talker after the experts' lip-sync expert). `--systems` picks a subset (the 
 run too). Every part resumes from what an earlier launch finished (checkpoints, videos and
 tables made from the same checkpoints), writes under <workdir>/<system>/, and the report
 (<workdir>/report.md + report.json, with each paper's tables beside ours from
-`experiments.reproduce`) is rewritten after every finished part. One progress line shows the
+`experiments.reproduce`, and report.html: the videos beside the true clips, mouth crops, training
+curves and the same tables; see `talking_heads.io.html_report`) is rewritten after every finished
+part. One progress line shows the
 parts done, the current part's status and its ETA. The job holds <workdir>/.lock while it runs: a
 second launch on the same workdir fails at once, naming the first.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -29,9 +32,12 @@ from absl import app, flags, logging
 from data import synthetic
 from experiments import reproduce
 from experiments.logs import quiet_library_logs
+from talking_heads import compilation_cache
 from talking_heads.io import dataset as dataset_lib
+from talking_heads.io import html_report
 from talking_heads.io import reports
 from talking_heads.systems import api
+from talking_heads.systems import main_part
 from talking_heads.training import loop, workdir_lock
 
 FLAGS = flags.FLAGS
@@ -146,14 +152,14 @@ def selected_parts(names: list[str]) -> list[tuple[api.System, api.MainPart]]:
 
 def write_report(workdir: str, corpus: dict[str, Any], sections: list[dict[str, Any]],
                  pending: list[str]) -> str:
-  """report.md and report.json from the finished parts (rewritten after each)."""
-  lines = ["# talking_heads main job report", "",
-           f"Corpus: {corpus['clips']} clips, {corpus['frames']} frames, "
-           f"{corpus['audio_minutes']} min of speech, {corpus['identities']} identities; splits "
-           f"{corpus['splits']} ({corpus['seconds']} s this run).", "",
-           "| part | time (min) |", "|---|---|"]
-  lines += [f"| {s['title']} | {s['minutes']:.1f} |" for s in sections]
-  lines += [f"| {title} | pending |" for title in pending]
+  """report.md, report.json and report.html from the finished parts (rewritten after each)."""
+  overview = [f"Corpus: {corpus['clips']} clips, {corpus['frames']} frames, "
+              f"{corpus['audio_minutes']} min of speech, {corpus['identities']} identities; "
+              f"splits {corpus['splits']} ({corpus['seconds']} s this run).", "",
+              "| part | time (min) |", "|---|---|"]
+  overview += [f"| {s['title']} | {s['minutes']:.1f} |" for s in sections]
+  overview += [f"| {title} | pending |" for title in pending]
+  lines = ["# talking_heads main job report", ""] + overview
   for s in sections:
     lines += ["", f"## {s['title']}", "", s["markdown"]]
     if s.get("paper_markdown"):
@@ -169,12 +175,19 @@ def write_report(workdir: str, corpus: dict[str, Any], sections: list[dict[str, 
     json.dump(reports.to_json({"corpus": corpus, "parts": sections, "pending": pending}), f,
               indent=2)
   os.replace(os.path.join(workdir, "report.json.tmp"), os.path.join(workdir, "report.json"))
+  start = time.perf_counter()
+  links = "Markdown: [report.md](report.md), data: [report.json](report.json)."
+  html_report.write_page(os.path.join(workdir, "report.html"), "talking_heads main job report",
+                         [main_part.report_section(s) for s in sections], workdir,
+                         intro_markdown="\n".join(overview + ["", links]))
+  logging.info("report.html written in %.2f s", time.perf_counter() - start)
   return path
 
 
 def main(argv):
   del argv
   quiet_library_logs()
+  compilation_cache.enable()
   workdir = os.path.abspath(FLAGS.workdir)
   os.makedirs(workdir, exist_ok=True)
   try:
@@ -204,10 +217,12 @@ def run_job(workdir: str, variant: str, systems: list[str], workers: int) -> Non
     ctx.artefacts.update(result.artefacts)
     section = {"system": system.name, "title": part.title, "markdown": result.markdown,
                "summary": result.summary, "trainings": result.trainings,
+               "videos": [dataclasses.asdict(v) for v in result.videos],
                "minutes": (time.perf_counter() - start) / 60, "paper": system.paper}
     if system.paper:
-      section["paper_markdown"], _ = reproduce.reproduce(system.paper,
-                                                         os.path.join(workdir, system.name))
+      section["paper_markdown"], tables = reproduce.reproduce(system.paper,
+                                                              os.path.join(workdir, system.name))
+      section["paper_tables"] = tables["tables"]
     sections.append(section)
     progress.finish_part()
     path = write_report(workdir, corpus, sections, [p.title for _, p in parts[i + 1:]])

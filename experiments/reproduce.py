@@ -10,13 +10,18 @@ The system whose `SYSTEM.paper` is `--paper` (`talking_heads.systems.api`) turns
 `talking_heads.systems.reproduction`). Every table of the paper (`experiments.paper_tables`) is
 printed with the paper's rows, ours (labelled with scale, data, steps and machine, and the file
 they come from) and the rows or columns we cannot produce with the reason; a paper without a
-system lists every table as not implemented yet. Writes `reproduce_<paper>.md` and `.json` to
-`--out` (default: `runs/reproduce`, so the committed results stay as they were measured).
-`reproduce(paper, results_dir)` returns the same markdown and JSON (for `experiments.main`).
+system lists every table as not implemented yet. Writes `reproduce_<paper>.md`, `.json` and
+`.html` to `--out` (default: `runs/reproduce`, so the committed results stay as they were
+measured). The HTML page (`talking_heads.io.html_report`, links relative to `--out`) sets the tables
+beside the results' videos, mouth crops and training curves: those of the main job's part when
+`--results` is a main-job folder (its report.json beside it), else the mp4s, PNGs and
+metrics.jsonl-style logs found in `--results`. `reproduce(paper, results_dir)` returns the
+markdown and JSON (for `experiments.main`).
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from typing import Any
@@ -24,7 +29,10 @@ from typing import Any
 from absl import app, flags
 
 from experiments import paper_tables
+from talking_heads.io import html_report
+from talking_heads.io import reports
 from talking_heads.systems import api
+from talking_heads.systems import main_part
 
 FLAGS = flags.FLAGS
 
@@ -90,6 +98,40 @@ def reproduce(paper: str, results_dir: str | None = None) -> tuple[str, dict[str
   return markdown, {"paper": paper, "system": name, "results_dir": results_dir, "tables": data}
 
 
+def html_sections(data: dict[str, Any]) -> tuple[list[html_report.Section], str]:
+  """(sections, the folder their paths are relative to) of the page for `reproduce`'s `data`."""
+  paper, results_dir, tables = data["paper"], data["results_dir"], data["tables"]
+  if results_dir is None:
+    return [html_report.Section(f"{paper}: the paper's tables", paper=paper,
+                                paper_tables=tables)], "."
+  main_report = os.path.join(os.path.dirname(os.path.abspath(results_dir)), "report.json")
+  if os.path.isfile(main_report):
+    part = next((p for p in reports.read_json(main_report)["parts"]
+                 if p["system"] == data["system"]), None)
+    if part is not None:
+      section = main_part.report_section({**part, "paper_tables": tables})
+      return [section], os.path.dirname(main_report)
+  found = lambda pattern: sorted(os.path.relpath(p, results_dir)
+                                 for p in glob.glob(os.path.join(results_dir, pattern)))
+  logs = [p for p in found("*.jsonl") if _has_steps(os.path.join(results_dir, p))]
+  return [html_report.Section(
+      f"{paper}: results in {results_dir}",
+      markdown="\n\n".join(f"![{p}]({p})" for p in found("*.png")),
+      videos=[html_report.VideoPair(p, p) for p in found("*.mp4")],
+      curves=[html_report.Curves(os.path.splitext(p)[0], p) for p in logs],
+      paper=paper, paper_tables=tables)], results_dir
+
+
+def _has_steps(path: str) -> bool:
+  """Whether a .jsonl file is a training log (records with a step)."""
+  with open(path) as f:
+    first = f.readline()
+  try:
+    return "step" in json.loads(first)
+  except json.JSONDecodeError:
+    return False
+
+
 def define_flags() -> None:
   """The command's flags (only when run as a program: `experiments.main` imports the module)."""
   flags.DEFINE_enum("paper", None, paper_tables.papers(), "The paper whose tables to show.")
@@ -108,6 +150,11 @@ def main(argv):
     f.write(markdown)
   with open(os.path.join(out, f"reproduce_{paper}.json"), "w") as f:
     json.dump(data, f, indent=2, ensure_ascii=False)
+  sections, root = html_sections(data)
+  html_report.write_page(os.path.join(out, f"reproduce_{paper}.html"),
+                         f"{paper}: the paper's tables beside ours", sections, root,
+                         intro_markdown=f"Markdown: [reproduce_{paper}.md]"
+                                        f"({os.path.relpath(out, root)}/reproduce_{paper}.md)")
   print(markdown)
 
 

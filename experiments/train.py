@@ -14,6 +14,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments.logs import quiet_library_logs
+from talking_heads import compilation_cache
 from talking_heads.training import distributed, loop, workdir_lock
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Stage config file with variant, e.g. path.py:tiny.",
@@ -25,6 +26,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   del argv
   quiet_library_logs()
+  compilation_cache.enable()
   config = _CONFIG.value
   d = config.distributed
   distributed.maybe_initialize(d.enabled, d.coordinator_address or None, d.num_processes or None,

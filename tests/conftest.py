@@ -1,5 +1,5 @@
-"""Test setup: 8 fake CPU devices, parsed absl flags (grain reads flags at runtime), an
-untrained-workdir fixture, parity-test guards."""
+"""Test setup: 8 fake CPU devices, the persistent compilation cache, parsed absl flags (grain
+reads flags at runtime), an untrained-workdir fixture, parity-test guards."""
 
 import os
 import re
@@ -20,6 +20,12 @@ os.environ["XLA_FLAGS"] = _with_device_count(os.environ.get("XLA_FLAGS", ""), 8)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 from absl import flags  # noqa: E402
+
+from talking_heads import compilation_cache  # noqa: E402
+
+# Tests compile the same tiny programs again and again (and in their subprocesses, which enable it
+# too): the persistent cache roughly halves the suite. TALKING_HEADS_COMPILATION_CACHE=off disables it.
+compilation_cache.enable()
 
 if not flags.FLAGS.is_parsed():
   flags.FLAGS.mark_as_parsed()

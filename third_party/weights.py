@@ -22,11 +22,14 @@ class WeightFile:
     description: what the network is.
     source_url: where the public file comes from.
     used_by: the library code that loads it.
+    alternatives: other accepted paths (relative to the weights folder), tried in order after
+      `filename` (e.g. a hub repository's `pytorch_model.bin` beside `model.safetensors`).
   """
   filename: str
   description: str
   source_url: str
   used_by: str
+  alternatives: tuple[str, ...] = ()
 
 
 _TORCHVISION = "https://download.pytorch.org/models/"
@@ -34,6 +37,16 @@ _LPIPS_SOURCE = ("the `lpips` wheel on PyPI (lpips==0.1.4): unzip lpips-0.1.4-py
                  "'lpips/weights/*' into the weights folder; also "
                  "https://github.com/richzhang/PerceptualSimilarity/tree/master/lpips/weights/v0.1")
 _WAV2LIP_SOURCE = "the links in the Rudrabha/Wav2Lip README ('Getting the weights')"
+
+
+def _hub_wav2vec2(repo: str, description: str) -> WeightFile:
+  """A wav2vec2 repository of the Hugging Face Hub, laid out as downloaded into `<folder>/<repo>`."""
+  return WeightFile(
+      f"{repo}/model.safetensors", description,
+      f"https://huggingface.co/{repo} (e.g. `huggingface-cli download {repo} model.safetensors "
+      f"config.json --local-dir <weights folder>/{repo}`; pytorch_model.bin is read too)",
+      "talking_heads.pretrained.wav2vec2 (wav2vec2 audio features)",
+      alternatives=(f"{repo}/pytorch_model.bin",))
 
 WEIGHTS: dict[str, WeightFile] = {
     "vgg16": WeightFile(
@@ -74,6 +87,19 @@ WEIGHTS: dict[str, WeightFile] = {
     "wav2lip_visual_quality_disc": WeightFile(
         "visual_quality_disc.pth", "Wav2Lip visual-quality discriminator", _WAV2LIP_SOURCE,
         "Wav2Lip discriminator"),
+    "facebook/wav2vec2-base": _hub_wav2vec2(
+        "facebook/wav2vec2-base", "wav2vec 2.0 base, pre-trained on LibriSpeech 960 h"),
+    "facebook/wav2vec2-base-960h": _hub_wav2vec2(
+        "facebook/wav2vec2-base-960h", "wav2vec 2.0 base, CTC fine-tuned on LibriSpeech 960 h "
+        "(FaceFormer's audio encoder)"),
+    "facebook/wav2vec2-large-960h": _hub_wav2vec2(
+        "facebook/wav2vec2-large-960h", "wav2vec 2.0 large, CTC fine-tuned on LibriSpeech 960 h"),
+    "facebook/wav2vec2-large-960h-lv60-self": _hub_wav2vec2(
+        "facebook/wav2vec2-large-960h-lv60-self", "wav2vec 2.0 large (LV-60k, self-training), "
+        "CTC fine-tuned on LibriSpeech 960 h"),
+    "facebook/wav2vec2-large-xlsr-53": _hub_wav2vec2(
+        "facebook/wav2vec2-large-xlsr-53", "wav2vec 2.0 XLSR-53, pre-trained on 56k h of 53 "
+        "languages (DAE-Talker, PIR, FD2Talk)"),
 }
 
 
@@ -95,11 +121,13 @@ def require(weights_dir: str | os.PathLike[str] | None, name: str) -> pathlib.Pa
   if name not in WEIGHTS:
     raise KeyError(f"unknown weight file {name!r}; registered: {sorted(WEIGHTS)}")
   entry = WEIGHTS[name]
-  where = (f"{entry.filename} ({entry.description}, used by {entry.used_by}); "
+  files = (entry.filename,) + entry.alternatives
+  where = (f"{' or '.join(files)} ({entry.description}, used by {entry.used_by}); "
            f"get it from {entry.source_url}")
   if weights_dir is None:
     raise MissingWeightsError(f"no weights folder given (--weights-dir); needs {where}")
-  path = pathlib.Path(weights_dir) / entry.filename
-  if not path.is_file():
-    raise MissingWeightsError(f"missing {path}: {where}")
-  return path
+  for filename in files:
+    path = pathlib.Path(weights_dir) / filename
+    if path.is_file():
+      return path
+  raise MissingWeightsError(f"missing {pathlib.Path(weights_dir) / entry.filename}: {where}")

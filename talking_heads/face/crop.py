@@ -69,6 +69,16 @@ def smooth_boxes(boxes: np.ndarray, window: int) -> np.ndarray:
   return out
 
 
+def landmark_boxes(points: np.ndarray) -> np.ndarray:
+  """Boxes [..., 4] (x0, y0, x1, y1) enclosing landmark points [..., P, 2] (x, y), e.g. a
+  track's mouth points ``landmarks[:, morphable.MOUTH_INDICES]`` -> the mouth box per frame."""
+  points = np.asarray(points, np.float32)
+  if points.ndim < 2 or points.shape[-1] != 2 or points.shape[-2] == 0:
+    raise ValueError(f"landmark_boxes: expected points [..., P, 2] with P >= 1, got shape "
+                     f"{points.shape}.")
+  return np.concatenate([points.min(axis=-2), points.max(axis=-2)], axis=-1)
+
+
 def square_window(box: np.ndarray, scale: float = 1.0) -> tuple[int, int, int]:
   """The integer square (x0, y0, side) centred on ``box``, side = longest box side * scale."""
   box = np.asarray(box, np.float64)

@@ -14,8 +14,10 @@ Decoding is strict by default: any decode error (a truncated or corrupt file) ra
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
+import html
 import fractions
 import os
 import pathlib
@@ -512,3 +514,14 @@ def write_video_with_audio(path: PathLike, frames: np.ndarray, audio: np.ndarray
   with VideoWriter(path, fps=fps, audio=audio, sample_rate=sample_rate, crf=crf) as writer:
     writer.write(frames)
   return writer.path
+
+
+def html_video(path: PathLike, *, width: int | None = None) -> str:
+  """An HTML5 `<video>` element (controls, with its sound) playing the mp4 at `path`, the file
+  inlined as a base64 data URL: it plays wherever the HTML is shown (a notebook's output on
+  Colab or in Jupyter, an exported page) without the file beside it."""
+  data = base64.b64encode(audio_io.check_exists(path).read_bytes()).decode("ascii")
+  size = f' width="{int(width)}"' if width else ""
+  title = html.escape(pathlib.Path(path).name, quote=True)
+  return (f'<video controls playsinline{size} title="{title}" '
+          f'src="data:video/mp4;base64,{data}"></video>')

@@ -16,9 +16,13 @@ import dataclasses
 import importlib
 import os
 import pkgutil
-from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Sequence, \
+    runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:   # discovering systems imports no video code
+  from talking_heads.io.html_report import VideoPair
 
 ENV_PACKAGES = "TALKING_HEADS_SYSTEMS"
 _PACKAGES: list[str] = ["talking_heads.systems"]
@@ -159,12 +163,16 @@ class PartReport:
     markdown: its section of the report (links relative to the main workdir).
     summary: JSON-able results for report.json.
     artefacts: what later parts may use (merged into `MainContext.artefacts`).
-    trainings: one record per trained stage (`systems.main_part.train`).
+    trainings: one record per trained stage (`systems.main_part.train`); the visual report
+      plots each one's curves.
+    videos: the videos it made, each with the true clip beside it, for the visual report
+      (report.html; paths relative to the main workdir, see `systems.main_part.truth_video`).
   """
   markdown: str
   summary: dict[str, Any] = dataclasses.field(default_factory=dict)
   artefacts: dict[str, Any] = dataclasses.field(default_factory=dict)
   trainings: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+  videos: list[VideoPair] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)

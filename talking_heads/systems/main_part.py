@@ -1,35 +1,33 @@
-"""Helpers every system's main-job part uses: train a stage with progress, keep finished results.
+"""Helpers every system's main-job part uses: train a stage with progress, keep finished results,
+show videos beside the true clips.
 
 A part (`api.MainPart.run`) trains its stages with `train` (resuming from the workdir, the
 stage's own progress bar off: the job shows one display), and keeps videos and tables it already
-made with `load_cached` / `save_cached`, keyed by the checkpoints that produced them.
+made with `load_cached` / `save_cached`, keyed by the checkpoints that produced them. Its videos
+reach the visual report (report.html) as `html_report.VideoPair`s whose true clip comes from
+`truth_video`; `report_section` turns a finished part's report.json entry into the page's section.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any, Mapping
 
 import ml_collections
 
+from talking_heads.io import dataset as dataset_lib
+from talking_heads.io import html_report
 from talking_heads.io import reports
+from talking_heads.io import video as video_io
 from talking_heads.systems.api import MainContext
 from talking_heads.training import loop
 
 
 def read_metrics(workdir: str) -> tuple[dict[str, float], dict[str, float]]:
   """Last training and last eval record of a run's metrics.jsonl."""
-  train, evaluation = {}, {}
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    for line in f:
-      record = json.loads(line)
-      if any(k.startswith("eval/") for k in record):
-        evaluation = record
-      else:
-        train = record
-  return train, evaluation
+  train, evaluation = html_report.read_metrics(os.path.join(workdir, "metrics.jsonl"))
+  return (train[-1] if train else {}), (evaluation[-1] if evaluation else {})
 
 
 def train(ctx: MainContext, title: str, config: ml_collections.ConfigDict, workdir: str,
@@ -37,7 +35,7 @@ def train(ctx: MainContext, title: str, config: ml_collections.ConfigDict, workd
   """Trains (or resumes) `config` in `workdir`, reporting progress in `span` of the part.
 
   Returns the record the report shows: stage, variant, steps, seconds, last train and eval
-  metrics, the newest image grid (relative to the main workdir).
+  metrics, the run's metrics.jsonl and newest image grid (both relative to the main workdir).
   """
   start = time.perf_counter()
   config.progress_bar = False
@@ -57,6 +55,7 @@ def train(ctx: MainContext, title: str, config: ml_collections.ConfigDict, workd
   return {"part": title, "stage": config.stage, "variant": config.get("variant", ""),
           "steps": result.step, "seconds": round(time.perf_counter() - start, 1),
           "train": last_train, "eval": last_eval,
+          "metrics": os.path.relpath(os.path.join(workdir, "metrics.jsonl"), ctx.workdir),
           "image": os.path.relpath(os.path.join(images_dir, images[-1]), ctx.workdir)
           if images else None}
 
@@ -83,3 +82,28 @@ def training_table(trainings: list[dict[str, Any]]) -> list[str]:
     lines.append(f"| {t['part']} ({t['stage']}) | {t['variant']} | {t['steps']} | {t['seconds']} | "
                  f"{t['train'].get('loss', float('nan')):.4g} | {ev} |")
   return lines
+
+
+def truth_video(ctx: MainContext, clip: dataset_lib.Clip) -> str:
+  """The corpus clip's video with its audio, relative to the main workdir: its preview mp4 when
+  the corpus wrote one, else an mp4 written once to <workdir>/truth/<clip id>.mp4."""
+  if clip.preview_path is not None:
+    return os.path.relpath(clip.preview_path, ctx.workdir)
+  path = os.path.join(ctx.workdir, "truth", f"{clip.id}.mp4")
+  if not os.path.exists(path):
+    data = dataset_lib.Dataset(ctx.corpus_root)
+    video_io.write_video_with_audio(path, clip.frames, clip.audio, fps=data.fps,
+                                    sample_rate=data.sample_rate)
+  return os.path.relpath(path, ctx.workdir)
+
+
+def report_section(section: Mapping[str, Any]) -> html_report.Section:
+  """A finished part's entry of report.json as a section of report.html: its videos beside the
+  true clips, its text and tables, each training's curves and newest image grid, the paper's
+  tables beside ours."""
+  curves = [html_report.Curves(f"{t['part']} ({t['stage']})", t["metrics"], t.get("image"))
+            for t in section["trainings"] if t.get("metrics")]
+  return html_report.Section(
+      title=section["title"], markdown=section["markdown"],
+      videos=[html_report.VideoPair(**v) for v in section.get("videos", [])], curves=curves,
+      paper=section.get("paper"), paper_tables=section.get("paper_tables", ()))

@@ -57,12 +57,14 @@ class MetricWriter:
     self._jsonl.flush()
 
   def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
-    """Each value is a batch [N, H, W, C] in [0, 1]; written as one grid per key."""
+    """Each value is a batch [N, H, W, C] in [0, 1]; written as one grid per key (TensorBoard tag
+    `images/<key>`: TensorBoard shows a tag under the kind it first saw, so an image sharing a
+    scalar's name, e.g. SOVQAE's `reconstruction`, would never appear)."""
     if not self.active:
       return
     for key, batch in images.items():
       grid = image_grid(np.asarray(batch))
-      self._tb.add_image(key, grid, step, dataformats="HWC")
+      self._tb.add_image(f"images/{key}", grid, step, dataformats="HWC")
       iio.imwrite(os.path.join(self.workdir, "images", f"{key.replace('/', '_')}_{step:08d}.png"), grid)
 
   def flush(self) -> None:

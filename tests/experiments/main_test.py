@@ -1,4 +1,6 @@
-"""The README's main job, end to end on its tiny variant: corpus, training, report; rerun resumes."""
+"""The README's main job, end to end on its tiny variant: corpus, training, report (markdown,
+JSON, and the HTML page played in headless Chromium), TensorBoard summaries of every stage; rerun
+resumes."""
 
 import json
 import os
@@ -7,7 +9,10 @@ import socket
 import subprocess
 import sys
 
-from talking_heads.training import workdir_lock
+from talking_heads.io import html_report
+from talking_heads.training import registry, workdir_lock
+from tests import browser
+from tests.training import tensorboard_events
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -45,6 +50,13 @@ def logged_training(workdir: pathlib.Path) -> dict[str, list[dict[str, float]]]:
     records = [json.loads(line) for line in metrics.read_text().splitlines()]
     runs[stage] = [r for r in records if not any(k.startswith("eval/") for k in r)]
   return runs
+
+
+def tensorboard_by_stage(workdir: pathlib.Path) -> dict[str, dict[str, dict[str, list[int]]]]:
+  """Stage -> what its run's TensorBoard event files hold (tag -> kind -> steps), for every run
+  under `workdir`."""
+  return {json.loads((board.parent / "config.json").read_text())["stage"]:
+          tensorboard_events.summaries(board) for board in workdir.rglob("tensorboard")}
 
 
 def failure_text(result):
@@ -118,6 +130,30 @@ def test_main_job_tiny(tmp_path):
   assert parts["fake_talker"]["summary"]["steps"] == 50
   assert "fake talker trained to step 50" in md
 
+  # TensorBoard shows image grids and eval curves of every library stage (the frame autoencoder,
+  # the one outside the main job, is checked in tests/systems/frame_autoencoder/stage_test.py).
+  boards = tensorboard_by_stage(tmp_path)
+  assert set(registry.names()) - {"frame_autoencoder"} <= set(boards)
+  for stage in set(boards) - {"fake_talker"}:   # the plugin logs neither
+    kinds = {kind for tag in boards[stage].values() for kind in tag}
+    assert "image" in kinds, (stage, boards[stage])
+    assert any(t.startswith("eval/") and "scalar" in k for t, k in boards[stage].items()), stage
+    # TensorBoard shows a tag under one kind only: no image may share a scalar's name.
+    assert all(len(k) == 1 for k in boards[stage].values()), (stage, boards[stage])
+
+  # report.html: each generated video beside its true clip (the corpus preview of the clip
+  # whose speech drove it), curves of every training, links only to files that exist.
+  page = (tmp_path / "report.html").read_text()
+  for generated in (videos["wav2lip"]["video"], videos["ladtalk"]["video"], video["video"]):
+    assert f'src="{generated}"' in page
+  truths = [videos["audio_clip"]] * 2 + [video["audio_clip"]]
+  for clip in set(truths):
+    assert page.count(f'src="corpus/clips/{clip}/preview.mp4"') == truths.count(clip)
+  trainings = [t for p in parts.values() for t in p["trainings"]]
+  assert page.count("_curves.png") == len(trainings) == 7
+  assert [p for p in html_report.referenced_files(str(tmp_path / "report.html"))
+          if not (tmp_path / p).is_file()] == []
+
   second = run_main(tmp_path)   # everything finished: nothing is redone
   assert second.returncode == 0, failure_text(second)
   again = json.loads((tmp_path / "report.json").read_text())
@@ -125,6 +161,13 @@ def test_main_job_tiny(tmp_path):
   again_parts = {p["system"]: p for p in again["parts"]}
   assert again_parts["experts"]["trainings"][0]["train"] == expert["train"]
   assert json.loads((tmp_path / "dae_talker" / "dae_talker_tables.json").read_text()) == tables
+
+  # The rewritten report.html opens from disk in Chromium with every video playing.
+  screenshot = browser.artefact_path(tmp_path, "main_job_tiny_report.png")
+  checked = browser.check_page(tmp_path / "report.html", screenshot)
+  print(f"screenshot of the tiny main job's report.html: {screenshot}")
+  assert len(checked["videos"]) == 6   # Wav2Lip, LaDTalk, DAE-Talker, each beside the truth
+  browser.assert_media_play(checked)
 
 
 def test_a_second_launch_on_a_held_workdir_fails_at_once(tmp_path):

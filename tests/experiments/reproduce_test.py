@@ -13,6 +13,7 @@ import pytest
 
 from experiments import paper_tables
 from experiments import reproduce
+from talking_heads.io import html_report
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 LADTALK = ROOT / "experiments" / "results" / "ladtalk_demo"
@@ -119,3 +120,31 @@ def test_command_writes_markdown_and_json(tmp_path):
   data = json.loads((tmp_path / "reproduce_ladtalk.json").read_text())
   assert markdown.startswith("# ladtalk") and "| LaDTalk (Ours) |" in markdown
   assert data["system"] == "ladtalk" and len(data["tables"]) == len(paper_tables.load("ladtalk"))
+  # The HTML page: the results' figures and training curves beside the tables, linked relatively.
+  page = tmp_path / "reproduce_ladtalk.html"
+  text = page.read_text()
+  assert text.count("<h4>ladtalk ") == len(data["tables"])
+  assert 'src="/' not in text and 'href="/' not in text     # relative links only
+  targets = html_report.referenced_files(str(page))
+  assert {os.path.basename(t) for t in targets} >= {
+      "sovqae_reconstruction.png", "eval_history_sovqae.jsonl", "eval_history_wav2lip.jsonl",
+      "reproduce_ladtalk.md"}
+  assert len([t for t in targets if t.endswith("_curves.png")]) == 2
+  assert all((tmp_path / t).is_file() for t in targets), targets
+
+
+def test_html_of_main_job_results_shows_the_parts_videos_and_curves(tmp_path):
+  """Results in a main-job folder: the page shows that part's section (its videos, curves)."""
+  main = tmp_path / "main"
+  (main / "ladtalk" / "run").mkdir(parents=True)
+  (main / "ladtalk" / "run" / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
+  part = {"system": "ladtalk", "title": "LaDTalk part", "markdown": "text", "trainings": [
+      {"part": "base", "stage": "wav2lip", "metrics": "ladtalk/run/metrics.jsonl"}],
+          "videos": [{"title": "LaDTalk video", "generated": "ladtalk/missing.mp4"}]}
+  (main / "report.json").write_text(json.dumps({"parts": [part]}))
+  sections, root = reproduce.html_sections({"paper": "ladtalk", "system": "ladtalk",
+                                            "results_dir": str(main / "ladtalk"), "tables": []})
+  assert root == str(main)
+  (section,) = sections
+  assert section.title == "LaDTalk part" and section.videos[0].generated == "ladtalk/missing.mp4"
+  assert [c.metrics for c in section.curves] == ["ladtalk/run/metrics.jsonl"]

@@ -175,6 +175,20 @@ def test_pads():
   assert (x0, y0, side) == (10 - 10, 20, 60)
 
 
+def test_landmark_boxes_enclose_each_frames_points():
+  points = np.array([[[10, 40], [30, 35], [20, 50]],
+                     [[12, 41], [31, 36], [22, 52]]], np.float32)   # [T=2, P=3, 2]
+  np.testing.assert_array_equal(crop.landmark_boxes(points), [[10, 35, 30, 50], [12, 36, 31, 52]])
+  np.testing.assert_array_equal(crop.landmark_boxes(points[0]), [10, 35, 30, 50])
+  frame = np.zeros((64, 64, 3), np.uint8)
+  frame[35:50, 10:30] = 255                                  # the points' region, white
+  (mouth,) = crop.crop_faces(frame[None], crop.landmark_boxes(points[:1]), 20)
+  assert mouth[6:14, 3:17].min() == 255 and mouth[0].max() == 0   # centred on it, square
+  for bad in (np.zeros((3,)), np.zeros((4, 3)), np.zeros((0, 2))):
+    with pytest.raises(ValueError, match="landmark_boxes"):
+      crop.landmark_boxes(bad)
+
+
 def test_square_crop_pads_at_borders():
   frame = np.full((40, 60, 3), 200, np.uint8)
   box = np.array([-10, 10, 10, 30], np.float32)  # half outside the left edge

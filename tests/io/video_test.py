@@ -1,6 +1,8 @@
 """Tests for talking_heads.io.video: probe, decode, encode and mux with the bundled ffmpeg."""
 
+import base64
 import os
+import re
 
 import numpy as np
 import pytest
@@ -254,3 +256,16 @@ def test_frame_file_reads_frames_back_by_index():
     video.FrameFile([frames[0], frames[1], frames[2, :, :9]])
   with pytest.raises(ValueError, match="no frames"):
     video.FrameFile([])
+
+
+def test_html_video_inlines_the_mp4_with_controls(clip_with_audio):
+  """The data URL decodes back to the file's bytes (sound track included); a missing file is an
+  error naming it."""
+  path, _, _ = clip_with_audio
+  element = video.html_video(path, width=256)
+  assert element.startswith("<video controls") and element.endswith("></video>")
+  assert 'width="256"' in element and 'title="talk.mp4"' in element
+  payload = re.search(r'src="data:video/mp4;base64,([A-Za-z0-9+/=]+)"', element).group(1)
+  assert base64.b64decode(payload) == path.read_bytes()
+  with pytest.raises(FileNotFoundError, match="missing.mp4"):
+    video.html_video(path.parent / "missing.mp4")

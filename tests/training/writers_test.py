@@ -5,6 +5,7 @@ import json
 import numpy as np
 
 from talking_heads.training import writers
+from tests.training import tensorboard_events
 
 
 def test_image_grid_layout():
@@ -26,3 +27,14 @@ def test_metric_writer_appends_jsonl_and_png(tmp_path):
   assert record["step"] == 3 and record["loss"] == 0.5
   assert (tmp_path / "images" / "recon_grid_00000003.png").exists()
   assert list((tmp_path / "tensorboard").iterdir())
+
+
+def test_images_never_share_a_tag_with_scalars(tmp_path):
+  """TensorBoard shows a tag under the kind it saw first: an image named like a scalar (SOVQAE's
+  `reconstruction` loss term and grid) would be hidden."""
+  w = writers.MetricWriter(str(tmp_path))
+  w.write_scalars(1, {"reconstruction": 0.5})
+  w.write_images(1, {"reconstruction": np.ones((2, 4, 4, 3))})
+  w.close()
+  board = tensorboard_events.summaries(tmp_path / "tensorboard")
+  assert board == {"reconstruction": {"scalar": [1]}, "images/reconstruction": {"image": [1]}}

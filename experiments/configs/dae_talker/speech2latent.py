@@ -34,7 +34,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   parsed = common.parse_arg(arg)
   variant = parsed.variant
   c = common.trainer_config("speech2latent", variant)
-  c.image_every = 0  # no image summaries
   c.model = ml_collections.ConfigDict({
       "features": "radio_mel", "model_dim": 256, "num_heads": 2, "encoder_blocks": 4,
       "decoder_blocks": 4, "ffn_dim": 1024, "kernel_size": 13, "input_kernel": 0,

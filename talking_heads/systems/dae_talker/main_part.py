@@ -13,6 +13,7 @@ from absl import logging
 
 from talking_heads.audio import windows
 from talking_heads.io import dataset as dataset_lib
+from talking_heads.io import html_report
 from talking_heads.io import reports
 from talking_heads.io import video as video_io
 from talking_heads.systems import main_part
@@ -92,5 +93,12 @@ def run(ctx: MainContext) -> PartReport:
       f"audio of {made['audio_clip']} ({made['frames']} frames, {made['sample_steps']} DDIM "
       f"steps, {made['frames_per_second']} frames/s). Tables at small scale "
       "(dae_talker/dae_talker_tables.md):", "", evaluation.markdown(tables)]
+  pair = html_report.VideoPair(
+      f"DAE-Talker: {made['identity']} from the held-out voice of {made['audio_clip']}",
+      made["video"], main_part.truth_video(
+          ctx, dataset_lib.Dataset(ctx.corpus_root).clip(made["audio_clip"])),
+      f"{made['frames']} frames, {made['sample_steps']} DDIM steps from one shared x_T; beside it "
+      f"{made['audio_clip']} as rendered by the corpus (the same speech).")
   return PartReport(markdown="\n".join(lines) + "\n", summary={"video": made},
-                    artefacts={"face_regressor_workdir": regressor_workdir}, trainings=trainings)
+                    artefacts={"face_regressor_workdir": regressor_workdir}, trainings=trainings,
+                    videos=[pair])

@@ -208,6 +208,29 @@ class Speech2LatentStage(LossStage):
                                                         mask),
             "eval_weight": jnp.sum(mask)}
 
+  def images(self, state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
+    """Standardised latents over time, true above predicted (from the predicted pose, as at
+    inference), per window: [N, (2 Z + 1) s, L s, 3] with s = max(1, 64 // Z) pixels per value;
+    red positive, blue negative, white 0 (saturated at 3 standard deviations), grey padding."""
+    del rng
+    n = min(4, batch["latents"].shape[0])
+    stats = state.model_state
+    mask = batch["mask"][:n].astype(bool)
+    predicted = self.model.apply({"params": state.eval_params}, batch["mel"][:n], None, mask,
+                                 False)["latents"]                                # [N, L, Z]
+    true = (batch["latents"][:n].astype(jnp.float32) - stats["latent_mean"]) / stats["latent_std"]
+
+    def colour(x: jax.Array) -> jax.Array:                          # [N, L, Z] -> [N, Z, L, 3]
+      v = jnp.clip(x / 3.0, -1.0, 1.0)
+      rgb = jnp.stack([1 - jax.nn.relu(-v), 1 - jnp.abs(v), 1 - jax.nn.relu(v)], axis=-1)
+      return jnp.where(mask[..., None, None], rgb, 0.5).transpose(0, 2, 1, 3)
+
+    gap = jnp.ones((n, 1, mask.shape[1], 3))
+    image = jnp.concatenate([colour(true), gap, colour(predicted)], axis=1)
+    scale = max(1, 64 // true.shape[-1])
+    return {"latents_true_over_predicted":
+            jnp.repeat(jnp.repeat(image, scale, axis=1), scale, axis=2)}
+
   # -------------------------------------------------------------------------------------- data
 
   def _identities(self) -> tuple[str, ...] | None:

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from talking_heads.io import dataset as dataset_lib
+from talking_heads.io import html_report
 from talking_heads.io import reports
 from talking_heads.systems import main_part
 from talking_heads.systems import video_inference
@@ -86,5 +87,11 @@ def run(ctx: MainContext) -> PartReport:
     for name, s in by_system.items():
       lines.append(f"| {split} | {name} | {s['psnr']:.2f} | {s['psnr_lower_half']:.2f} | "
                    f"{s['lse_c']:.3f} | {s['lse_d']:.3f} |")
+  truth = main_part.truth_video(ctx, dataset_lib.Dataset(ctx.corpus_root).clip(made["audio_clip"]))
+  pairs = [html_report.VideoPair(
+      f"{title}: {made['identity']} (clip {made['video_clip']}) driven by the held-out voice of "
+      f"{made['audio_clip']}", made[name]["video"], truth,
+      f"Beside it: {made['audio_clip']} as rendered by the corpus (the same speech).")
+           for name, title in (("wav2lip", "Wav2Lip"), ("ladtalk", "LaDTalk"))]
   return PartReport(markdown="\n".join(lines) + "\n", summary={"videos": made, "tables": summary},
-                    trainings=trainings)
+                    trainings=trainings, videos=pairs)

@@ -180,6 +180,28 @@ def test_eval_is_in_latent_units_and_ignores_padding_entries(dataset):
   assert float(metrics["latent_mse_predicted_pose"]) != float(metrics["latent_mse"])
 
 
+def test_images_show_true_latents_above_predicted(dataset):
+  stage = s2l_system.Speech2LatentStage(tiny_config(dataset))
+  batch = {k: jnp.asarray(v) for k, v in _first_batch(stage).items()
+           if k in ("mel", "pose", "latents", "mask")}
+  state = random_state(stage)
+  (image,) = jax.jit(stage.images)(state, batch, jax.random.PRNGKey(0)).values()
+  z, length = stage.model.latent_dim, batch["mask"].shape[1]
+  scale = 64 // z
+  assert image.shape == (4, (2 * z + 1) * scale, length * scale, 3)
+  image = np.asarray(image)[:, ::scale, ::scale]                           # one pixel per value
+  mask = np.asarray(batch["mask"][:4], bool)
+  true = (np.asarray(batch["latents"][:4]) - stage.latent_mean) / stage.latent_std
+  v = np.clip(true / 3, -1, 1).transpose(0, 2, 1)                                  # [4, Z, L]
+  expected = np.stack([1 - np.maximum(-v, 0), 1 - np.abs(v), 1 - np.maximum(v, 0)], axis=-1)
+  top = image[:, :z]
+  np.testing.assert_allclose(top[np.broadcast_to(mask[:, None], top.shape[:3])],
+                             expected[np.broadcast_to(mask[:, None], top.shape[:3])], atol=1e-5)
+  assert np.all(top[np.broadcast_to(~mask[:, None], top.shape[:3])] == 0.5)   # padding grey
+  assert np.all(image[:, z] == 1.0)                                               # the gap
+  assert not np.allclose(image[:, z + 1:], top)       # the untrained prediction differs
+
+
 # ---------------------------------------------------------------------------------- predictor
 
 

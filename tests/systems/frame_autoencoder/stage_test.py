@@ -8,6 +8,7 @@ from talking_heads.io.dataset import Dataset
 from talking_heads.pipelines import testing
 from talking_heads.systems.frame_autoencoder.stage import FrameAutoencoderStage
 from talking_heads.training import loop
+from tests.training import tensorboard_events
 
 
 def test_trains_on_dataset_frames_and_weights_padded_eval_batches(tmp_path):
@@ -15,7 +16,7 @@ def test_trains_on_dataset_frames_and_weights_padded_eval_batches(tmp_path):
   testing.write_random_dataset(root, [30, 30, 20], image_size=32, splits=["train", "train", "val"])
   config = frame_autoencoder.get_config("tiny")
   config.data.root, config.data.eval_stride, config.data.image_size = str(root), 3, 32
-  config.total_steps, config.eval_every, config.image_every = 8, 8, 0
+  config.total_steps, config.eval_every, config.image_every = 8, 8, 8
   config.progress_bar = False
   result = loop.train_and_evaluate(config, str(tmp_path / "run"))
   assert len(result.history) == 8 and all(np.isfinite(h["loss"]) for h in result.history)
@@ -29,3 +30,8 @@ def test_trains_on_dataset_frames_and_weights_padded_eval_batches(tmp_path):
   psnr = np.mean(-10 * np.log10(np.mean((np.asarray(recon) - frames) ** 2, axis=(1, 2, 3)) + 1e-10))
   np.testing.assert_allclose(result.eval_history[-1]["psnr"], psnr, rtol=1e-4)
   assert "eval_weight" not in result.eval_history[-1]
+
+  # TensorBoard shows its eval curves and image grid (the main-job test checks the other stages).
+  board = tensorboard_events.summaries(tmp_path / "run" / "tensorboard")
+  assert board["eval/psnr"] == {"scalar": [8]}
+  assert board["images/reconstruction"] == {"image": [8]}
