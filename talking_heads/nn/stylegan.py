@@ -24,14 +24,10 @@ network may use average pooling where its paper says so.
                        shared-weight conv / scale-output form (ada's non-fused path, the one it
                        trains with): exact for linear convolution and a plain batched conv on
                        every accelerator, where the grouped per-sample form needs B groups.
-                       `up`: `upsample_2x` (zero insertion + FIR), then the conv. ada runs the
-                       transposed conv first and the FIR after; both are linear and
-                       shift-invariant on the upsampled grid, so the two orders agree away from
-                       the border rows. This order has 4x the multiply-adds, but XLA:CPU runs
-                       its stride-1 conv faster than the lhs-dilated conv behind a transposed
-                       one (fwd+bwd for 10 frames, 2 cores: 0.65 s vs 1.19 s at 48 -> 96 px,
-                       64 -> 32 channels; 0.29 s vs 0.81 s at 24 -> 48 px, 128 -> 64; the
-                       phase-decomposed `models.wav2lip.conv_transpose` took 3.4 s and 1.9 s).
+                       `up` (ada conv2d_resample): K > 1: the stride-2 transposed conv, then
+                       the FIR with gain 4 and ada's paddings; K = 1: `upsample_2x`, then the
+                       conv (ada's 1x1 fast path). Both equal zero insertion, padding and the
+                       FIR, then a valid conv (`upsample_conv_paddings`).
   NoiseInjection       x + strength * n, n ~ N(0, 1) [B, H, W, 1] per call, strength init 0
   StyledConv           affine(w) -> ModulatedConv -> noise -> bias -> lrelu   (ada SynthesisLayer)
   ToRGB                affine(w) / ... -> 1x1 ModulatedConv without demodulation -> bias, plus the
@@ -181,6 +177,30 @@ def _conv(x: jax.Array, w: jax.Array, *, stride: int = 1,
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
+def upsample_conv_paddings(kernel_size: int, taps: Sequence[float]) -> tuple[int, int]:
+  """(before, after) zero padding of the zero-inserted [2H] signal for StyleGAN2's upsampling
+  conv (ada conv2d_resample with up = 2, padding K // 2): pad, the FIR with gain 4, then a valid
+  K x K conv give 2H outputs."""
+  p, fw = kernel_size // 2, len(taps)
+  return p + (fw + 1) // 2, p + (fw - 2) // 2
+
+
+def _conv_up_2x(x: jax.Array, w: jax.Array, taps: Sequence[float]) -> jax.Array:
+  """[B, H, W, C], [K, K, C, D] -> [B, 2H, 2W, D], in ada's order: the stride-2 transposed conv
+  (every output it touches, [2H + K - 2]), then the FIR with gain 4 on what remains of
+  `upsample_conv_paddings` after the conv's own K - 1 (cropping where that is negative)."""
+  k = w.shape[0]
+  y = jax.lax.conv_general_dilated(x, w, (1, 1), ((k - 1, k - 1), (k - 1, k - 1)),
+                                   lhs_dilation=(2, 2),
+                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  # The zero-inserted signal has one more trailing zero than the lhs-dilated one.
+  before, after = upsample_conv_paddings(k, taps)
+  before, after = before - (k - 1), after + 1 - (k - 1)
+  start = max(0, -before)
+  y = y[:, start:y.shape[1] - max(0, -after), start:y.shape[2] - max(0, -after)]
+  return blur(y, taps, (max(before, 0), max(after, 0)), gain=4.0)
+
+
 class EqualConv(nn.Module):
   """x [B, H, W, C] -> activation(conv(x, kernel lr_mul / sqrt(C K K)) + bias lr_mul), size kept
   (padding K // 2), or halved with `down` (ada Conv2dLayer: the FIR with the conv's padding added,
@@ -230,7 +250,8 @@ class ModulatedConv(nn.Module):
 
   The per-sample weight of sample b is w'[k, k, c, d] = kernel / sqrt(C K K) * styles[b, c],
   demodulated (when `demodulate`) by rsqrt(sum_{k, k, c} w'^2 + 1e-8) per output channel d.
-  `up`: `upsample_2x` of the input, then the conv (module docstring).
+  `up`: StyleGAN2's transposed conv then FIR (K > 1), or FIR then conv (K = 1) (module
+  docstring).
 
   Attributes:
     features: D.
@@ -261,10 +282,13 @@ class ModulatedConv(nn.Module):
     w = kernel.astype(jnp.float32) / math.sqrt(c * k * k)             # [K, K, C, D]
     styles = styles.astype(jnp.float32)
     x = (x * styles[:, None, None, :].astype(x.dtype)).astype(self.dtype)
-    if self.up:
-      x = upsample_2x(x, self.resample_filter)                         # [B, 2H, 2W, C]
     p = k // 2
-    y = _conv(x, w.astype(self.dtype), padding=((p, p), (p, p)))       # [B, H', W', D]
+    if self.up and k > 1:
+      y = _conv_up_2x(x, w.astype(self.dtype), self.resample_filter)  # [B, 2H, 2W, D]
+    else:
+      if self.up:
+        x = upsample_2x(x, self.resample_filter)                       # [B, 2H, 2W, C]
+      y = _conv(x, w.astype(self.dtype), padding=((p, p), (p, p)))     # [B, H', W', D]
     if self.demodulate:
       # sum over (k, k, c) of (w s)^2 = s^2 @ sum_{k, k} w^2, per sample and output channel.
       power = (styles ** 2) @ jnp.sum(w ** 2, axis=(0, 1))             # [B, D]

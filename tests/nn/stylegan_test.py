@@ -33,8 +33,31 @@ def np_fir(x, taps, pad, gain=1.0, stride=1):
   return x[:, ::stride, ::stride]
 
 
+def np_upfirdn_conv(x, w, taps):
+  """StyleGAN2's up = 2 conv as upfirdn2d defines it: zeros inserted after each sample, padding
+  (K // 2 + 2, K // 2 + 1), the FIR x4, then a valid conv."""
+  k, p = w.shape[0], w.shape[0] // 2
+  z = np.zeros((1, 2 * x.shape[1], 2 * x.shape[2], x.shape[3]))
+  z[:, ::2, ::2] = x
+  return np_conv(np_fir(z, taps, (p + 2, p + 1), gain=4.0), w, 0.0, pad=0)
+
+
+def np_transposed_conv_then_fir(x, w, taps):
+  """ada's order for K > 1: the stride-2 transposed conv (each input sample scatters the kernel
+  onto [2H + K - 2]), then the FIR x4 with padding (1, 1) (for K = 3 and 4 taps)."""
+  _, h, wd, _ = x.shape
+  k, d = w.shape[0], w.shape[-1]
+  y = np.zeros((1, 2 * h + k - 2, 2 * wd + k - 2, d))
+  flipped = w[::-1, ::-1]      # our conv is a correlation; its transpose scatters the flipped kernel
+  for a in range(k):
+    for b in range(k):
+      y[:, a:a + 2 * h:2, b:b + 2 * wd:2] += np.einsum("bhwc,cd->bhwd", x, flipped[a, b])
+  return np_fir(y, taps, (1, 1), gain=4.0)
+
+
 def np_modulated_conv(x, kernel, styles, demodulate, up=False, taps=stylegan.RESAMPLE_FILTER):
-  """Per-sample: weights kernel / sqrt(C K K) * s_b, demodulated; an explicit conv per sample."""
+  """Per-sample: weights kernel / sqrt(C K K) * s_b, demodulated; an explicit conv per sample
+  (up: in ada's order, transposed conv then FIR)."""
   k, _, c, _ = kernel.shape
   outs = []
   for b in range(x.shape[0]):
@@ -42,11 +65,10 @@ def np_modulated_conv(x, kernel, styles, demodulate, up=False, taps=stylegan.RES
     if demodulate:
       w = w / np.sqrt((w ** 2).sum(axis=(0, 1, 2), keepdims=True) + 1e-8)
     xb = x[b:b + 1]
-    if up:   # zeros inserted after each sample, the FIR x4 (upfirdn2d's paddings 2, 1)
-      z = np.zeros((1, 2 * xb.shape[1], 2 * xb.shape[2], c))
-      z[:, ::2, ::2] = xb
-      xb = np_fir(z, taps, (2, 1), gain=4.0)
-    outs.append(np_conv(xb, w, 0.0, pad=k // 2))
+    if up:
+      outs.append(np_transposed_conv_then_fir(xb, w, taps))
+    else:
+      outs.append(np_conv(xb, w, 0.0, pad=k // 2))
   return np.concatenate(outs)
 
 
@@ -62,6 +84,33 @@ def test_modulated_conv_matches_explicit_per_sample_convolution(kernel_size, dem
   expected = np_modulated_conv(x, kernel, styles, demodulate, up)
   assert got.shape == expected.shape == ((3, 12, 10, 5) if up else (3, 6, 5, 5))
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_upsampling_conv_is_stylegan2s_transposed_conv_then_fir():
+  """The order ada runs (transposed conv, then FIR) is the upfirdn2d definition exactly, borders
+  included; the FIR-then-'same'-conv order differs there (it zero-pads the FIR's output)."""
+  x, w = normal(1, 5, 4, 3), normal(3, 3, 3, 2)
+  transposed = np_transposed_conv_then_fir(x, w, stylegan.RESAMPLE_FILTER)
+  np.testing.assert_allclose(transposed, np_upfirdn_conv(x, w, stylegan.RESAMPLE_FILTER),
+                             atol=1e-12)
+  z = np.zeros((1, 10, 8, 3))
+  z[:, ::2, ::2] = x
+  fir_first = np_conv(np_fir(z, stylegan.RESAMPLE_FILTER, (2, 1), gain=4.0), w, 0.0, pad=1)
+  np.testing.assert_allclose(fir_first[:, 1:-1, 1:-1], transposed[:, 1:-1, 1:-1], atol=1e-12)
+  assert np.abs(fir_first - transposed).max() > 1e-3
+  for k, expected in ((3, (3, 2)), (1, (2, 1)), (5, (4, 3))):
+    assert stylegan.upsample_conv_paddings(k, stylegan.RESAMPLE_FILTER) == expected
+  # Other kernel sizes and filters (paddings cropped or grown) against the upfirdn2d definition.
+  for k, taps in ((5, (1, 3, 3, 1)), (7, (1, 3, 3, 1)), (3, (1, 1))):
+    layer = stylegan.ModulatedConv(2, k, demodulate=False, up=True, resample_filter=taps)
+    params = init(layer, jnp.asarray(x, jnp.float32), jnp.ones((1, 3)))
+    got = jax.jit(layer.apply)(params, jnp.asarray(x, jnp.float32), jnp.ones((1, 3)))
+    kernel = np.asarray(params["params"]["kernel"], np.float64) / math.sqrt(3 * k * k)
+    z = np.zeros((1, 10, 8, 3))
+    z[:, ::2, ::2] = x
+    before, after = stylegan.upsample_conv_paddings(k, taps)
+    want = np_conv(np_fir(z, taps, (before, after), gain=4.0), kernel, 0.0, pad=0)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-4, err_msg=str((k, taps)))
 
 
 def per_sample_weights(layer, params, styles, c, k=3):

@@ -1,6 +1,6 @@
-"""RADIO's network sizes per variant: keyword arguments of `networks.RadioGenerator`, the StyleGAN2
-`nn.stylegan.Discriminator` and `sync_discriminator.SyncDiscriminator`, with the image and
-sync-crop sizes they are built for. One source for the stage configs and the tests.
+"""RADIO's network sizes per variant: keyword arguments of `models.radio.RadioGenerator`, the
+StyleGAN2 `nn.stylegan.Discriminator` and `models.radio_sync.SyncDiscriminator`, with the image
+and sync-crop sizes they are built for. One source for the stage configs and the tests.
 
   tiny   32 px faces, 16 px sync crops: every layer of the paper's structure at widths of 4-32
          (tests and CI, seconds on a CPU).
@@ -10,7 +10,8 @@ sync-crop sizes they are built for. One source for the stage configs and the tes
          about a second on 2 CPU cores. ViT patches 3 at 48 px and 6 at 96 px: 16 x 16 grids
          (128 lower-half tokens), not the paper's 32 x 32 (spec §8 item 1 recommends 3 at 96 px
          too): 512 tokens tripled the generator's step (fwd+bwd of 10 frames: 2.5 s vs 0.83 s;
-         0.61 s without ViT).
+         0.61 s without ViT; measured before the upsampling convs took StyleGAN2's transposed
+         order, which XLA:CPU runs slower).
   paper  192 px, 144 px sync crops: the spec's §2 widths (f_c 12x12x512, Z = 512, ViT D = 512 with
          8 heads and patches 3 and 6, ResNetSE34L audio, S_v (32, 64, 128, 256)).
 """

@@ -16,8 +16,11 @@ F mel frames per window (20 = the 5 frames at 100 mel frames/s), E embedding wid
        Norms are floored at 1e-8, so an all-zero embedding gives p = 0 (relu) or 1/2 (shifted);
        the loss clamps p (spec §3).
 
-The crops are the stage's: a fixed box of the generated face, resized and made grayscale with
-`grayscale_window` (ITU-R 601 luma, the weights the spec's sync crop uses).
+Input (`sync_window`, spec §8 item 4): RADIO's faces are aligned crops, so the tight mouth crop
+is a fixed box of every frame, rows [0.35 S, 0.85 S) and columns [0.25 S, 0.75 S) (`CROP_BOX`,
+about brows to chin), resized bilinearly to H x W and made grayscale (`grayscale_window`,
+ITU-R 601 luma). Slicing and resizing are differentiable, so the generator's sync loss reaches
+its output; the sync stage trains on crops made by the same function.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ Probability = Literal["relu", "shifted"]
 PROBABILITIES = ("relu", "shifted")
 LUMA = (0.299, 0.587, 0.114)
 NORM_FLOOR = 1e-8
+# (top, bottom, left, right) of the tight crop as fractions of the face size (spec §8 item 4).
+CROP_BOX = (0.35, 0.85, 0.25, 0.75)
 
 
 def grayscale_window(frames: jax.Array) -> jax.Array:
@@ -43,6 +48,28 @@ def grayscale_window(frames: jax.Array) -> jax.Array:
     raise ValueError(f"grayscale_window: frames must be [B, N, H, W, 3], got {frames.shape}")
   gray = frames.astype(jnp.float32) @ jnp.asarray(LUMA, jnp.float32)   # [B, N, H, W]
   return gray.transpose(0, 2, 3, 1)
+
+
+def crop_rows_cols(size: int, box: Sequence[float] = CROP_BOX) -> tuple[slice, slice]:
+  """The rows and columns of `box` (fractions, module docstring) in an S = `size` face."""
+  top, bottom, left, right = (int(round(f * size)) for f in box)
+  if not 0 <= top < bottom <= size or not 0 <= left < right <= size:
+    raise ValueError(f"sync crop box {tuple(box)} is empty or outside a {size} px face")
+  return slice(top, bottom), slice(left, right)
+
+
+def sync_window(frames: jax.Array, crop_size: int, box: Sequence[float] = CROP_BOX) -> jax.Array:
+  """Faces [B, N, S, S, 3] in [0, 1] -> the sync discriminator's input [B, H, H, N] (H =
+  crop_size): the fixed tight box, bilinear resize, luma (module docstring); differentiable."""
+  if frames.ndim != 5 or frames.shape[2] != frames.shape[3]:
+    raise ValueError(f"sync_window: frames must be square faces [B, N, S, S, 3], got "
+                     f"{frames.shape}")
+  rows, cols = crop_rows_cols(frames.shape[2], box)
+  crops = frames[:, :, rows, cols].astype(jnp.float32)                 # [B, N, h, w, 3]
+  b, n = crops.shape[:2]
+  if crops.shape[2:4] != (crop_size, crop_size):
+    crops = jax.image.resize(crops, (b, n, crop_size, crop_size, 3), "linear")
+  return grayscale_window(crops)                                        # [B, H, H, N]
 
 
 def cosine_probability(visual: jax.Array, audio: jax.Array,

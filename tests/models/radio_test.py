@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from talking_heads.nn import stylegan
-from talking_heads.systems.radio import networks, sizes, sync_discriminator
+from talking_heads.models import radio as networks
+from talking_heads.models import radio_sync as sync_discriminator
+from talking_heads.systems.radio import sizes
 
 RNG = np.random.default_rng(23)
 
