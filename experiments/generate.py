@@ -8,6 +8,8 @@ r"""Generates a talking-head mp4 from speech (and an identity video) with any tr
   python -m experiments.generate --system=dae_talker --audio=speech.wav --out=out.mp4 \
       --dae_workdir=runs/dae_demo --speech2latent_workdir=runs/speech2latent_demo \
       [--pose=natural|yaw=10,pitch=0,roll=0|poses.npy] [--noise=shared|independent]
+  python -m experiments.generate --system=radio --face=face.png --audio=speech.wav \
+      --out=out.mp4 --radio_workdir=runs/radio_demo   # --face: an image or a video; one reference
 
 `--system` is any inference entry a system package declares (`talking_heads.systems.api`:
 `SYSTEM.generators`); each entry's weights (trained workdirs or public files) and own options

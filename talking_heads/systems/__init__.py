@@ -1,6 +1,6 @@
 """Talking-head systems, one package per paper, plus shared experts and plumbing.
 
-Packages (each declares `SYSTEM`, see `api.py`): `ladtalk`, `dae_talker`, `experts` (the
+Packages (each declares `SYSTEM`, see `api.py`): `ladtalk`, `dae_talker`, `radio`, `experts` (the
 lip-sync expert and the face regressor every evaluation uses) and `frame_autoencoder` (the
 trainer's reference stage). Shared plumbing, written once and used by every system: `api`
 (declarations and discovery), `images` (value ranges), `video_inference` (audio windows, face

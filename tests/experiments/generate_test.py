@@ -267,8 +267,8 @@ def test_missing_weights_and_bad_requests(media, workdirs, tmp_path):
     generate.generate(request("wav2lip", wav2lip_workdir=workdirs["sovqae"]))
   with pytest.raises(ValueError, match="needs --dae_workdir and --speech2latent_workdir"):
     generate.generate(request("dae_talker"))
-  with pytest.raises(ValueError, match="unknown system 'radio'"):
-    generate.generate(request("radio"))
+  with pytest.raises(ValueError, match="unknown system 'pir'"):
+    generate.generate(request("pir"))
   with pytest.raises(ValueError, match="--system=wav2lip needs --video"):
     generate.generate(generate.Request("wav2lip", str(media["wav"]), None, str(tmp_path / "o.mp4"),
                                        weights={"wav2lip_workdir": workdirs["wav2lip"]}))

@@ -136,7 +136,9 @@ def test_main_job_tiny(tmp_path):
   # tests/systems/frame_autoencoder/stage_test.py and tests/systems/wav2vec2/pretrain_test.py).
   boards = tensorboard_by_stage(tmp_path)
   # (the systems' declared stages: registry.names() also holds stages other tests registered)
-  assert set(systems_api.stage_paths()) - {"frame_autoencoder", "wav2vec2_pretrain"} <= set(boards)
+  # RADIO has no main-job part yet (issue 17); tests/systems/radio/stages_test.py (slow) checks its images.
+  outside_main_job = {"frame_autoencoder", "wav2vec2_pretrain", "radio", "radio_sync"}
+  assert set(systems_api.stage_paths()) - outside_main_job <= set(boards)
   for stage in set(boards) - {"fake_talker"}:   # the plugin logs neither
     kinds = {kind for tag in boards[stage].values() for kind in tag}
     assert "image" in kinds, (stage, boards[stage])
