@@ -2,7 +2,8 @@
 
 Dimensions: B batch, N tokens, M context tokens, D width, E context width, F = mlp_ratio D.
 
-  x = x + attn(norm1(x))                    self-attention (`mask` [B, N, N], `key_mask` [B, N])
+  x = x + attn(norm1(x))                    self-attention (`mask` [B, N, N], `key_mask` [B, N]);
+                                            left out with self_attention=False
   x = x + cross_attn(norm_cross(x), ctx)    with `cross_attention` (`context_mask` [B, N, M],
                                             `context_key_mask` [B, M])
   x = x + mlp(norm2(x))                     Dense F (`fc1`) -> GELU -> Dense D (`fc2`)
@@ -46,6 +47,8 @@ class TransformerBlock(nn.Module):
   Attributes:
     num_heads: attention heads (both attentions).
     mlp_ratio: F / D.
+    self_attention: the self-attention sub-block (False: a cross-attention-only block, e.g.
+      queries of one image attending to another's tokens).
     cross_attention: add the cross-attention sub-block (then `context` is required).
     norm_eps: LayerNorm epsilon (timm's ViT and DiT: 1e-6).
     qkv_bias: biases on the attention's query, key and value projections.
@@ -53,6 +56,7 @@ class TransformerBlock(nn.Module):
   """
   num_heads: int
   mlp_ratio: float = 4.0
+  self_attention: bool = True
   cross_attention: bool = False
   norm_eps: float = 1e-6
   qkv_bias: bool = True
@@ -75,7 +79,8 @@ class TransformerBlock(nn.Module):
     attention = lambda name: MultiHeadAttention(self.num_heads, use_bias=self.qkv_bias,
                                                 name=name, **kw)
     x = x.astype(self.dtype)
-    x = x + attention("attn")(layer_norm("norm1")(x), mask=mask, key_mask=key_mask)
+    if self.self_attention:
+      x = x + attention("attn")(layer_norm("norm1")(x), mask=mask, key_mask=key_mask)
     if self.cross_attention:
       x = x + attention("cross_attn")(layer_norm("norm_cross")(x), context,
                                       mask=context_mask, key_mask=context_key_mask)

@@ -74,3 +74,21 @@ def test_bfloat16_compute_keeps_float32_params():
   variables = block.init(jax.random.key(0), x)
   assert all(a.dtype == jnp.float32 for a in jax.tree_util.tree_leaves(variables))
   assert block.apply(variables, x).dtype == jnp.bfloat16
+
+
+def test_cross_attention_only_block_matches_numpy_reference():
+  block = transformer.TransformerBlock(num_heads=2, mlp_ratio=2.0, self_attention=False,
+                                       cross_attention=True)
+  rng = np.random.default_rng(34)
+  x = jnp.asarray(rng.normal(size=(2, 5, 8)), jnp.float32)
+  context = jnp.asarray(rng.normal(size=(2, 3, 6)), jnp.float32)
+  params = random_params(jax.eval_shape(block.init, jax.random.key(0), x, context)["params"], 35)
+  assert set(params) == {"norm_cross", "cross_attn", "norm2", "mlp"}
+  p, h = f64(params), np.asarray(x, np.float64)
+  h = h + np_mha(p["cross_attn"], np_layer_norm(h, p["norm_cross"]), np.asarray(context), 2)
+  y = np_layer_norm(h, p["norm2"])
+  hidden = y @ p["mlp"]["fc1"]["kernel"] + p["mlp"]["fc1"]["bias"]
+  hidden = 0.5 * hidden * (1 + special.erf(hidden / math.sqrt(2)))
+  expected = h + hidden @ p["mlp"]["fc2"]["kernel"] + p["mlp"]["fc2"]["bias"]
+  np.testing.assert_allclose(block.apply({"params": params}, x, context), expected, atol=1e-4,
+                             rtol=1e-4)
