@@ -1,0 +1,95 @@
+"""PIR component B at the tiny size: planes, I_F under the corpus camera, the proxy upsampler,
+a learning test (the proxy task fits a masked face)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from talking_heads.face import morphable
+from talking_heads.models import triplane
+from talking_heads.rendering import camera as cam
+from talking_heads.systems.pir import sizes
+
+TINY = sizes.sizes("tiny")
+A, E = 15, 9
+
+
+def _camera(batch, size):
+  k = morphable.default_camera(size)
+  pose = np.tile(morphable.default_pose(), (batch, 1))
+  pose[:, 0] = np.linspace(-0.3, 0.3, batch)                   # yaw
+  return cam.from_face_pose(pose, np.tile(k, (batch, 1, 1)), size)
+
+
+def _inputs(batch=2, seed=0):
+  rng = np.random.default_rng(seed)
+  return (jnp.asarray(rng.normal(size=(batch, A)), jnp.float32),
+          jnp.asarray(rng.uniform(size=(batch, E)), jnp.float32), _camera(batch, TINY.image_size))
+
+
+def _init(module, *args):
+  return jax.jit(module.init)(jax.random.key(0, impl="unsafe_rbg"), *args)
+
+
+def test_planes_feature_image_and_upsampler_shapes():
+  generator = triplane.TriplaneGenerator(**TINY.triplane)
+  identity, expression, camera = _inputs()
+  variables = _init(generator, identity, expression, camera)
+  out = jax.jit(generator.apply)(variables, identity, expression, camera)
+  r, c = TINY.triplane["neural_resolution"], TINY.triplane["plane_channels"]
+  assert out.image.shape == (2, r, r, c) and out.depth.shape == out.opacity.shape == (2, r, r)
+  assert bool(jnp.all((out.opacity >= 0) & (out.opacity <= 1 + 1e-6)))
+  assert float(out.image.min()) >= -1.0 - 1e-6 and float(out.image.max()) <= 1.0 + 1e-6
+  planes = jax.jit(lambda v, w: generator.apply(v, w, method="planes"))(variables, out.w)
+  assert planes.shape == (2, 3, 16, 16, c)
+  # The expression changes the planes, hence I_F; the same inputs give the same I_F.
+  other = jax.jit(generator.apply)(variables, identity, expression[::-1], camera)
+  assert float(jnp.abs(other.image - out.image).max()) > 1e-4
+  np.testing.assert_array_equal(jax.jit(generator.apply)(variables, identity, expression,
+                                                         camera).image, out.image)
+  upsampler = triplane.ProxyUpsampler(**TINY.upsampler)
+  face = jax.jit(upsampler.apply)(_init(upsampler, out.image, out.w), out.image, out.w)
+  assert face.shape == (2, TINY.image_size, TINY.image_size, 3)
+
+
+def test_w_equals_z_without_the_eg3d_mapping():
+  generator = triplane.TriplaneGenerator(**TINY.triplane, eg3d_mapping=False)
+  identity, expression, camera = _inputs()
+  variables = _init(generator, identity, expression, camera)
+  assert "mapping" not in variables["params"]
+  w = generator.apply(variables, identity, expression, method="style")
+  assert w.shape == (2, TINY.triplane["style_dim"])
+
+
+def test_proxy_task_learns_a_masked_face():
+  """Component B's learning test: the generator + upsampler fit one masked frame (L2)."""
+  generator = triplane.TriplaneGenerator(**TINY.triplane)
+  upsampler = triplane.ProxyUpsampler(**TINY.upsampler)
+  identity, expression, camera = _inputs(batch=1)
+  s = TINY.image_size
+  yy, xx = np.mgrid[:s, :s] / s
+  target = jnp.asarray(np.stack([np.sin(6 * xx), np.cos(5 * yy), xx - yy], -1)[None], jnp.float32)
+  mask = jnp.asarray(((xx - 0.5) ** 2 + (yy - 0.55) ** 2 < 0.12)[None, ..., None], jnp.float32)
+  out = _init(generator, identity, expression, camera)
+  params = {"generator": out["params"],
+            "upsampler": _init(upsampler, jnp.zeros((1, 8, 8, 4)), jnp.zeros((1, 16)))["params"]}
+  optimizer = optax.adam(1e-2)
+
+  def loss_fn(p):
+    rendered = generator.apply({"params": p["generator"]}, identity, expression, camera)
+    face = upsampler.apply({"params": p["upsampler"]}, rendered.image, rendered.w)
+    return jnp.mean(jnp.square(mask * (face - target)))
+
+  @jax.jit
+  def train(params):
+    def step(carry, _):
+      p, s_ = carry
+      loss, grads = jax.value_and_grad(loss_fn)(p)
+      updates, s_ = optimizer.update(grads, s_, p)
+      return (optax.apply_updates(p, updates), s_), loss
+    return jax.lax.scan(step, (params, optimizer.init(params)), None, length=60)[1]
+
+  losses = train(params)
+  assert bool(jnp.all(jnp.isfinite(losses)))
+  assert float(losses[-5:].mean()) < 0.3 * float(losses[0])
