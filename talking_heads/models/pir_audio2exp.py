@@ -206,3 +206,18 @@ def autoregressive(model: Audio2Expression, variables: Any, audio: jax.Array,
 
   buffer = jnp.zeros((b, t, model.expression_dim), jnp.float32)
   return jax.lax.scan(step, buffer, jnp.arange(t))[0]
+
+
+def generate_in_windows(model: Audio2Expression, variables: Any, audio: jax.Array,
+                        identity: jax.Array, context: int) -> jax.Array:
+  """Expressions [B, T, E] for audio of any length, generated autoregressively in independent
+  windows of `context` = k frames (the paper's samples a_1 .. a_k; k = 1 is "no context"). The
+  last window is zero-padded audio, cut off afterwards."""
+  b, t, f = audio.shape
+  if context < 1 or context > model.max_length:
+    raise ValueError(f"context must be in [1, {model.max_length}], got {context}")
+  n = -(-t // context)
+  padded = jnp.pad(audio, ((0, 0), (0, n * context - t), (0, 0)))
+  windows = padded.reshape(b * n, context, f)
+  out = autoregressive(model, variables, windows, jnp.repeat(identity, n, axis=0))
+  return out.reshape(b, n * context, -1)[:, :t]

@@ -87,6 +87,23 @@ def test_autoregressive_equals_teacher_forcing_on_its_own_output():
   assert bool(jnp.all(jnp.isfinite(noisy))) and float(jnp.abs(noisy - generated).max()) > 1e-4
 
 
+def test_windows_of_context_k_are_independent():
+  model = _model()
+  audio, identity, expressions = _inputs(3)
+  variables = _variables(model, audio, identity, expressions)
+  k = 5                                                   # T = 12: windows 0-4, 5-9, 10-11
+  windows = a2e.generate_in_windows(model, variables, audio, identity, k)
+  assert windows.shape == (2, T, E)
+  second = a2e.autoregressive(model, variables, audio[:, k:2 * k], identity)
+  np.testing.assert_allclose(windows[:, k:2 * k], second, atol=1e-5)
+  changed = a2e.generate_in_windows(model, variables, audio.at[:, :k].add(3.0), identity, k)
+  np.testing.assert_allclose(changed[:, k:], windows[:, k:], atol=1e-5)
+  # k = 1: every frame from its own audio frame and the identity alone.
+  single = a2e.generate_in_windows(model, variables, audio, identity, 1)
+  np.testing.assert_allclose(single[:, 3], a2e.autoregressive(model, variables, audio[:, 3:4],
+                                                              identity)[:, 0], atol=1e-5)
+
+
 def test_teacher_forced_training_fits_audio_driven_expressions():
   model = _model()
   audio, identity, _ = _inputs(2)
