@@ -13,8 +13,9 @@ from talking_heads.systems.pir import sizes
 TINY = sizes.sizes("tiny")
 
 
-def _init(module, *args):
-  return jax.jit(module.init)(jax.random.key(0, impl="unsafe_rbg"), *args)
+def _init_with_output(module, *args):
+  """(output, variables) from one jitted init (one compilation instead of init + apply)."""
+  return jax.jit(module.init_with_output)(jax.random.key(0, impl="unsafe_rbg"), *args)
 
 
 def _frames(seed=0, batch=2, size=32, r=8, c=4):
@@ -41,26 +42,29 @@ def test_renderer_shapes_and_dependence_on_both_inputs(local_enhancer):
   masked, features = _frames()
   if not local_enhancer:                                    # 32 / 2^2 = 8: I_F used as is
     assert renderer.bottleneck_size(32) == 8
-  variables = _init(renderer, masked, features)
-  apply = jax.jit(renderer.apply)
-  out = apply(variables, masked, features)
+  # Samples are independent (instance norm): sample 1 changes I_F, sample 2 the masked frame.
+  masked = jnp.stack([masked[0], masked[0], -masked[0]])
+  features = jnp.stack([features[0], -features[0], features[0]])
+  out, variables = _init_with_output(renderer, masked, features)
   assert out.shape == masked.shape and float(jnp.abs(out).max()) <= 1.0
-  assert float(jnp.abs(apply(variables, masked, -features) - out).max()) > 1e-4
-  assert float(jnp.abs(apply(variables, -masked, features) - out).max()) > 1e-4
+  assert float(jnp.abs(out[1] - out[0]).max()) > 1e-4
+  assert float(jnp.abs(out[2] - out[0]).max()) > 1e-4
   # The skip connection: the second up-conv reads its features plus the encoder's.
   params = variables["params"]
   width = lambda level: kwargs["base_features"] * (2 if local_enhancer else 1) * 2**level
   assert params["global_up1"]["kernel"].shape[2:] == (width(1) + width(1), width(0))
   assert params["global_up2"]["kernel"].shape[2:] == (width(2), width(1))
   with pytest.raises(ValueError, match="bottleneck"):
-    renderer.apply(variables, masked, features[:, :6, :6])
+    jax.eval_shape(renderer.apply, variables, masked, features[:, :6, :6])
 
 
 def test_multiscale_discriminator_outputs_and_feature_matching():
   d = pir_renderer.MultiscaleDiscriminator(base_features=4, num_layers=3, num_scales=3)
-  image = jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (2, 64, 64, 6)), jnp.float32)
-  variables = _init(d, image)
-  outputs = jax.jit(d.apply)(variables, image)
+  image = jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (1, 64, 64, 6)), jnp.float32)
+  # Samples are independent (instance norm): the second is a different image.
+  both, _ = _init_with_output(d, jnp.concatenate([image, -image]))
+  outputs = jax.tree_util.tree_map(lambda x: x[:1], both)
+  other = jax.tree_util.tree_map(lambda x: x[1:], both)
   assert len(outputs) == 3 and all(len(o) == 5 for o in outputs)
   # Conv4 padding 2: stride 2 maps H -> H / 2 + 1, stride 1 maps H -> H + 1.
   assert [o.shape[1] for o in outputs[0]] == [33, 17, 9, 10, 11]
@@ -68,5 +72,4 @@ def test_multiscale_discriminator_outputs_and_feature_matching():
   assert [o[-1].shape[1] for o in outputs] == [11, 7, 5]     # inputs 64, 32, 16
   features = lambda outs: [o[:-1] for o in outs]
   assert float(gan.feature_matching(features(outputs), features(outputs))) == 0.0
-  other = jax.jit(d.apply)(variables, -image)
   assert float(gan.feature_matching(features(outputs), features(other))) > 0.0

@@ -88,17 +88,22 @@ def test_k_jitter_moves_projections_within_the_stated_range():
   size, s = 64, cam.JITTER_PIXELS
   k = _k(128.0, 31.5, 31.5)
   pose = jnp.array([0.1, 0.05, 0.0, 0.0, -10.0, 576.0])
-  offsets = cam.sample_jitter(jax.random.key(0), 512)
-  assert float(jnp.abs(offsets).max()) <= s and float(jnp.abs(offsets).min()) < 0.1
-  jittered = cam.jitter_intrinsics(jnp.broadcast_to(k, (512, 3, 3)), offsets)
   # Pixels spanning the frame (and the principal point), back-projected in front of the head.
   grid = jnp.concatenate([cam.uv_to_pixels(cam.pixel_grid(16), size), k[None, :2, 2]])
-  before = cam.from_face_pose(pose, k, size)
-  origins, directions = cam.rays_through(cam.pixels_to_uv(grid, size), before)
-  points = origins + 1.9 * directions
-  after = cam.from_face_pose(jnp.broadcast_to(pose, (512, 6)), jittered, size)
-  moved = cam.uv_to_pixels(cam.project(jnp.broadcast_to(points, (512,) + points.shape), after),
-                           size) - grid                                  # [512, 257, 2]
+
+  @jax.jit
+  def displacements(key):
+    offsets = cam.sample_jitter(key, 512)
+    jittered = cam.jitter_intrinsics(jnp.broadcast_to(k, (512, 3, 3)), offsets)
+    origins, directions = cam.rays_through(cam.pixels_to_uv(grid, size),
+                                           cam.from_face_pose(pose, k, size))
+    points = origins + 1.9 * directions
+    after = cam.from_face_pose(jnp.broadcast_to(pose, (512, 6)), jittered, size)
+    projected = cam.project(jnp.broadcast_to(points, (512,) + points.shape), after)
+    return offsets, cam.uv_to_pixels(projected, size) - grid            # [512, 257, 2]
+
+  offsets, moved = displacements(jax.random.key(0))
+  assert float(jnp.abs(offsets).max()) <= s and float(jnp.abs(offsets).min()) < 0.1
   # Eq. 1: a shift of (x2, x3) at the principal point, plus up to |x1| / 2 at the frame's edge.
   np.testing.assert_allclose(moved[:, -1], offsets[:, 1:], atol=1e-3)
   bound = jnp.abs(offsets[:, 1:])[:, None, :] + jnp.abs(offsets[:, :1])[:, None, :] / 2 + 1e-3
@@ -119,12 +124,14 @@ def test_k_jitter_shifts_the_rendered_image_by_the_pixel_offset():
   k = _k(64.0, 15.5, 15.5)
   pose = jnp.array([0.0, 0.0, 0.0, 0.0, 0.0, 600.0])
   shifted = cam.jitter_intrinsics(k[None], jnp.array([[0.0, 3.0, -2.0]]))[0]
-  images = []
-  for kk in (k, shifted):
+
+  @jax.jit
+  def render(kk):
     origins, directions = cam.image_rays(cam.from_face_pose(pose, kk, size), size)
     out = volume.render_rays(_sphere_field, origins[None], directions[None], 24, 24, 0.5)
-    images.append(out.features[0].reshape(size, size, 2))
-  plain, moved = images
+    return out.features[0].reshape(size, size, 2)
+
+  plain, moved = render(jnp.asarray(k)), render(shifted)
   assert float(jnp.abs(plain).max()) > 0.3                              # something rendered
   # I'(row, col) = I(row + 2, col - 3): 3 px right, 2 px up.
   np.testing.assert_allclose(moved[:-2, 3:], plain[2:, :-3], atol=1e-5)

@@ -1,5 +1,6 @@
 """Tri-plane projection (EG3D's axis quirk against its own matrices) and bilinear sampling."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -37,7 +38,7 @@ def test_grid_sample_bilinear_align_corners_false_zero_padding():
                       [(centre(1, 1)[0] + centre(1, 2)[0]) / 2, centre(1, 1)[1]],
                       [-1.0, centre(1, 0)[1]],               # left edge: half of pixel (1, 0)
                       [1.5, 0.0]])                           # outside
-  np.testing.assert_allclose(planes.grid_sample(plane, coords)[:, 0],
+  np.testing.assert_allclose(jax.jit(planes.grid_sample)(plane, coords)[:, 0],
                              [0.0, 11.0, 5.0, 5.5, 2.0, 0.0], atol=1e-5)
 
 
@@ -52,15 +53,16 @@ def test_sample_planes_reads_the_third_plane_at_its_axes(axes, expected):
   stack = np.zeros((1, 3, size, size, 2))
   stack[0, 2] = third
   points = np.random.default_rng(1).uniform(-0.4, 0.4, (1, 30, 3))
-  features = planes.sample_planes(jnp.asarray(stack, jnp.float32),
-                                  jnp.asarray(points, jnp.float32), box_warp=1.0, axes=axes)
+  sample = jax.jit(lambda p, x: planes.sample_planes(p, x, box_warp=1.0, axes=axes))
+  features = sample(jnp.asarray(stack, jnp.float32), jnp.asarray(points, jnp.float32))
   np.testing.assert_allclose(features[0], 2.0 * points[0][:, list(expected)], atol=1e-5)
 
 
 def test_sum_and_mean_aggregation():
   stack = jnp.ones((2, 3, 4, 4, 5))
   points = jnp.zeros((2, 7, 3))
-  np.testing.assert_allclose(planes.sample_planes(stack, points), 3.0)
-  np.testing.assert_allclose(planes.sample_planes(stack, points, reduce="mean"), 1.0)
+  sample = jax.jit(planes.sample_planes, static_argnames="reduce")
+  np.testing.assert_allclose(sample(stack, points), 3.0)
+  np.testing.assert_allclose(sample(stack, points, reduce="mean"), 1.0)
   with pytest.raises(ValueError, match="reduce"):
     planes.sample_planes(stack, points, reduce="max")

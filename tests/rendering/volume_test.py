@@ -13,17 +13,17 @@ def _raw_sigma(density):
 
 
 def test_weights_are_non_negative_and_sum_to_at_most_one():
-  key_c, key_s, key_d = jax.random.split(jax.random.key(0), 3)
-  colors = jax.random.uniform(key_c, (4, 10, 32, 3))
-  sigmas = 20.0 * jax.random.normal(key_s, (4, 10, 32, 1))
-  depths = jnp.sort(jax.random.uniform(key_d, (4, 10, 32), minval=1.0, maxval=3.0), axis=-1)
-  out = volume.ray_march(colors, sigmas, depths)
+  rng = np.random.default_rng(0)
+  colors = jnp.asarray(rng.uniform(size=(4, 10, 32, 3)), jnp.float32)
+  sigmas = jnp.asarray(20.0 * rng.normal(size=(4, 10, 32, 1)), jnp.float32)
+  depths = jnp.asarray(np.sort(rng.uniform(1.0, 3.0, (4, 10, 32)), axis=-1), jnp.float32)
+  out = jax.jit(volume.ray_march)(colors, sigmas, depths)
   assert out.weights.shape == (4, 10, 31)
   assert float(out.weights.min()) >= 0.0
   assert float(out.weight_sum.max()) <= 1.0 + 1e-6
   np.testing.assert_allclose(out.weight_sum, out.weights.sum(-1), rtol=1e-6)
   # Opaque everywhere: all the weight on the first interval.
-  opaque = volume.ray_march(colors, jnp.full_like(sigmas, 1e4), depths)
+  opaque = jax.jit(volume.ray_march)(colors, jnp.full_like(sigmas, 1e4), depths)
   np.testing.assert_allclose(opaque.weight_sum, 1.0, atol=1e-6)
 
 
@@ -33,7 +33,7 @@ def test_a_density_slab_reproduces_its_transmittance():
   inside = (depths >= 1.0 - 1e-9) & (depths <= 2.0 + 1e-9)
   sigmas = np.where(inside, _raw_sigma(density), -1e3)  # softplus(-1e3 - 1) = 0 outside
   colors = np.where(inside, colour, 0.0)
-  out = volume.ray_march(jnp.asarray(colors, jnp.float32)[None, :, None],
+  out = jax.jit(volume.ray_march)(jnp.asarray(colors, jnp.float32)[None, :, None],
                          jnp.asarray(sigmas, jnp.float32)[None, :, None],
                          jnp.asarray(depths, jnp.float32)[None])
   optical_depth = density * 1.0
@@ -61,7 +61,8 @@ def test_importance_sampling_draws_more_samples_where_weights_are_larger():
   depths = jnp.linspace(0.0, 1.6, 17)[None]              # 16 intervals of 0.1
   weights = jnp.zeros((1, 16)).at[0, 3].set(0.1).at[0, 11].set(0.6)
   for key in (None, jax.random.key(0)):
-    fine = np.asarray(volume.importance_depths(depths, weights, 400, key))[0]
+    fine = np.asarray(jax.jit(volume.importance_depths, static_argnums=2)(
+        depths, weights, 400, key))[0]
     counts = np.histogram(fine, bins=np.asarray(depths[0]))[0]
     assert counts.sum() == 400
     # The smoothing spreads each peak over its neighbours; the larger peak gets more.
@@ -80,11 +81,12 @@ def test_render_rays_finds_an_opaque_sphere():
   origins = jnp.broadcast_to(jnp.array([0.0, 0.0, -2.0]), (1, 3, 3))
   directions = jnp.array([[[0.0, 0.0, 1.0], [0.1, 0.0, 1.0], [0.3, 0.0, 1.0]]])
   directions = directions / jnp.linalg.norm(directions, axis=-1, keepdims=True)
-  out = volume.render_rays(field, origins, directions, 16, 16, 0.5, jax.random.key(0))
+  render = jax.jit(volume.render_rays, static_argnums=(0, 3, 4, 5))
+  out = render(field, origins, directions, 16, 16, 0.5, jax.random.key(0))
   assert out.features.shape == (1, 3, 4) and out.weights.shape == (1, 3, 31)
   np.testing.assert_allclose(out.weight_sum[0, :2], 1.0, atol=1e-3)   # hits
   np.testing.assert_allclose(out.weight_sum[0, 2], 0.0, atol=1e-6)    # misses the sphere
   # The central ray stops at the surface, 1.75 away; the fine pass sharpens the estimate.
-  coarse_only = volume.render_rays(field, origins, directions, 16, 0, 0.5)
+  coarse_only = render(field, origins, directions, 16, 0, 0.5)
   assert abs(float(out.depth[0, 0]) - 1.75) < 0.02
   assert abs(float(out.depth[0, 0]) - 1.75) < abs(float(coarse_only.depth[0, 0]) - 1.75)
