@@ -15,7 +15,9 @@ fx / W, fy / H, (cx + 0.5) / W, (cy + 0.5) / H (the half pixel moves integer cen
 
 K-jitter (PIR Eq. 1), in frame pixels before normalisation, x1, x2, x3 ~ U(-s, s):
   fx' = fx (1 + x1 / (2 u0)),  fy' = fy (1 + x1 / (2 v0)),  u0' = u0 + x2,  v0' = v0 + x3,
-so the rendered image shifts by (x2, x3) pixels and grows by about x1 pixels across the frame.
+so the rendered image shifts by (x2, x3) frame pixels and grows by about x1 pixels across the
+frame (a point d pixels from the principal point moves by d x1 / (2 u0) + x2); I_F, rendered at
+r = S / 8 in the paper, moves by r / S of that in its own pixels.
 
 Dimensions: B (or ...) batch, N points, R rays, S frame size in pixels.
 """

@@ -59,17 +59,17 @@ def test_renderer_shapes_and_dependence_on_both_inputs(local_enhancer):
 
 
 def test_multiscale_discriminator_outputs_and_feature_matching():
-  d = pir_renderer.MultiscaleDiscriminator(base_features=4, num_layers=3, num_scales=3)
-  image = jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (1, 64, 64, 6)), jnp.float32)
+  d = pir_renderer.MultiscaleDiscriminator(**TINY.discriminator)       # 4 wide, 2 layers, 3 scales
+  image = jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (1, 32, 32, 6)), jnp.float32)
   # Samples are independent (instance norm): the second is a different image.
   both, _ = _init_with_output(d, jnp.concatenate([image, -image]))
   outputs = jax.tree_util.tree_map(lambda x: x[:1], both)
   other = jax.tree_util.tree_map(lambda x: x[1:], both)
-  assert len(outputs) == 3 and all(len(o) == 5 for o in outputs)
+  assert len(outputs) == 3 and all(len(o) == 4 for o in outputs)
   # Conv4 padding 2: stride 2 maps H -> H / 2 + 1, stride 1 maps H -> H + 1.
-  assert [o.shape[1] for o in outputs[0]] == [33, 17, 9, 10, 11]
-  assert [o.shape[-1] for o in outputs[0]] == [4, 8, 16, 32, 1]
-  assert [o[-1].shape[1] for o in outputs] == [11, 7, 5]     # inputs 64, 32, 16
+  assert [o.shape[1] for o in outputs[0]] == [17, 9, 10, 11]
+  assert [o.shape[-1] for o in outputs[0]] == [4, 8, 16, 1]
+  assert [o[-1].shape[1] for o in outputs] == [11, 7, 5]     # inputs 32, 16, 8
   features = lambda outs: [o[:-1] for o in outs]
   assert float(gan.feature_matching(features(outputs), features(outputs))) == 0.0
   assert float(gan.feature_matching(features(outputs), features(other))) > 0.0
