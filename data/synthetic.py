@@ -921,6 +921,7 @@ def build_corpus(out: str | os.PathLike, preset: str = "tiny", *,
       writer.add_clip(
           spec.id, identity=spec.identity, voice=spec.voice.name,
           language=spec.voice.base_language, split=spec.split, text=clip.text,
+          phonemes=clip.phonemes,
           source=(f"data.synthetic seed={config.seed} "
                   f"identity={spec.identity} clip={spec.index}"),
           preview=config.preview, **clip.arrays())

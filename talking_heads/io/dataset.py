@@ -106,6 +106,8 @@ class ClipRecord:
     path: the clip directory, relative to the dataset root.
     text: the transcript, if known.
     source: where the clip came from (a video file, a generator seed), if recorded.
+    phonemes: the speech's phonemes as [symbol, start_s, end_s] in time order, if known (the
+      synthetic corpus records espeak-ng's timings; probes of audio features read them).
   """
   id: str
   identity: str
@@ -117,6 +119,7 @@ class ClipRecord:
   path: str
   text: str | None = None
   source: str | None = None
+  phonemes: list[list[Any]] | None = None
 
   def __post_init__(self):
     if not isinstance(self.id, str) or not _CLIP_ID_RE.match(self.id):
@@ -138,6 +141,8 @@ class ClipRecord:
     for name in ("text", "source"):
       if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
         raise ValueError(f"{name} must be a string or absent, got {getattr(self, name)!r}")
+    if self.phonemes is not None:
+      _check_phonemes(self.phonemes)
 
   @classmethod
   def from_dict(cls, entry: Mapping[str, Any]) -> ClipRecord:
@@ -155,7 +160,21 @@ class ClipRecord:
   def to_dict(self) -> dict[str, Any]:
     """The manifest entry; optional fields that are None are left out."""
     return {k: v for k, v in dataclasses.asdict(self).items()
-            if v is not None or k not in ("text", "source")}
+            if v is not None or k not in ("text", "source", "phonemes")}
+
+
+def _check_phonemes(phonemes: Any) -> None:
+  if not isinstance(phonemes, list):
+    raise ValueError(f"phonemes must be a list of [symbol, start_s, end_s], got {phonemes!r}")
+  previous_end = 0.0
+  for i, entry in enumerate(phonemes):
+    if not (isinstance(entry, list) and len(entry) == 3 and _nonempty_str(entry[0])
+            and all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in entry[1:])):
+      raise ValueError(f"phoneme {i} must be [symbol, start_s, end_s], got {entry!r}")
+    if not previous_end - 1e-6 <= entry[1] <= entry[2]:
+      raise ValueError(f"phoneme {i} {entry!r} is out of time order (previous ends at "
+                       f"{previous_end} s)")
+    previous_end = entry[2]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -632,6 +651,7 @@ class DatasetWriter:
                alpha: np.ndarray, expression: np.ndarray, pose: np.ndarray,
                K: np.ndarray,  # pylint: disable=invalid-name
                text: str | None = None, source: str | None = None,
+               phonemes: Sequence[tuple[str, float, float]] | None = None,
                preview: bool = False) -> ClipRecord:
     """Checks and writes one clip atomically; returns its record.
 
@@ -652,7 +672,9 @@ class DatasetWriter:
       record = ClipRecord(id=clip_id, identity=identity, voice=voice, language=language,
                           split=split, num_frames=int(frames.shape[0]) if frames.ndim else 0,
                           num_samples=int(audio.shape[0]) if audio.ndim else 0,
-                          path=f"{CLIPS_DIR}/{clip_id}", text=text, source=source)
+                          path=f"{CLIPS_DIR}/{clip_id}", text=text, source=source,
+                          phonemes=None if phonemes is None else
+                          [[str(p), float(a), float(b)] for p, a, b in phonemes])
     except ValueError as e:
       raise DatasetError(self.root, str(e), clip_id=clip_id) from None
     arrays = self._check_arrays(record, frames=frames, audio=audio, landmarks=landmarks,

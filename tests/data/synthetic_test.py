@@ -257,6 +257,19 @@ def test_mouth_opening_follows_speech_energy(data):
     assert _mouth_energy_correlation(data, shift) < aligned - 0.3, shift
 
 
+def test_clips_record_their_phoneme_timings_inside_the_audio(data):
+  # Probes of audio features label frames with these timings: they must cover the speech and
+  # end before the clip's (frame-padded) audio does.
+  for clip in data.clips():
+    phonemes = clip.record.phonemes
+    assert phonemes and 0.0 <= phonemes[0][1] < 0.5, clip.id
+    ends = np.array([end for _, _, end in phonemes])
+    starts = np.array([start for _, start, _ in phonemes])
+    np.testing.assert_allclose(starts[1:], ends[:-1], err_msg=clip.id)
+    assert ends[-1] <= clip.num_samples / data.sample_rate + 1e-6, clip.id
+    assert any(not symbol.startswith("_") for symbol, _, _ in phonemes), clip.id
+
+
 @pytest.mark.parametrize("overrides,match", [
     (dict(size=8), "size"), (dict(identities=0), "identities"),
     (dict(minutes=-1.0), "minutes"), (dict(seed=-3), "seed"),

@@ -1,5 +1,6 @@
 """Tests for talking_heads.io.dataset: writing, reading, validating and resuming datasets."""
 
+import dataclasses
 import json
 import os
 import pickle
@@ -366,3 +367,10 @@ def test_clip_record_round_trip_and_errors():
     ds.ClipRecord.from_dict({**record.to_dict(), "num_frames": 0})
   with pytest.raises(ValueError, match="id 'a/b' is not a valid clip id"):
     ds.ClipRecord.from_dict({**record.to_dict(), "id": "a/b"})
+  assert "phonemes" not in record.to_dict()
+  spoken = dataclasses.replace(record, phonemes=[["h", 0.0, 0.05], ["i", 0.05, 0.12]])
+  assert ds.ClipRecord.from_dict(json.loads(json.dumps(spoken.to_dict()))) == spoken
+  with pytest.raises(ValueError, match="phoneme 1 .* is out of time order"):
+    dataclasses.replace(record, phonemes=[["h", 0.0, 0.05], ["i", 0.01, 0.12]])
+  with pytest.raises(ValueError, match=r"phoneme 0 must be \[symbol, start_s, end_s\]"):
+    dataclasses.replace(record, phonemes=[["h", 0.0]])
