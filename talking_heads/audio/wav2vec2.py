@@ -29,8 +29,11 @@ on unpadded, equal-length batches (transformers' processor returns no mask for t
 GELU is the exact erf form; norms run in float32 (epsilon 1e-5 in every release) and attention
 logits and softmax in float32 (`nn.attention`). Dropout (`hidden_dropout` after attention, FFN
 and the positional sum; `activation_dropout` inside the FFN; `feat_proj_dropout`) is active only
-with `deterministic=False` and a 'dropout' rng; attention-weight dropout and LayerDrop are not
-implemented.
+with `deterministic=False` and a 'dropout' rng, and so is LayerDrop (`layerdrop`: each transformer
+layer of a batch is skipped with that probability; its hidden state then repeats the previous
+one); attention-weight dropout is not implemented. `feature_grad_scale` (fairseq's
+`feature_grad_mult`, 0.1 in wav2vec 2.0 BASE pretraining) scales the gradient that reaches the
+feature encoder and leaves the forward pass unchanged.
 """
 
 from __future__ import annotations
@@ -72,6 +75,8 @@ class Wav2Vec2Config:
     layer_norm_eps: epsilon of the projection's and the encoder's LayerNorms (the feature
       encoder's norms use PyTorch's default 1e-5, as transformers does).
     hidden_dropout, activation_dropout, feat_proj_dropout: dropout rates (module docstring).
+    layerdrop: probability of skipping each transformer layer in training (module docstring).
+    feature_grad_scale: gradient scale into the feature encoder (not a transformers field).
   """
   hidden_size: int = 768
   num_hidden_layers: int = 12
@@ -89,6 +94,8 @@ class Wav2Vec2Config:
   hidden_dropout: float = 0.1
   activation_dropout: float = 0.1
   feat_proj_dropout: float = 0.0
+  layerdrop: float = 0.1
+  feature_grad_scale: float = 1.0
 
   def __post_init__(self):
     problems = []
@@ -104,6 +111,10 @@ class Wav2Vec2Config:
     if self.hidden_size % self.num_conv_pos_embedding_groups:
       problems.append(f"hidden_size {self.hidden_size} does not split into "
                       f"{self.num_conv_pos_embedding_groups} positional-conv groups")
+    if not 0.0 <= self.layerdrop < 1.0:
+      problems.append(f"layerdrop must be in [0, 1), got {self.layerdrop}")
+    if not 0.0 < self.feature_grad_scale <= 1.0:
+      problems.append(f"feature_grad_scale must be in (0, 1], got {self.feature_grad_scale}")
     if problems:
       raise ValueError("Wav2Vec2Config: " + "; ".join(problems))
 
@@ -401,7 +412,11 @@ class Encoder(nn.Module):
     y = nn.Dropout(c.hidden_dropout)(y, deterministic)
     states = [y]
     for l in range(c.num_hidden_layers):
-      y = EncoderLayer(c, name=f"layers_{l}", **kw)(y, frames, deterministic)
+      out = EncoderLayer(c, name=f"layers_{l}", **kw)(y, frames, deterministic)
+      if not deterministic and c.layerdrop > 0:
+        skip = jax.random.uniform(self.make_rng("dropout")) < c.layerdrop
+        out = jnp.where(skip, y, out)
+      y = out
       states.append(y)
     if c.do_stable_layer_norm:
       states[-1] = layer_norm(y).astype(self.dtype)
@@ -464,6 +479,10 @@ class Wav2Vec2Model(nn.Module):
       raise ValueError(f"Wav2Vec2Model: sample_mask {sample_mask.shape} does not match the "
                        f"waveform {waveform.shape}")
     conv_features = self.feature_extractor(waveform)                     # [B, T, C]
+    if self.config.feature_grad_scale != 1.0:
+      # x + (s - 1)(x - sg(x)): the same values exactly, gradient s.
+      conv_features = conv_features + (self.config.feature_grad_scale - 1) * (
+          conv_features - jax.lax.stop_gradient(conv_features))
     b, t = conv_features.shape[:2]
     z, extract_features = self.feature_projection(conv_features, deterministic)   # [B, T, D]
     if mask_time_indices is not None:

@@ -187,6 +187,44 @@ def test_dropout_is_off_by_default_and_on_when_asked():
                                 model.apply(variables, x).last_hidden_state)
 
 
+def test_layerdrop_skips_whole_layers_only_in_training():
+  quiet = dict(hidden_dropout=0.0, activation_dropout=0.0)
+  x = np.random.default_rng(0).normal(size=(1, 4000)).astype(np.float32)
+  config = dataclasses.replace(wav2vec2.get_config("tiny"), layerdrop=0.999, **quiet)
+  model = wav2vec2.Wav2Vec2Model(config)
+  variables = model.init(jax.random.key(0), x)
+  dropped = model.apply(variables, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
+  kept = wav2vec2.Wav2Vec2Model(dataclasses.replace(config, layerdrop=0.0)).apply(
+      variables, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
+  # Every layer skipped: each hidden state repeats the one before (the stable encoder's final
+  # LayerNorm still applies to the last).
+  for before, after in zip(dropped.hidden_states[:-2], dropped.hidden_states[1:-1]):
+    np.testing.assert_array_equal(before, after)
+  assert not np.allclose(kept.hidden_states[1], kept.hidden_states[0])
+  np.testing.assert_array_equal(model.apply(variables, x).last_hidden_state,
+                                kept.last_hidden_state)
+
+
+def test_feature_grad_scale_scales_only_the_feature_encoders_gradient():
+  x = np.random.default_rng(0).normal(size=(1, 4000)).astype(np.float32)
+  base = dataclasses.replace(wav2vec2.get_config("tiny"), layerdrop=0.0)
+  variables = wav2vec2.Wav2Vec2Model(base).init(jax.random.key(0), x)
+
+  def grads(scale):
+    model = wav2vec2.Wav2Vec2Model(dataclasses.replace(base, feature_grad_scale=scale))
+    loss = lambda v: jnp.sum(model.apply(v, x).last_hidden_state ** 2)
+    return loss(variables), jax.grad(loss)(variables)["params"]
+
+  (full_loss, full), (scaled_loss, scaled) = grads(1.0), grads(0.1)
+  assert full_loss == scaled_loss
+  for a, b in zip(jax.tree_util.tree_leaves(full["feature_extractor"]),
+                  jax.tree_util.tree_leaves(scaled["feature_extractor"])):
+    np.testing.assert_allclose(b, 0.1 * a, rtol=1e-4, atol=1e-7)
+  for a, b in zip(jax.tree_util.tree_leaves(full["encoder"]),
+                  jax.tree_util.tree_leaves(scaled["encoder"])):
+    np.testing.assert_array_equal(a, b)
+
+
 def test_bad_inputs_and_configs_are_named():
   config = wav2vec2.get_config("tiny")
   model = wav2vec2.Wav2Vec2Model(config)
@@ -198,6 +236,10 @@ def test_bad_inputs_and_configs_are_named():
     model.init(jax.random.key(0), jnp.zeros((1, 4000)), jnp.ones((1, 3000), bool))
   with pytest.raises(ValueError, match="feat_extract_norm"):
     dataclasses.replace(config, feat_extract_norm="batch")
+  with pytest.raises(ValueError, match="layerdrop must be in"):
+    dataclasses.replace(config, layerdrop=1.0)
+  with pytest.raises(ValueError, match="feature_grad_scale must be in"):
+    dataclasses.replace(config, feature_grad_scale=0.0)
   with pytest.raises(ValueError, match="unknown wav2vec2 config 'huge'"):
     wav2vec2.get_config("huge")
   with pytest.raises(ValueError, match=r"cfg\.json: hidden_act 'relu' is not supported"):

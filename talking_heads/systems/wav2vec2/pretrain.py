@@ -14,7 +14,8 @@ distractors per batch (seeded by data.eval_seed), the argmax codes (no Gumbel no
 Loss (per update, `loss.*`): contrastive (K = num_negatives distractors, kappa) + diversity_weight
 L_d + feature_penalty mean(conv_features^2); the Gumbel temperature is a function of the
 update count (`loss.gumbel_start/end/decay`), so a resumed run continues the schedule.
-Not implemented: the paper's 0.1 gradient scale on the feature encoder (base), LayerDrop.
+The paper's 0.1 gradient scale on the feature encoder and LayerDrop are encoder fields
+(`feature_grad_scale`, `layerdrop`; set by the paper config).
 
 Metrics: loss, contrastive, diversity, feature_penalty, accuracy (the true code ranked first),
 prob_perplexity (of the softmax, used by L_d), code_perplexity (of the chosen codes), temperature,
