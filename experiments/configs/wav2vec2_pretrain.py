@@ -70,7 +70,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.update(encoder=encoder_fields(
         "tiny", hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
         intermediate_size=512, conv_dim=(128,) * 7, num_conv_pos_embeddings=32,
-        num_conv_pos_embedding_groups=8, layerdrop=0.0), num_entries=32, codevector_dim=64, final_dim=64)
+        num_conv_pos_embedding_groups=8, layerdrop=0.0), num_entries=32, codevector_dim=64,
+        final_dim=64)
     c.loss.update(num_negatives=20, gumbel_decay=0.999)
     c.data.update(min_length=25, max_length=100)
     c.optimizer.update(schedule="warmup_cosine", warmup_steps=200, end_lr_factor=0.05)
