@@ -48,6 +48,7 @@ from talking_heads.systems.experts import sync_expert
 FLAGS = flags.FLAGS
 PROBE_TEST_SPLITS = ("test", "heldout_voice")
 MEL_FRAMES_PER_VIDEO_FRAME = 4     # the RADIO mel's 100 Hz hop at 25 fps
+PARTS = ("probe", "latents", "lip_sync")
 TRUE_LATENTS_ROW = "true frames' DAE latents decoded (an exact speech2latent)"
 
 
@@ -128,19 +129,28 @@ def latent_errors(dataset_root: str, identity: str, latents_name: str,
 
 
 def run(dataset: str, identity: str, dae_workdir: str, workdirs: dict[str, str], encoder: str,
-        syncnet_workdir: str, regressor_workdir: str, *, clips: int = 2, frames: int = 50,
-        sample_steps: int = 25, seed: int = 0) -> dict[str, Any]:
-  """The three measurements for `workdirs` ({front end: speech2latent workdir})."""
+        syncnet_workdir: str, regressor_workdir: str, *, parts: tuple[str, ...] = PARTS,
+        clips: int = 2, frames: int = 50, sample_steps: int = 25, seed: int = 0
+        ) -> dict[str, Any]:
+  """The measurements `parts` for `workdirs` ({front end: speech2latent workdir})."""
+  if unknown := set(parts) - set(PARTS):
+    raise ValueError(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
   results: dict[str, Any] = {"identity": identity, "workdirs": workdirs, "clips_per_set": clips,
                              "frames_per_clip": frames, "sample_steps": sample_steps}
-  start = time.perf_counter()
-  results["phoneme_probe"] = phoneme_probes(dataset, *wav2vec2_pretrained.load_encoder(encoder),
-                                            seed=seed)
-  results["probe_seconds"] = round(time.perf_counter() - start, 1)
+  if "probe" in parts:
+    start = time.perf_counter()
+    results["phoneme_probe"] = phoneme_probes(
+        dataset, *wav2vec2_pretrained.load_encoder(encoder), seed=seed)
+    results["probe_seconds"] = round(time.perf_counter() - start, 1)
+  if not {"latents", "lip_sync"} & set(parts):
+    return results
   models = {name: inference.load(dae_workdir, w) for name, w in workdirs.items()}
-  results["latents"] = {
-      name: latent_errors(dataset, identity, m.speech2latent.stage.config.data.latents, m)
-      for name, m in models.items()}
+  if "latents" in parts:
+    results["latents"] = {
+        name: latent_errors(dataset, identity, m.speech2latent.stage.config.data.latents, m)
+        for name, m in models.items()}
+  if "lip_sync" not in parts:
+    return results
   scorer = evaluation.Scorer(sync_expert.lse_expert(syncnet_workdir),
                              face_regressor.load_face_regressor(regressor_workdir))
   options = inference.Options(sample_steps=sample_steps, seed=seed)
@@ -164,30 +174,49 @@ def run(dataset: str, identity: str, dae_workdir: str, workdirs: dict[str, str],
 
 
 def markdown(results: dict[str, Any]) -> str:
-  probes = results["phoneme_probe"]["probes"]
+  lines = []
+  if "phoneme_probe" in results:
+    lines += _probe_markdown(results["phoneme_probe"]) + [""]
+  if "latents" in results:
+    lines += _latents_markdown(results["latents"]) + [""]
+  if "lip_sync" in results:
+    lines += _lip_sync_markdown(results)
+  return "\n".join(lines).rstrip() + "\n"
+
+
+def _probe_markdown(probe: dict[str, Any]) -> list[str]:
+  probes = probe["probes"]
   lines = [f"Phoneme probe (linear, frames labelled by espeak-ng's timings; encoder "
-           f"{results['phoneme_probe']['encoder']}): held-out accuracy / balanced accuracy (%)", "",
+           f"{probe['encoder']}): held-out accuracy / balanced accuracy (%)", "",
            "| features | dim | test | held-out voices | majority class (test) |", "|---|---|---|---|---|"]
   for name, r in probes.items():
     cells = [f"{100 * r[s]['accuracy']:.1f} / {100 * r[s]['balanced_accuracy']:.1f}"
              for s in PROBE_TEST_SPLITS]
     lines.append(f"| {name} | {r['dim']} | {' | '.join(cells)} | "
                  f"{100 * r['test']['majority_rate']:.1f} |")
-  lines += ["", "speech2latent's latent error on every clip of the identity (predicted pose, as at "
+  return lines
+
+
+def _latents_markdown(latents: dict[str, Any]) -> list[str]:
+  lines = ["speech2latent's latent error on every clip of the identity (predicted pose, as at "
             "inference): MSE in DAE units (1 - R^2 against the training mean)", "",
             "| front end | test | held-out voices |", "|---|---|---|"]
-  for name, r in results["latents"].items():
+  for name, r in latents.items():
     cells = [f"{r[s]['latent_mse']:.4f} ({r[s]['unexplained_fraction']:.3f})"
              for s in evaluation.SETS]
     lines.append(f"| {name} | {' | '.join(cells)} |")
-  lines += ["", f"Lip sync of the rendered videos ({results['clips_per_set']} clips x "
+  return lines
+
+
+def _lip_sync_markdown(results: dict[str, Any]) -> list[str]:
+  lines = [f"Lip sync of the rendered videos ({results['clips_per_set']} clips x "
             f"{results['frames_per_clip']} frames per set, {results['sample_steps']} DDIM steps, "
             "one shared x_T; LSE with the corpus expert, LMD in pixels at the autoencoder's size)",
             "", "| set | video | LSE-C | LSE-D | LMD |", "|---|---|---|---|---|"]
   for s, rows in results["lip_sync"].items():
     for name, r in rows.items():
       lines.append(f"| {s} | {name} | {r['lse_c']:.3f} | {r['lse_d']:.3f} | {r['lmd']:.2f} |")
-  return "\n".join(lines) + "\n"
+  return lines
 
 
 def define_flags() -> None:
@@ -200,6 +229,7 @@ def define_flags() -> None:
   flags.DEFINE_string("encoder", None, "The wav2vec2 encoder (pretraining workdir or folder).")
   flags.DEFINE_string("syncnet_workdir", None, "Trained SyncNet expert for LSE.")
   flags.DEFINE_string("regressor_workdir", None, "Trained face regressor (landmarks).")
+  flags.DEFINE_list("parts", list(PARTS), "Measurements to make.")
   flags.DEFINE_integer("clips", 2, "Clips per test set for lip sync.")
   flags.DEFINE_integer("frames", 50, "Frames per clip for lip sync.")
   flags.DEFINE_integer("sample_steps", 25, "DDIM steps.")
@@ -212,7 +242,7 @@ def main(argv):
   start = time.time()
   results = run(FLAGS.dataset, FLAGS.identity, FLAGS.dae_workdir,
                 {"mel": FLAGS.mel_workdir, "wav2vec2": FLAGS.wav2vec2_workdir}, FLAGS.encoder,
-                FLAGS.syncnet_workdir, FLAGS.regressor_workdir, clips=FLAGS.clips,
+                FLAGS.syncnet_workdir, FLAGS.regressor_workdir, parts=tuple(FLAGS.parts), clips=FLAGS.clips,
                 frames=FLAGS.frames, sample_steps=FLAGS.sample_steps, seed=FLAGS.seed)
   results.update(command=reports.command_line(), machine=reports.machine_description(),
                  duration_s=round(time.time() - start, 1))
