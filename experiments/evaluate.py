@@ -25,8 +25,8 @@ LSE: the official SyncNet S when `--weights-dir` holds `syncnet_v2.model` (compa
 papers), else the independent expert (S's architecture trained here, stage `syncnet_eval`, which
 no generator trains against) when `--sync-eval-workdir` is given, else a SyncNet_color trained
 here when `--syncnet-workdir` is given (the expert Wav2Lip trains against); the last two are NOT
-comparable with papers; the output names the expert. Audio: `--audio` (a file, or a directory matched by
-stem), else the generated video's own track, else the reference's. Face crops (`--lse-crop`):
+comparable with papers; the output names the expert. Audio: `--audio` (a file, or a directory
+matched by stem), else the generated video's own track, else the reference's. Face crops (`--lse-crop`):
 "auto" scores dataset clips as they are (they are face crops) and runs syncnet_python's face
 tracking and cropping on mp4 frames; "none" and "syncnet" force either. The crop pipeline keeps
 syncnet_python's limits (tracks over 100 detections, faces over 100 px); lower them with

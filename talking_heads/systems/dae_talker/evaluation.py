@@ -10,10 +10,11 @@ voices (the corpus renders a true video for those too, so LMD exists for both). 
 Table 1: LSE-D/LSE-C (`sync_expert.lse_scorer`: the official S when `weights_dir` holds
   syncnet_v2.model, else the independent expert trained here by `syncnet_eval`, else the colour
   expert; the results name it; the colour expert, when it is not the scorer, scores the same
-  videos too for the experts' agreement, Spearman's rho of LSE-C over rows and clips) and LMD (mouth landmarks of generated vs true frames, both from the corpus-
-  trained face regressor; ATVGnet's sum over the 20 mouth points, pixels at the autoencoder's size)
-  for the true video (resized to the autoencoder's size) and DAE-Talker. Table 2 repeats the true
-  video's row (its LSE is the ceiling).
+  videos too for the experts' agreement, Spearman's rho of LSE-C over rows and clips) and LMD
+  (mouth landmarks of generated vs true frames, both from the corpus-trained face regressor;
+  ATVGnet's sum over the 20 mouth points, pixels at the autoencoder's size) for the true video
+  (resized to the autoencoder's size) and DAE-Talker. Table 2 repeats the true video's row (its
+  LSE is the ceiling).
 Table 2: DAE-Talker vs "w/o shared x_T" (one x_T per frame) vs "w/o data aug" (speech2latent
   trained on fixed segments), with the temporal-stability metrics: flicker (mean |f[t+1] - f[t]|,
   grey levels), flicker error against the true video, and landmark jitter (mean norm of the

@@ -199,7 +199,8 @@ def lse_scorer(*, sync_eval_workdir: str = "", weights_dir: str = "", syncnet_wo
 def scorer_label(expert: sync_experts.SyncExpert) -> str:
   """How tables name the expert that scored their LSE columns."""
   d = expert.describe()
-  return f"{d['name']} ({'comparable' if d['comparable_with_papers'] else 'NOT comparable'} with papers)"
+  comparable = "comparable" if d["comparable_with_papers"] else "NOT comparable"
+  return f"{d['name']} ({comparable} with papers)"
 
 
 def lse_scorers(*, sync_eval_workdir: str = "", weights_dir: str = "", syncnet_workdir: str = ""

@@ -41,9 +41,8 @@ statistics unless `sync_expert.use_running_average` is False.
 
 Config fields: model{width, dtype}, data{root, image_size, bgr, eval_split, eval_stride,
 eval_seed, num_workers}, loss{sync_weight, sync_threshold, sync_truth_ratio, sync_switch_step},
-sync_expert{workdir, checkpoint,
-use_running_average}, gan{enabled, adv_weight, sync_weight, generator_b1, optimizer{...}},
-optimizer{...}, plus the trainer fields (`talking_heads.training.loop`).
+sync_expert{workdir, checkpoint, use_running_average}, gan{enabled, adv_weight, sync_weight,
+generator_b1, optimizer{...}}, optimizer{...}, plus the trainer fields (`talking_heads.training.loop`).
 """
 
 from __future__ import annotations
@@ -135,7 +134,7 @@ def sync_switch_due(loss: ml_collections.ConfigDict, eval_metrics: dict[str, flo
     return f"eval sync loss {sync:.4f} < threshold {loss.sync_threshold:g}"
   ratio, truth = loss.get("sync_truth_ratio", 0.0), eval_metrics.get("sync_loss_truth")
   if ratio > 0 and truth is not None and sync < ratio * truth:
-    return (f"eval sync loss {sync:.4f} < {ratio:g} x the true frames' {truth:.4f}")
+    return f"eval sync loss {sync:.4f} < {ratio:g} x the true frames' {truth:.4f}"
   switch_step = loss.get("sync_switch_step", 0)
   if switch_step > 0 and step >= switch_step:
     return f"step {step} >= sync_switch_step {switch_step}"
@@ -352,7 +351,7 @@ class Wav2LipStage(LossStage):
     metrics = {
         "l1": reduce.weighted_mean(jnp.mean(jnp.abs(generated - target), axis=(1, 2, 3, 4)), valid),
         "sync_loss": self.sync_expert.loss(batch["mel"], generated, valid),
-        # The expert on the true frames: the floor the generator's sync loss can reach.
+        # The expert on the true frames of the same windows: what the demo switch rule compares to.
         "sync_loss_truth": self.sync_expert.loss(batch["mel"], target, valid),
         "psnr": reduce.weighted_mean(window_psnr(generated, target), valid),
         "eval_weight": jnp.sum(valid),

@@ -85,3 +85,11 @@ def test_scorer_choice_and_errors(tmp_path):
   with pytest.raises(ValueError, match="leave no feature map"):
     jax.eval_shape(lambda: syncnet_lib.SyncNetS(lip_size=16).init(
         jax.random.PRNGKey(0), np.zeros((1, 5, 16, 16, 3)), np.zeros((1, 13, 20, 1))))
+
+
+def test_agreement_over_score_rows():
+  rows = [{"lse_c": 1.0, "lse_c_second": 2.0}, {"lse_c": 2.0, "lse_c_second": 3.0},
+          {"lse_c": 3.0, "lse_c_second": 1.0}]
+  # Ranks (1, 2, 3) vs (2, 3, 1): 1 - 6 (1 + 1 + 4) / (3 (9 - 1)) = -0.5.
+  assert sync_expert.agreement(rows) == {"pairs": 3, "spearman_lse_c": pytest.approx(-0.5)}
+  assert sync_expert.agreement([{"lse_c": 1.0}]) == {}
