@@ -22,9 +22,11 @@ Networks whose weights are not in `--weights-dir` are reported as "unavailable: 
 is>) missing from --weights-dir" and never computed with random weights.
 
 LSE: the official SyncNet S when `--weights-dir` holds `syncnet_v2.model` (comparable with
-papers), else a SyncNet_color trained here when `--syncnet-workdir` is given (NOT comparable
-with papers); the output names the expert. Audio: `--audio` (a file, or a directory matched by
-stem), else the generated video's own track, else the reference's. Face crops (`--lse-crop`):
+papers), else the independent expert (S's architecture trained here, stage `syncnet_eval`, which
+no generator trains against) when `--sync-eval-workdir` is given, else a SyncNet_color trained
+here when `--syncnet-workdir` is given (the expert Wav2Lip trains against); the last two are NOT
+comparable with papers; the output names the expert. Audio: `--audio` (a file, or a directory
+matched by stem), else the generated video's own track, else the reference's. Face crops (`--lse-crop`):
 "auto" scores dataset clips as they are (they are face crops) and runs syncnet_python's face
 tracking and cropping on mp4 frames; "none" and "syncnet" force either. The crop pipeline keeps
 syncnet_python's limits (tracks over 100 detections, faces over 100 px); lower them with
@@ -95,7 +97,11 @@ _METRICS = flags.DEFINE_list("metrics", list(METRICS), f"Metrics, from {', '.joi
 WEIGHTS_DIR = flags.DEFINE_string(
     "weights-dir", None, "Folder of public checkpoints (syncnet_v2.model, LPIPS, Inception).")
 SYNCNET_WORKDIR = flags.DEFINE_string(
-    "syncnet-workdir", None, "Workdir of a SyncNet trained here, for LSE without syncnet_v2.model.")
+    "syncnet-workdir", None, "Workdir of a SyncNet_color trained here, for LSE without "
+    "syncnet_v2.model or --sync-eval-workdir.")
+SYNC_EVAL_WORKDIR = flags.DEFINE_string(
+    "sync-eval-workdir", None, "Workdir of the independent expert trained here (stage "
+    "syncnet_eval), for LSE without syncnet_v2.model.")
 _SLIDING = flags.DEFINE_bool(
     "sliding", False, "Slide generated videos shorter than their references along them (LaDTalk).")
 _LPIPS_NET = flags.DEFINE_enum("lpips-net", "alex", lpips_lib.NETS, "LPIPS backbone.")
@@ -250,18 +256,26 @@ def load_s_expert(weights_dir: str | os.PathLike[str] | None, **kwargs: Any
                                      **kwargs)
 
 
-def load_sync_expert(weights_dir: str | None, syncnet_workdir: str | None
+def load_sync_expert(weights_dir: str | None, syncnet_workdir: str | None,
+                     sync_eval_workdir: str | None = None
                      ) -> tuple[sync_experts.SyncExpert | None, str]:
-  """(expert, what was chosen and why): S if `weights_dir` has syncnet_v2.model, else the expert
-  trained in `syncnet_workdir`, else (None, the 'unavailable' message)."""
+  """(expert, what was chosen and why): S if `weights_dir` has syncnet_v2.model, else the
+  independent expert of `sync_eval_workdir`, else the colour expert of `syncnet_workdir`, else
+  (None, the 'unavailable' message)."""
   if not _missing(weights_dir, "syncnet_v2"):
     expert = load_s_expert(weights_dir)
     return expert, f"{expert.name}: comparable with papers"
+  if sync_eval_workdir:
+    expert = sync_expert.independent_expert(sync_eval_workdir,
+                                            names=("--sync-eval-workdir", "--weights-dir"))
+    return expert, (f"{expert.name}: NOT comparable with papers (syncnet_v2.model is not in "
+                    "--weights-dir)")
   if syncnet_workdir:
     expert = sync_expert.lse_expert(syncnet_workdir)
     return expert, (f"{expert.name}: NOT comparable with papers (syncnet_v2.model is not in "
                     "--weights-dir)")
-  return None, (unavailable("syncnet_v2") + "; or pass --syncnet-workdir for a SyncNet trained "
+  return None, (unavailable("syncnet_v2") + "; or pass --sync-eval-workdir (the independent "
+                "expert) or --syncnet-workdir for a SyncNet trained "
                 "here (not comparable with papers)")
 
 
@@ -324,6 +338,7 @@ class Options:
   metrics: tuple[str, ...] = METRICS
   weights_dir: str | None = None
   syncnet_workdir: str | None = None
+  sync_eval_workdir: str | None = None
   sliding: bool = False
   lpips_net: str = "alex"
   lse_crop: str = "auto"
@@ -522,7 +537,8 @@ def evaluate(options: Options, out: str | os.PathLike[str] | None = None,
       inception = fid_lib.InceptionFeatureExtractor(inception_convert.load_inception(options.weights_dir))
   expert, expert_text = None, None
   if "lse" in requested:
-    expert, expert_text = load_sync_expert(options.weights_dir, options.syncnet_workdir)
+    expert, expert_text = load_sync_expert(options.weights_dir, options.syncnet_workdir,
+                                           options.sync_eval_workdir)
     if expert is None:
       summary_override["lse"] = expert_text
   per_frame = suite.frame_metrics([m for m in requested if m not in summary_override],
@@ -633,6 +649,7 @@ def main(argv: list[str]) -> None:
         generated=_GENERATED.value, reference=_REFERENCE.value, audio=_AUDIO.value,
         metrics=tuple(m.strip() for m in _METRICS.value if m.strip()),
         weights_dir=WEIGHTS_DIR.value, syncnet_workdir=SYNCNET_WORKDIR.value,
+        sync_eval_workdir=SYNC_EVAL_WORKDIR.value,
         sliding=_SLIDING.value, lpips_net=_LPIPS_NET.value, lse_crop=_LSE_CROP.value,
         crop_settings=sync_experts.CropSettings(min_track=_CROP_MIN_TRACK.value,
                                                 min_face_size=_CROP_MIN_FACE.value))

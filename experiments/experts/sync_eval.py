@@ -3,8 +3,9 @@ r"""Checks the LSE evaluator on a dataset (`talking_heads.systems.experts.sync_e
   python -m experiments.experts.sync_eval --syncnet-workdir=runs/syncnet_demo \
       --dataset=/tmp/demo_corpus --split=test --out=runs/syncnet_demo/sync_eval.json
 
-The expert is the official S when `--weights-dir` has syncnet_v2.model, else the SyncNet trained
-in `--syncnet-workdir`. Writes JSON (`--out`, default sync_eval.json) and a markdown table beside
+The expert is the official S when `--weights-dir` has syncnet_v2.model, else the independent
+expert of `--sync-eval-workdir` (stage syncnet_eval), else the SyncNet_color trained in
+`--syncnet-workdir`. Writes JSON (`--out`, default sync_eval.json) and a markdown table beside
 it (same stem, .md) with the command, machine and duration.
 """
 
@@ -36,7 +37,8 @@ def main(argv: list[str]) -> None:
   if not _DATASET.value:
     raise app.UsageError("--dataset is required")
   expert, expert_text = evaluate.load_sync_expert(evaluate.WEIGHTS_DIR.value,
-                                                  evaluate.SYNCNET_WORKDIR.value)
+                                                  evaluate.SYNCNET_WORKDIR.value,
+                                                  evaluate.SYNC_EVAL_WORKDIR.value)
   if expert is None:
     raise app.UsageError(expert_text)
   splits = [_SPLIT.value] + [s for s in _HELDOUT.value if s and s != _SPLIT.value]

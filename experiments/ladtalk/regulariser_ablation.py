@@ -50,7 +50,10 @@ def define_flags() -> None:
       "Argument of experiments/configs/ladtalk/sovqae.py for every variant.")
   flags.DEFINE_string("workdir", "runs/regulariser_ablation", "Parent of the variants' workdirs.")
   flags.DEFINE_string("wav2lip_workdir", "", "Trained wav2lip workdir (LaDTalk LSE); optional.")
-  flags.DEFINE_string("syncnet_workdir", "", "Trained syncnet workdir (LSE).")
+  flags.DEFINE_string("syncnet_workdir", "", "Trained syncnet workdir (LSE when no independent "
+                      "expert is given; the second expert otherwise).")
+  flags.DEFINE_string("sync_eval_workdir", "", "Trained syncnet_eval workdir: the independent "
+                      "expert that scores LSE.")
   flags.DEFINE_integer("lse_clips", 2, "Held-out-voice clips per variant for LSE.")
   flags.DEFINE_integer("frames", 24, "Held-out frames in the region experiment.")
   flags.DEFINE_string("out", "regulariser_ablation.json", "JSON output; markdown beside it.")
@@ -65,8 +68,8 @@ def variant_config(base: str, mode: str, theta: float, root: str):
 
 
 def run_variant(name: str, mode: str, theta: float, base: str, root: str, workdir: str,
-                wav2lip_workdir: str, syncnet_workdir: str, lse_clips: int, frames: int
-                ) -> dict[str, Any]:
+                wav2lip_workdir: str, syncnet_workdir: str, lse_clips: int, frames: int,
+                sync_eval_workdir: str = "") -> dict[str, Any]:
   config = variant_config(base, mode, theta, root)
   start = time.perf_counter()
   result = loop.train_and_evaluate(config, workdir)
@@ -84,8 +87,12 @@ def run_variant(name: str, mode: str, theta: float, base: str, root: str, workdi
   if wav2lip_workdir:
     identity = parse_identities(config.data.identities)[0]
     lad = ladtalk_eval.run(root, identity, ["heldout_voice"], wav2lip_workdir, workdir,
-                           syncnet_workdir, max_clips=lse_clips)
-    row["ladtalk_heldout_voice"] = lad["splits"]["heldout_voice"]["summary"]["ladtalk"]
+                           syncnet_workdir, max_clips=lse_clips,
+                           sync_eval_workdir=sync_eval_workdir)
+    summary = lad["splits"]["heldout_voice"]["summary"]
+    row["ladtalk_heldout_voice"] = summary["ladtalk"]
+    row["ground_truth_heldout_voice"] = summary["ground_truth"]
+    row["lse_expert"] = lad["lse_expert"]
   return row
 
 
@@ -131,7 +138,7 @@ def main(argv):
     logging.info("regulariser ablation: %s", name)
     rows.append(run_variant(name, mode, theta, FLAGS.base, FLAGS.dataset,
                             os.path.join(parent, name), FLAGS.wav2lip_workdir, FLAGS.syncnet_workdir,
-                            FLAGS.lse_clips, FLAGS.frames))
+                            FLAGS.lse_clips, FLAGS.frames, FLAGS.sync_eval_workdir))
   results = {"command": reports.command_line(), "machine": reports.machine_description(),
              "base": FLAGS.base, "seed": sovqae_config.get_config(FLAGS.base).seed,
              "variants": rows, "duration_s": round(time.time() - start, 1)}

@@ -2,7 +2,8 @@ r"""LaDTalk Tables 1 and 2 at small scale (`talking_heads.systems.ladtalk.evalua
 
   python -m experiments.ladtalk.tables --dataset=runs/main/corpus --identity=id01 \
       --wav2lip_workdir=runs/main/ladtalk/wav2lip --sovqae_workdir=runs/main/ladtalk/sovqae \
-      --syncnet_workdir=runs/main/experts/syncnet --splits=test,heldout_voice \
+      --syncnet_workdir=runs/main/experts/syncnet \
+      --sync_eval_workdir=runs/main/experts/syncnet_eval --splits=test,heldout_voice \
       --out=experiments/results/ladtalk_demo/tables.json
 """
 
@@ -25,8 +26,12 @@ def define_flags() -> None:
   flags.DEFINE_list("splits", ["test", "heldout_voice"], "Splits to evaluate.")
   flags.DEFINE_string("wav2lip_workdir", None, "Trained `wav2lip` stage workdir.")
   flags.DEFINE_string("sovqae_workdir", None, "Trained `sovqae` stage workdir.")
-  flags.DEFINE_string("syncnet_workdir", None, "Trained `syncnet` stage workdir (LSE).")
-  flags.DEFINE_string("weights_dir", "", "Folder with pt_inception-2015-12-05 (FID).")
+  flags.DEFINE_string("syncnet_workdir", None, "Trained `syncnet` stage workdir (LSE when no "
+                      "independent expert is given; the second expert otherwise).")
+  flags.DEFINE_string("sync_eval_workdir", "", "Trained `syncnet_eval` workdir: the independent "
+                      "expert that scores LSE (syncnet_v2.model in --weights_dir wins).")
+  flags.DEFINE_string("weights_dir", "", "Folder with pt_inception-2015-12-05 (FID) and/or "
+                      "syncnet_v2.model (LSE).")
   flags.DEFINE_integer("max_clips", 0, "Clips per split (0: all).")
   flags.DEFINE_string("out", "ladtalk_tables.json", "JSON output; markdown beside it.")
 
@@ -35,7 +40,8 @@ def main(argv):
   del argv
   start = time.time()
   results = evaluation.run(FLAGS.dataset, FLAGS.identity, FLAGS.splits, FLAGS.wav2lip_workdir,
-                           FLAGS.sovqae_workdir, FLAGS.syncnet_workdir, FLAGS.weights_dir, FLAGS.max_clips)
+                           FLAGS.sovqae_workdir, FLAGS.syncnet_workdir, FLAGS.weights_dir, FLAGS.max_clips,
+                           sync_eval_workdir=FLAGS.sync_eval_workdir)
   results.update(command=reports.command_line(),
                  machine=reports.machine_description(), duration_s=round(time.time() - start, 1))
   reports.write_results(FLAGS.out, results, evaluation.markdown(results))

@@ -124,6 +124,14 @@ def _decode_with_ffmpeg(path: pathlib.Path, sample_rate: int, strict: bool) -> n
   return np.frombuffer(raw, dtype="<f4").astype(np.float32)
 
 
+def to_int16(audio: np.ndarray) -> np.ndarray:
+  """Float audio in [-1, 1] -> int16 as ffmpeg converts it (round(32768 x), clipped); int16 as is."""
+  audio = np.asarray(audio)
+  if audio.dtype == np.int16:
+    return audio
+  return np.clip(np.rint(audio.astype(np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+
+
 def load_audio(path: PathLike, sample_rate: int = DEFAULT_SAMPLE_RATE,
                strict: bool = True) -> np.ndarray:
   """Loads the first audio stream of an audio or video file as mono float32 `[N]` in [-1, 1].

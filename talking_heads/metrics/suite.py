@@ -198,14 +198,16 @@ class VideoScorer:
   Keys, in `VIDEO_METRICS` order: psnr, psnr_lower_half, ssim_wang / ssim_skimage, ms_ssim,
   lpips (`frame_metrics`; each slides on its own with `sliding`); lse_c, lse_d (`video_lse` on the
   frames as they are, or on face tracks with `crop`); the keys of `lmd` (landmarks of both clips);
-  flicker; flicker_error; landmark_jitter (of the generated landmarks). LMD and flicker_error
-  compare the frames `align` picks (the PSNR-best window when sliding).
+  flicker; flicker_error; landmark_jitter (of the generated landmarks); with a `second_expert`,
+  lse_c_second and lse_d_second after lse_d. LMD and flicker_error compare the frames `align`
+  picks (the PSNR-best window when sliding).
   """
 
   def __init__(self, metrics: Sequence[str], *, expert: sync_experts.SyncExpert | None = None,
                landmarks: LandmarkFn | None = None, lmd: Mapping[str, LmdFn] = ATVGNET_LMD,
                sliding: bool = False, crop: sync_experts.CropSettings | None = None,
-               lpips_variables: Any = None, lpips_net: str = "alex"):
+               lpips_variables: Any = None, lpips_net: str = "alex",
+               second_expert: sync_experts.SyncExpert | None = None):
     """Checks that each requested metric has what it needs.
 
     Args:
@@ -218,6 +220,8 @@ class VideoScorer:
       sliding: LaDTalk's sliding evaluation for clips shorter than their reference.
       crop: face-track settings for LSE on full frames (None: the frames are face crops).
       lpips_variables, lpips_net: LPIPS weights and backbone, for "lpips".
+      second_expert: with "lse", a second sync expert whose scores are added as lse_c_second
+        and lse_d_second (to report the two experts' agreement).
     """
     unknown = sorted(set(metrics) - set(VIDEO_METRICS))
     if unknown:
@@ -230,6 +234,7 @@ class VideoScorer:
         raise ValueError(f"VideoScorer: {name} needs {what}")
     self.metrics = tuple(m for m in VIDEO_METRICS if m in metrics)
     self.expert, self.landmarks, self.lmd = expert, landmarks, lmd
+    self.second_expert = second_expert
     self.sliding, self.crop = sliding, crop
     self._frame_metrics = frame_metrics(self.metrics, lpips_variables, lpips_net)
 
@@ -247,6 +252,9 @@ class VideoScorer:
     if "lse" in self.metrics:
       sync = video_lse(self.expert, generated, audio, clip_id=clip_id, crop=self.crop)
       out.update(lse_c=sync["lse_c"], lse_d=sync["lse_d"])
+      if self.second_expert is not None:
+        sync = video_lse(self.second_expert, generated, audio, clip_id=clip_id, crop=self.crop)
+        out.update(lse_c_second=sync["lse_c"], lse_d_second=sync["lse_d"])
     if set(self.metrics) & {"lmd", "flicker_error"}:
       g, r = align(generated, reference, sliding=self.sliding).pair(generated, reference)
     if set(self.metrics) & {"lmd", "landmark_jitter"}:

@@ -17,6 +17,10 @@ Experts:
     copy of the scorer), BGR, raw 0..255 floats. Audio: the float signal scaled to int16 (as
     ffmpeg writes the scorer's wav: round(32768 x), clipped), `audio.mfcc` with
     python_speech_features' defaults, columns 4v .. 4v+19. Batches of 20, jitted.
+    The same class scores with S's architecture trained here (the independent evaluation
+    expert, stage `syncnet_eval`, loaded by `systems.experts.sync_expert.independent_expert`):
+    then the lips are resized to its smaller `lip_size` as its training pipeline resized them,
+    and it reports itself as not comparable with papers.
   `TrainedSyncNetExpert`: a Wav2Lip SyncNet_color trained here (its variables restored from a
     `syncnet` workdir by the experts' loader). Inputs exactly as it trained: frames resized to its image size
     (96), lower halves of 5-frame windows, BGR / 255 if its config says so; Wav2Lip mel windows
@@ -55,6 +59,7 @@ from talking_heads.audio import mel as mel_lib
 from talking_heads.audio import mfcc as mfcc_lib
 from talking_heads.audio import windows as windows_lib
 from talking_heads.face import detect as detect_lib
+from talking_heads.io import audio as audio_io
 from talking_heads.metrics import lse
 from talking_heads.models import syncnet as syncnet_lib
 from talking_heads.pipelines import base as pipeline_base
@@ -157,18 +162,10 @@ def _batched_windows(fn: Callable[[jax.Array], jax.Array], frames: np.ndarray, n
   return np.concatenate(out)
 
 
-def audio_to_int16(audio: np.ndarray) -> np.ndarray:
-  """Float audio in [-1, 1] -> int16 as ffmpeg converts it (round(32768 x), clipped); int16 as is."""
-  audio = np.asarray(audio)
-  if audio.dtype == np.int16:
-    return audio
-  return np.clip(np.rint(audio.astype(np.float64) * 32768.0), -32768, 32767).astype(np.int16)
-
-
 def syncnet_mfcc_windows(audio: np.ndarray, num_windows: int | None = None, *,
                          clip_id: str = "clip") -> np.ndarray:
   """syncnet_python's audio input: MFCC columns 4v .. 4v+19 -> [N, 13, 20, 1] float32."""
-  audio = audio_to_int16(_check_audio(audio, clip_id))
+  audio = audio_io.to_int16(_check_audio(audio, clip_id))
   n = _resolve_windows(audio_windows_available(audio.shape[0]), num_windows, "audio", clip_id)
   cepstra = mfcc_lib.mfcc(audio, mfcc_lib.SYNCNET_MFCC, clip_id=clip_id).astype(np.float32)  # [13, F]
   columns = MFCC_FRAMES_PER_VIDEO_FRAME * np.arange(n)[:, None] + np.arange(MFCC_WINDOW)  # [N, 20]
@@ -186,24 +183,30 @@ def resize_frames_bilinear(frames: np.ndarray, size: int) -> np.ndarray:
 
 
 class SyncNetSExpert:
-  """syncnet_python's official network S (see the module docstring)."""
-
-  name = "syncnet_python S (official syncnet_v2.model)"
-  comparable_with_papers = True
-  crop_size = S_CROP_SIZE
+  """syncnet_python's network S (see the module docstring): the official weights by default, or
+  S's architecture trained here (`name`, `comparable_with_papers=False`, a smaller `model` and
+  the resize it trained with, e.g. `pipelines.base.resize_frames`)."""
 
   def __init__(self, variables: dict[str, Any], *, source: str = "given variables",
-               batch_size: int = S_BATCH_SIZE, model: syncnet_lib.SyncNetS | None = None):
+               batch_size: int = S_BATCH_SIZE, model: syncnet_lib.SyncNetS | None = None,
+               name: str = "syncnet_python S (official syncnet_v2.model)",
+               comparable_with_papers: bool = True,
+               resize: Callable[[np.ndarray, int], np.ndarray] | None = None):
     self.source = source
     self.batch_size = batch_size
+    self.name = name
+    self.comparable_with_papers = comparable_with_papers
     model = model or syncnet_lib.SyncNetS()
+    self.crop_size = model.lip_size
+    self._resize = resize or resize_frames_bilinear
     self._variables = jax.device_put(variables)
     self._lip = jax.jit(lambda v, x: model.apply(v, x.astype(jnp.float32),
                                                  method=syncnet_lib.SyncNetS.forward_lip))
     self._aud = jax.jit(lambda v, x: model.apply(v, x, method=syncnet_lib.SyncNetS.forward_aud))
 
   def describe(self) -> dict[str, Any]:
-    return {"name": self.name, "source": self.source, "comparable_with_papers": True}
+    return {"name": self.name, "source": self.source,
+            "comparable_with_papers": self.comparable_with_papers}
 
   def embed_video(self, frames: np.ndarray, num_windows: int | None = None, *,
                   clip_id: str = "clip") -> np.ndarray:
@@ -211,7 +214,7 @@ class SyncNetSExpert:
     n = _resolve_windows(video_windows_available(frames.shape[0]), num_windows, "video", clip_id)
     # BGR (the reference reads frames with OpenCV); cast to raw 0..255 floats inside the jit.
     lips = np.ascontiguousarray(
-        resize_frames_bilinear(frames[:n + lse.WINDOW_FRAMES - 1], S_CROP_SIZE)[..., ::-1])
+        self._resize(frames[:n + lse.WINDOW_FRAMES - 1], self.crop_size)[..., ::-1])
     return _batched_windows(lambda x: self._lip(self._variables, x), lips, n, self.batch_size)
 
   def embed_audio(self, audio: np.ndarray, num_windows: int | None = None, *,

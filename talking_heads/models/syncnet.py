@@ -69,9 +69,26 @@ S_LIP_CONVS = (
     (256, (1, 3, 3), (1, 1, 1), (0, 1, 1), None),
     (256, (1, 3, 3), (1, 1, 1), (0, 1, 1), None),
     (256, (1, 3, 3), (1, 1, 1), (0, 1, 1), ((1, 3, 3), (1, 2, 2), (0, 0, 0))),
-    (512, (1, 6, 6), (1, 1, 1), (0, 0, 0), None),
+    (512, (1, 6, 6), (1, 1, 1), (0, 0, 0), None),   # kernel = the 6x6 map left at 224 px
 )
 S_EMBED = 1024
+S_LIP_SIZE = 224
+
+
+def _pooled_size(n: int, kernel: int, stride: int, padding: int) -> int:
+  return (n + 2 * padding - kernel) // stride + 1
+
+
+def s_lip_map_size(lip_size: int) -> int:
+  """Side of S's lip feature map before its last conv (6 at the published 224 px input)."""
+  n = lip_size
+  for _, kernel, stride, padding, pool in S_LIP_CONVS[:-1]:
+    n = _pooled_size(n, kernel[1], stride[1], padding[1])
+    if pool is not None:
+      n = _pooled_size(n, pool[0][1], pool[1][1], pool[2][1])
+  if n < 1:
+    raise ValueError(f"SyncNetS: lips of {lip_size} px leave no feature map before the last conv")
+  return n
 
 
 def _check_shape(x: jax.Array, expected: tuple[int, ...], what: str) -> None:
@@ -153,25 +170,42 @@ class SyncNetS(nn.Module):
   `lip_fc*`); `third_party/syncnet_keys.py` maps them to the reference Sequential indices.
   S is only used as a frozen scorer, so `use_running_average` defaults to True here.
 
+  Smaller variants (trained here as an independent evaluation expert, never the published
+  weights): `width` scales every conv and the 512-wide FC layer; `lip_size` shrinks the square lip
+  input, and the last lip conv's kernel becomes the side of the map left before it (6 at 224 px,
+  2 at 96, 1 at 64), so that it still sees the whole map, as the published one does.
+
   Attributes:
     embed_dim: D (S's `num_layers_in_fc_layers`, 1024 in the published model).
+    width: channel multiplier (1.0: the published network).
+    lip_size: side of the lip crops (224: the published network).
   """
   embed_dim: int = S_EMBED
+  width: float = 1.0
+  lip_size: int = S_LIP_SIZE
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
   def setup(self):
-    conv = lambda spec: nn.Conv(spec[0], spec[1], spec[2], padding=tuple((p, p) for p in spec[3]),
+    scaled = lambda features: max(1, int(round(features * self.width)))
+    conv = lambda spec: nn.Conv(scaled(spec[0]), spec[1], spec[2],
+                                padding=tuple((p, p) for p in spec[3]),
                                 dtype=self.dtype, param_dtype=self.param_dtype)
     bn = lambda: nn.BatchNorm(momentum=conv_blocks.BN_MOMENTUM, epsilon=conv_blocks.BN_EPSILON,
                               dtype=jnp.float32, param_dtype=self.param_dtype)
     dense = lambda d: nn.Dense(d, dtype=self.dtype, param_dtype=self.param_dtype)
     self.aud_conv = [conv(s) for s in S_AUDIO_CONVS]
     self.aud_bn = [bn() for _ in S_AUDIO_CONVS]
-    self.lip_conv = [conv(s) for s in S_LIP_CONVS]
+    self.lip_conv = [conv(s) for s in self._lip_convs()]
     self.lip_bn = [bn() for _ in S_LIP_CONVS]
-    self.aud_fc1, self.aud_fc_bn, self.aud_fc2 = dense(512), bn(), dense(self.embed_dim)
-    self.lip_fc1, self.lip_fc_bn, self.lip_fc2 = dense(512), bn(), dense(self.embed_dim)
+    self.aud_fc1, self.aud_fc_bn, self.aud_fc2 = dense(scaled(512)), bn(), dense(self.embed_dim)
+    self.lip_fc1, self.lip_fc_bn, self.lip_fc2 = dense(scaled(512)), bn(), dense(self.embed_dim)
+
+  def _lip_convs(self) -> tuple:
+    """S_LIP_CONVS with the last kernel fitted to the map left at `lip_size`."""
+    side = s_lip_map_size(self.lip_size)
+    last = S_LIP_CONVS[-1]
+    return S_LIP_CONVS[:-1] + ((last[0], (1, side, side)) + last[2:],)
 
   def _tower(self, x: jax.Array, specs: tuple, convs: list[nn.Conv], bns: list[nn.BatchNorm],
              fc1: nn.Dense, fc_bn: nn.BatchNorm, fc2: nn.Dense,
@@ -182,7 +216,7 @@ class SyncNetS(nn.Module):
       if spec[4] is not None:
         window, strides, padding = spec[4]
         x = nn.max_pool(x, window, strides, padding=tuple((p, p) for p in padding))
-    x = x.reshape(x.shape[0], -1)                               # [B, 512]
+    x = x.reshape(x.shape[0], -1)                               # [B, 512 width]
     x = nn.relu(fc_bn(fc1(x), use_running_average=use_running_average).astype(self.dtype))
     return fc2(x).astype(jnp.float32)                           # [B, D]
 
@@ -193,9 +227,9 @@ class SyncNetS(nn.Module):
                        self.aud_fc1, self.aud_fc_bn, self.aud_fc2, use_running_average)
 
   def forward_lip(self, lips: jax.Array, *, use_running_average: bool = True) -> jax.Array:
-    """lips [B, 5, 224, 224, 3] -> lip embeddings [B, D]."""
-    _check_shape(lips, (SYNCNET_T, 224, 224, 3), "SyncNetS lips")
-    return self._tower(lips.astype(self.dtype), S_LIP_CONVS, self.lip_conv, self.lip_bn,
+    """lips [B, 5, L, L, 3] (L = lip_size, 224 published) -> lip embeddings [B, D]."""
+    _check_shape(lips, (SYNCNET_T, self.lip_size, self.lip_size, 3), "SyncNetS lips")
+    return self._tower(lips.astype(self.dtype), self._lip_convs(), self.lip_conv, self.lip_bn,
                        self.lip_fc1, self.lip_fc_bn, self.lip_fc2, use_running_average)
 
   def __call__(self, lips: jax.Array, mfcc: jax.Array, *,

@@ -52,7 +52,9 @@ import numpy as np
 from absl import logging
 
 from talking_heads.audio import mel as mel_lib
+from talking_heads.audio import mfcc as mfcc_lib
 from talking_heads.io import atomic
+from talking_heads.io import audio as audio_io
 from talking_heads.io import dataset as dataset_lib
 
 FEATURES_DIR = "features"
@@ -365,6 +367,16 @@ class ClipReader:
         array = self.clip(i).load(name)
       self._arrays.put(key, array)
     return array
+
+  def mfcc(self, i: int, config: mfcc_lib.MfccConfig) -> np.ndarray:
+    """syncnet_python's MFCC [C, F] float32 of clip `i`'s whole audio (int16 as ffmpeg writes it)."""
+    key = (i, config)
+    cached = self._mels.get(key)
+    if cached is None:
+      cached = mfcc_lib.mfcc(audio_io.to_int16(np.asarray(self.array(i, "audio"))), config,
+                             clip_id=self.clip_ids[i]).astype(np.float32)
+      self._mels.put(key, cached)
+    return cached
 
   def mel(self, i: int, config: mel_lib.MelConfig) -> np.ndarray:
     """Time-major mel [F, M] float32 of clip `i`'s whole audio."""

@@ -25,6 +25,7 @@ from typing import Any
 import grain
 import numpy as np
 
+from talking_heads.audio import mfcc as mfcc_lib
 from talking_heads.audio import windows
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.pipelines import base
@@ -138,4 +139,103 @@ def make_sync_eval_iterator(root: str | os.PathLike, *, batch_size: int, shard_i
                           image_size)
   return base.build_iterator(index, sampler, batch_size=batch_size, shard_index=shard_index,
                              shard_count=shard_count, seed=seed, num_workers=num_workers,
+                             train=False, **grain_options)
+
+
+# ------------------------------------------------------------- offset sets for syncnet_python's S
+
+MFCC_PER_FRAME = 4     # 100 MFCC frames/s at 25 fps
+MFCC_WINDOW = 20       # 0.2 s: the audio of a 5-frame window
+
+
+def mfcc_window_fits(starts: np.ndarray, num_samples: int,
+                     config: mfcc_lib.MfccConfig = mfcc_lib.SYNCNET_MFCC) -> np.ndarray:
+  """Bool per video frame in `starts`: MFCC columns 4f .. 4f+19 exist in the clip's MFCC."""
+  starts = np.asarray(starts, np.int64)
+  return (starts >= 0) & (MFCC_PER_FRAME * starts + MFCC_WINDOW <= config.num_frames(num_samples))
+
+
+class OffsetSampler(grain.transforms.RandomMap):
+  """Index element (visual start v) -> 5 frames and the MFCC windows of audio starts v + k,
+  k = -K .. K (`make_offset_iterator`); picklable for grain workers."""
+
+  def __init__(self, reader: base.ClipReader, num_frames: int, max_offset: int,
+               image_size: int | None):
+    self.reader = reader
+    self.num_frames = num_frames
+    self.max_offset = max_offset
+    self.image_size = image_size
+
+  def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    del rng  # deterministic given the start; the order is the training's randomness
+    i, v = int(element["clip"]), int(element["start"])
+    frames = self.reader.array(i, "frames")
+    cepstra = self.reader.mfcc(i, mfcc_lib.SYNCNET_MFCC)                      # [13, F]
+    starts = v + np.arange(-self.max_offset, self.max_offset + 1)            # [2K+1]
+    fits = mfcc_window_fits(starts, int(self.reader.array(i, "audio").shape[0]))
+    columns = MFCC_PER_FRAME * np.where(fits, starts, 0)[:, None] + np.arange(MFCC_WINDOW)
+    return {
+        "frames": base.resize_frames(frames[v:v + self.num_frames], self.image_size),
+        "mfcc": np.ascontiguousarray(cepstra[:, columns].transpose(1, 0, 2)),  # [2K+1, 13, 20]
+        "offset_mask": fits,
+        "clip": element["clip"], "start": element["start"],
+    }
+
+
+def _build_offsets(root: str | os.PathLike, split: str | None, stride: int, num_frames: int,
+                   max_offset: int, image_size: int | None
+                   ) -> tuple[base.WindowIndex, OffsetSampler]:
+  if num_frames < 1 or max_offset < 1:
+    raise ValueError(f"num_frames and max_offset must be >= 1, got {num_frames}, {max_offset}")
+  if image_size is not None and image_size < 1:
+    raise ValueError(f"image_size must be positive, got {image_size}")
+  data, clips = base.open_split(root, split)
+  if data.fps != windows.VIDEO_FPS:
+    raise ValueError(f"dataset {root}: {data.fps} fps, syncnet_python's windows need "
+                     f"{windows.VIDEO_FPS}")
+  if data.sample_rate != mfcc_lib.SYNCNET_MFCC.sample_rate:
+    raise ValueError(f"dataset {root}: {data.sample_rate} Hz audio, syncnet_python's MFCC needs "
+                     f"{mfcc_lib.SYNCNET_MFCC.sample_rate}")
+
+  def valid(clip: dataset_lib.Clip) -> tuple[np.ndarray, str]:
+    f = np.arange(clip.num_frames)
+    mask = (f <= clip.num_frames - num_frames) & mfcc_window_fits(f, clip.num_samples)
+    return mask, (f"{clip.num_frames} frames, {clip.num_samples} audio samples; needs "
+                  f"{num_frames} frames and 0.2 s of audio from the same frame")
+
+  index = base.build_index(root, clips, valid, stride=stride, what=f"{num_frames}-frame window")
+  reader = base.ClipReader(root, [c.id for c in clips])
+  return index, OffsetSampler(reader, num_frames, max_offset, image_size)
+
+
+def make_offset_iterator(root: str | os.PathLike, *, batch_size: int, shard_index: int,
+                         shard_count: int, seed: int, num_workers: int,
+                         split: str | None = "train", num_frames: int = 5, max_offset: int = 15,
+                         image_size: int | None = None,
+                         **grain_options: Any) -> grain.DatasetIterator:
+  """Shuffled, repeated batches for syncnet_python's network S (multi-way offset matching).
+
+  Sample (S = image_size or the dataset's, K = max_offset):
+    frames       uint8   [T, S, S, 3]        frames v .. v+T-1 (whole face crops)
+    mfcc         float32 [2K+1, 13, 20]      `audio.mfcc` columns 4(v+k) .. 4(v+k)+19, k = -K..K
+                                             (syncnet_python's audio input; row K is in sync)
+    offset_mask  bool    [2K+1]              the window of v + k exists in the clip
+    clip, start  int32   []                  clip position in the split, v
+  Eval variant (`make_offset_eval_iterator`) adds valid bool [] (False for padding entries).
+  """
+  index, sampler = _build_offsets(root, split, 1, num_frames, max_offset, image_size)
+  return base.build_iterator(index, sampler, batch_size=batch_size, shard_index=shard_index,
+                             shard_count=shard_count, seed=seed, num_workers=num_workers,
+                             train=True, **grain_options)
+
+
+def make_offset_eval_iterator(root: str | os.PathLike, *, batch_size: int, shard_index: int,
+                              shard_count: int, num_workers: int, split: str | None = "val",
+                              stride: int = 5, num_frames: int = 5, max_offset: int = 15,
+                              image_size: int | None = None,
+                              **grain_options: Any) -> grain.DatasetIterator:
+  """One pass over every `stride`-th visual start (`make_offset_iterator`'s samples)."""
+  index, sampler = _build_offsets(root, split, stride, num_frames, max_offset, image_size)
+  return base.build_iterator(index, sampler, batch_size=batch_size, shard_index=shard_index,
+                             shard_count=shard_count, seed=0, num_workers=num_workers,
                              train=False, **grain_options)

@@ -21,7 +21,8 @@ def write_random_dataset(root: str | os.PathLike, frame_counts: Sequence[int], *
                          image_size: int = 32, seed: int = 0,
                          splits: Sequence[str] | None = None,
                          audio_offsets: Sequence[int] | None = None,
-                         audio: Sequence[np.ndarray] | None = None) -> dataset_lib.Dataset:
+                         audio: Sequence[np.ndarray] | None = None,
+                         frames: Sequence[np.ndarray] | None = None) -> dataset_lib.Dataset:
   """Writes clips "clip000", "clip001", ... of the given lengths at 25 fps / 16 kHz.
 
   Args:
@@ -33,6 +34,7 @@ def write_random_dataset(root: str | os.PathLike, frame_counts: Sequence[int], *
     audio_offsets: samples added to (or, negative, removed from) each clip's 640 T audio
       samples; must stay within the format's +-639.
     audio: each clip's audio (float32 [640 T + offset]) instead of uniform noise.
+    frames: each clip's frames (uint8 [T, S, S, 3]) instead of uniform noise.
 
   Returns:
     The dataset, opened.
@@ -57,7 +59,8 @@ def write_random_dataset(root: str | os.PathLike, frame_counts: Sequence[int], *
       identity = f"id{k % 2}"
       writer.add_clip(
           f"clip{k:03d}", identity=identity, voice=identity, language="en", split=split,
-          frames=rng.integers(0, 256, (num_frames, image_size, image_size, 3), dtype=np.uint8),
+          frames=(rng.integers(0, 256, (num_frames, image_size, image_size, 3), dtype=np.uint8)
+                  if frames is None else frames[k]),
           audio=(rng.uniform(-0.5, 0.5, SAMPLES_PER_FRAME * num_frames + offset).astype(
               np.float32) if audio is None else audio[k]),
           landmarks=landmarks, alpha=alpha, expression=expression, pose=pose, K=camera)

@@ -82,12 +82,15 @@ def test_main_job_tiny(tmp_path):
   md = (tmp_path / "report.md").read_text()
   assert md.startswith("# talking_heads main job report")
 
-  (expert,) = parts["experts"]["trainings"]
+  expert, independent = parts["experts"]["trainings"]
   assert expert["stage"] == "syncnet" and 0 <= expert["eval"]["eval/accuracy"] <= 1
-  sync = parts["experts"]["summary"]
-  assert set(sync) == {"test", "heldout_identity", "heldout_voice"}
-  assert all(r["frames_per_second"] > 0 for r in sync.values())
+  assert independent["stage"] == "syncnet_eval"
+  assert 0 <= independent["eval"]["eval/offset_accuracy"] <= 1
+  for checked in parts["experts"]["summary"].values():   # both experts' offset recovery
+    assert set(checked) == {"test", "heldout_identity", "heldout_voice"}
+    assert all(r["frames_per_second"] > 0 for r in checked.values())
   assert (tmp_path / "experts" / "sync_eval.md").exists()
+  assert (tmp_path / "experts" / "sync_eval_independent.md").exists()
 
   lipsync, restorer = parts["ladtalk"]["trainings"]
   assert lipsync["stage"] == "wav2lip" and restorer["stage"] == "sovqae"
@@ -101,6 +104,11 @@ def test_main_job_tiny(tmp_path):
     assert set(summary) == {"wav2lip", "ladtalk", "ground_truth"}
     assert all(summary[s]["psnr"] > 0 for s in ("wav2lip", "ladtalk"))
   assert (tmp_path / "ladtalk" / "ladtalk_tables.md").exists()
+  ladtalk_tables = json.loads((tmp_path / "ladtalk" / "ladtalk_tables.json").read_text())
+  assert "independent of the generators" in ladtalk_tables["lse_expert"]   # LSE's judge
+  assert "SyncNet_color" in ladtalk_tables["second_lse_expert"]
+  for split in ladtalk_tables["splits"].values():
+    assert split["expert_agreement"]["pairs"] == 3 * split["clips"]
   assert "LaDTalk" in parts["ladtalk"]["paper_markdown"]   # the paper's tables beside ours
 
   dae, speech2latent, regressor = parts["dae_talker"]["trainings"]
@@ -122,7 +130,7 @@ def test_main_job_tiny(tmp_path):
 
   # The tiny stages learned: each lowered its loss from its first logged window to its last.
   runs = logged_training(tmp_path)
-  assert set(runs) == set(LEARNED) | {"syncnet"}
+  assert set(runs) == set(LEARNED) | {"syncnet", "syncnet_eval"}
   for stage, (key, fraction) in LEARNED.items():
     first, last = runs[stage][0][key], runs[stage][-1][key]
     assert last < (1 - fraction) * first, f"{stage}: {key} {first:.4g} -> {last:.4g}"
@@ -155,7 +163,7 @@ def test_main_job_tiny(tmp_path):
   for clip in set(truths):
     assert page.count(f'src="corpus/clips/{clip}/preview.mp4"') == truths.count(clip)
   trainings = [t for p in parts.values() for t in p["trainings"]]
-  assert page.count("_curves.png") == len(trainings) == 7
+  assert page.count("_curves.png") == len(trainings) == 8
   assert [p for p in html_report.referenced_files(str(tmp_path / "report.html"))
           if not (tmp_path / p).is_file()] == []
 

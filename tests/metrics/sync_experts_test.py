@@ -18,6 +18,7 @@ from skimage import data as skdata
 from experiments.configs.experts import syncnet as syncnet_config
 from talking_heads.audio import mel as mel_lib
 from talking_heads.audio import windows as windows_lib
+from talking_heads.io import audio as audio_io
 from talking_heads.metrics import lse
 from talking_heads.metrics import sync_experts as se
 from talking_heads.models import syncnet as syncnet_lib
@@ -56,8 +57,8 @@ def _clip(num_frames, size=64, seed=0):
 
 def test_int16_scaling_round_trips_pcm():
   pcm = np.array([-32768, -1, 0, 1, 12345, 32767], np.int16)
-  np.testing.assert_array_equal(se.audio_to_int16(pcm.astype(np.float32) / 32768.0), pcm)
-  np.testing.assert_array_equal(se.audio_to_int16(np.array([-2.0, 1.0, 2.0])), [-32768, 32767, 32767])
+  np.testing.assert_array_equal(audio_io.to_int16(pcm.astype(np.float32) / 32768.0), pcm)
+  np.testing.assert_array_equal(audio_io.to_int16(np.array([-2.0, 1.0, 2.0])), [-32768, 32767, 32767])
 
 
 def test_mfcc_windows_match_python_speech_features():
@@ -65,7 +66,7 @@ def test_mfcc_windows_match_python_speech_features():
   _, audio = _clip(12)
   windows = se.syncnet_mfcc_windows(audio)
   assert windows.shape == (12 - 5, 13, 20, 1)
-  pcm = se.audio_to_int16(audio)
+  pcm = audio_io.to_int16(audio)
   reference = np.stack(list(zip(*psf.mfcc(pcm, 16000)))).astype(np.float32)  # [13, F], as the scorer
   for v in range(windows.shape[0]):
     np.testing.assert_allclose(windows[v, ..., 0], reference[:, 4 * v:4 * v + 20], rtol=1e-4, atol=1e-3)

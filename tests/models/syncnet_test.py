@@ -150,6 +150,22 @@ def test_syncnet_s_parameter_count_and_embeddings():
     jax.eval_shape(lambda: model.apply(variables, lips[:, :, :112], method=model.forward_lip))
 
 
+def test_smaller_syncnet_s_fits_its_last_lip_conv_to_the_map():
+  """The independent expert's variants: the last lip conv covers the whole map left at its lip
+  size (6x6 at the published 224 px), every width scaled."""
+  assert [syncnet.s_lip_map_size(n) for n in (224, 96, 64)] == [6, 2, 1]
+  model = syncnet.SyncNetS(embed_dim=32, width=0.25, lip_size=64)
+  abstract = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((2, 5, 64, 64, 3)),
+                            jnp.zeros((2, 13, 20, 1)))
+  params = abstract["params"]
+  assert params["lip_conv_5"]["kernel"].shape == (1, 1, 1, 64, 128)     # 256, 512 x 1/4
+  assert params["lip_fc1"]["kernel"].shape == (128, 128)
+  assert params["aud_fc2"]["kernel"].shape == (128, 32)
+  lip, aud = jax.eval_shape(model.apply, abstract, jnp.zeros((2, 5, 64, 64, 3)),
+                            jnp.zeros((2, 13, 20, 1)))
+  assert lip.shape == aud.shape == (2, 32)
+
+
 def test_conv_block_matches_numpy_definition():
   rng = np.random.default_rng(0)
   x = rng.normal(size=(2, 7, 9, 3)).astype(np.float32)

@@ -7,10 +7,14 @@ split, with its true video), "heldout_voice" = the identity's face driven by oth
 voices (the corpus renders a true video for those too, so LMD exists for both). Each set uses
 `clips` clips, the first `frames` frames of each.
 
-Table 1: LSE-D/LSE-C (our SyncNet expert, trained on this corpus, so not comparable with the
-  papers' numbers) and LMD (mouth landmarks of generated vs true frames, both from the corpus-
-  trained face regressor; ATVGnet's sum over the 20 mouth points, pixels at the autoencoder's size)
-  for the true video (resized to the autoencoder's size) and DAE-Talker.
+Table 1: LSE-D/LSE-C (`sync_expert.lse_scorer`: the official S when `weights_dir` holds
+  syncnet_v2.model, else the independent expert trained here by `syncnet_eval`, else the colour
+  expert; the results name it; the colour expert, when it is not the scorer, scores the same
+  videos too for the experts' agreement, Spearman's rho of LSE-C over rows and clips) and LMD
+  (mouth landmarks of generated vs true frames, both from the corpus-trained face regressor;
+  ATVGnet's sum over the 20 mouth points, pixels at the autoencoder's size) for the true video
+  (resized to the autoencoder's size) and DAE-Talker. Table 2 repeats the true video's row (its
+  LSE is the ceiling).
 Table 2: DAE-Talker vs "w/o shared x_T" (one x_T per frame) vs "w/o data aug" (speech2latent
   trained on fixed segments), with the temporal-stability metrics: flicker (mean |f[t+1] - f[t]|,
   grey levels), flicker error against the true video, and landmark jitter (mean norm of the
@@ -87,9 +91,11 @@ class Scorer(suite.VideoScorer):
   and landmark jitter from the regressor's landmarks; flicker and flicker error."""
 
   def __init__(self, expert: sync_experts.SyncExpert,
-               regressor: face_regressor.FaceRegressorPredictor):
+               regressor: face_regressor.FaceRegressorPredictor,
+               second_expert: sync_experts.SyncExpert | None = None):
     super().__init__(("lse", "lmd", "flicker", "flicker_error", "landmark_jitter"), expert=expert,
-                     landmarks=lambda frames: regressor.predict(frames)["landmarks"])
+                     landmarks=lambda frames: regressor.predict(frames)["landmarks"],
+                     second_expert=second_expert)
 
   def video(self, frames: np.ndarray, clip: TestClip) -> dict[str, float]:
     """Generated `frames` [T, H, W, 3] against the clip's true frames and audio."""
@@ -143,17 +149,21 @@ def lip_sync_tables(model: pipeline.DAETalkerModel, fixed: pipeline.DAETalkerMod
   unknown = set(rows) - set(ROWS)
   if unknown:
     raise ValueError(f"unknown rows {sorted(unknown)}; choose from {ROWS}")
-  out, seconds = {}, {}
+  out, seconds, agreement = {}, {}, {}
   for name, clips in sets.items():
-    table = {"Ground truth": mean_rows([scorer.video(c.frames, c) for c in clips])}
+    scored = [scorer.video(c.frames, c) for c in clips]
+    table = {"Ground truth": mean_rows(scored)}
     for system in (r for r in ROWS if r in rows and r in videos_of):
       start = time.perf_counter()
       videos = [videos_of[system](c) for c in clips]
       seconds[f"{name}/{system}"] = time.perf_counter() - start
-      table[system] = mean_rows([scorer.video(v, c) for v, c in zip(videos, clips)])
+      per_clip = [scorer.video(v, c) for v, c in zip(videos, clips)]
+      scored += per_clip
+      table[system] = mean_rows(per_clip)
       logging.info("%s %s: %s", name, system, table[system])
     out[name] = table
-  return {"rows": out, "generation_seconds": seconds}
+    agreement[name] = sync_expert.agreement(scored)
+  return {"rows": out, "generation_seconds": seconds, "expert_agreement": agreement}
 
 
 def reconstruction_table(model: pipeline.DAETalkerModel, frames: np.ndarray, steps: int,
@@ -243,6 +253,12 @@ def markdown(results: dict[str, Any]) -> str:
       for model, row in rows.items():
         lines.append(f"| {names.get(set_name, set_name)} | {model} | "
                      + " | ".join(suite.format_value(row[m]) for m in metrics) + " |")
+    lines += ["", f"LSE: {results.get('lse_expert', '-')}."]
+    for set_name, a in results["lip_sync"].get("expert_agreement", {}).items():
+      if a:
+        lines.append(f"- experts' agreement, {names.get(set_name, set_name)}: Spearman rho of "
+                     f"LSE-C {a['spearman_lse_c']:.3f} over {a['pairs']} (row, clip) pairs with "
+                     f"{results['second_lse_expert']} (lse_c_second in the JSON rows)")
     lines.append("")
   if "reconstruction" in results:
     lines += ["## Table 3: reconstruction from the DAE latent", "",
@@ -268,16 +284,17 @@ def run(dataset: str, identity: str, dae_workdir: str, speech2latent_workdir: st
         tables: tuple[str, ...] = ("1", "2", "3", "4"), clips: int = 2, frames: int = 50,
         recon_stride: int = 8, sample_steps: int = 100, batch_size: int = 50,
         yaw_degrees: float = 1.5, seed: int = 0, weights_dir: str = "",
-        rows: tuple[str, ...] = ROWS) -> dict[str, Any]:
-  """Computes the requested tables; returns the JSON-ready results (no command/machine)."""
+        rows: tuple[str, ...] = ROWS, sync_eval_workdir: str = "") -> dict[str, Any]:
+  """Computes the requested tables; returns the JSON-ready results (no command/machine).
+
+  LSE: `sync_expert.lse_scorers` (syncnet_v2.model in `weights_dir`, else `sync_eval_workdir`,
+  else the colour expert of `syncnet_workdir`)."""
   model = pipeline.load(dae_workdir, speech2latent_workdir)
   options = pipeline.Options(sample_steps=sample_steps, batch_size=batch_size, seed=seed)
   size = model.image_size
   results: dict[str, Any] = {
       "identity": identity, "sample_steps": sample_steps, "clips_per_set": clips,
-      "frames_per_clip": frames, "sources": model.sources,
-      "lse_expert": f"SyncNet_color trained on this corpus ({syncnet_workdir}); not comparable "
-                    "with the papers' LSE"}
+      "frames_per_clip": frames, "sources": model.sources}
   needs_scorer = {"1", "2", "4"} & set(tables)
   regressor = face_regressor.load_face_regressor(regressor_workdir) if needs_scorer else None
   sets = {s: load_clips(dataset, identity, s, clips, frames, size) for s in SETS} \
@@ -287,7 +304,12 @@ def run(dataset: str, identity: str, dae_workdir: str, speech2latent_workdir: st
     if fixed_segments_workdir:
       fixed = dataclasses.replace(
           model, speech2latent=s2l_system.load_speech2latent(fixed_segments_workdir))
-    scorer = Scorer(sync_expert.lse_expert(syncnet_workdir), regressor)
+    expert, second = sync_expert.lse_scorers(sync_eval_workdir=sync_eval_workdir,
+                                             weights_dir=weights_dir,
+                                             syncnet_workdir=syncnet_workdir)
+    results["lse_expert"] = sync_expert.scorer_label(expert)
+    results["second_lse_expert"] = sync_expert.scorer_label(second) if second else None
+    scorer = Scorer(expert, regressor, second)
     results["lip_sync"] = lip_sync_tables(model, fixed, sets, scorer, options,
                                           reference_frame(dataset, identity), rows)
   if "3" in tables:
@@ -317,7 +339,8 @@ _SET_TEXT = {"test": "set A = held-out audio of the identity (test split)",
              "heldout_voice": "set C stand-in = the identity driven by voices never heard in "
                               "training (heldout_voice split)"}
 _TABLE_1 = {"Ground truth": "Ground Truth", "DAE-Talker": "DAE-Talker (Ours)"}
-_TABLE_2 = {"DAE-Talker": "DAE-Talker (Ours)", "w/o shared x_T": "w/o shared x_T",
+_TABLE_2 = {"Ground truth": "Ground Truth (not in the paper's Table 2)",
+            "DAE-Talker": "DAE-Talker (Ours)", "w/o shared x_T": "w/o shared x_T",
             "w/o data aug": "w/o data aug",
             "x_T inverted from a reference frame":
                 "x_T inverted from a reference frame (not in the paper)",

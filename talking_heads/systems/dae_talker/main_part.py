@@ -70,7 +70,9 @@ def run(ctx: MainContext) -> PartReport:
 
   model = inference.load(dae_workdir, s2l_workdir)
   syncnet_workdir = ctx.artefacts["syncnet_workdir"]
-  sources = {**model.sources, "syncnet": syncnet_workdir, "face_regressor": regressor_workdir}
+  sync_eval_workdir = ctx.artefacts.get("sync_eval_workdir", "")
+  sources = {**model.sources, "syncnet": syncnet_workdir, "sync_eval": sync_eval_workdir,
+             "face_regressor": regressor_workdir}
   path = os.path.join(out, "dae_talker_tables.json")
   tables = main_part.load_cached(path, sources)
   if tables is None:
@@ -80,7 +82,8 @@ def run(ctx: MainContext) -> PartReport:
     ctx.progress(0.85, "DAE-Talker Tables 1-4")
     start = time.perf_counter()
     tables = evaluation.run(ctx.corpus_root, ctx.identity, dae_workdir, s2l_workdir, "",
-                            syncnet_workdir, regressor_workdir, **settings)
+                            syncnet_workdir, regressor_workdir,
+                            sync_eval_workdir=sync_eval_workdir, **settings)
     tables.update(command="experiments.main (talking_heads.systems.dae_talker.evaluation.run)",
                   machine=reports.machine_description(),
                   duration_s=round(time.perf_counter() - start, 1), video=made)

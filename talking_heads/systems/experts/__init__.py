@@ -1,17 +1,21 @@
-"""Shared experts: the lip-sync expert (training loss and LSE scorer) and the face regressor.
+"""Shared experts: the lip-sync training expert, the independent LSE expert, the face regressor.
 
-Its main-job part trains the SyncNet_color expert and checks the LSE evaluator with it (planted
-audio shifts, foreign audio); later parts use the expert (`artefacts["syncnet_workdir"]`).
+Its main-job part trains the SyncNet_color expert (Wav2Lip trains against it) and the independent
+evaluation expert (syncnet_python's S architecture, stage `syncnet_eval`, which scores LSE), and
+checks the LSE evaluator with both (planted audio shifts, foreign audio); later parts use them
+(`artefacts["syncnet_workdir"]`, `artefacts["sync_eval_workdir"]`).
 """
 
 from talking_heads.systems.api import MainPart, System
 
 SYSTEM = System(
     name="experts",
-    title="Shared experts: lip-sync expert (SyncNet_color) and face regressor",
+    title=("Shared experts: lip-sync experts (SyncNet_color for training, syncnet_python's S "
+           "for LSE) and face regressor"),
     stages={"syncnet": "talking_heads.systems.experts.syncnet:SyncNetStage",
+            "syncnet_eval": "talking_heads.systems.experts.syncnet_eval:SyncNetEvalStage",
             "face_regressor": "talking_heads.systems.experts.face_regressor:FaceRegressorStage"},
     main_part=MainPart(
         title="Lip-sync expert and LSE evaluator check",
         run="talking_heads.systems.experts.main_part:run",
-        minutes={"tiny": 0.5, "demo": 42}))
+        minutes={"tiny": 1, "demo": 57}))   # demo: + the independent expert, estimated (issue 16)

@@ -1,4 +1,4 @@
-"""The frozen lip-sync expert, loaded once for every use: a training loss and an LSE scorer.
+"""The frozen lip-sync experts: the training expert (a loss) and the LSE scorers.
 
 Two consumers need the same trained SyncNet_color: Wav2Lip's stage trains against it (a frozen
 player whose BCE(cos, 1) on generated lower halves is a loss term) and the LSE evaluator scores
@@ -7,26 +7,40 @@ which loads a `syncnet` stage workdir (stage checked) or Wav2Lip's public `lipsy
 through the one frozen-network loader (`pretrained.frozen`); a missing file or workdir is an
 error naming it, never random weights.
 
+Which expert scores LSE (`lse_scorer`), in order: syncnet_python's official S when its file is
+given (the only numbers comparable with papers); else the independent expert, S's architecture
+trained here by the `syncnet_eval` stage, which no generator trains against; else, only when
+neither exists, the colour expert above, which Wav2Lip trains against (reported as such: it can
+reward training against the judge). Every report names the expert it used (`describe()`).
+
 Dimensions: B batch, T frames per window (5), S face size (96 for the public expert).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import os
+from typing import Any, Iterable, Mapping
+
+from absl import logging
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 
 from talking_heads.losses.sync import cosine_bce
+from talking_heads.metrics import agreement as agreement_lib
 from talking_heads.metrics import sync_experts
 from talking_heads.models import syncnet as syncnet_lib
+from talking_heads.pipelines import base as pipeline_base
 from talking_heads.pretrained import frozen
 from talking_heads.pretrained import syncnet as syncnet_convert
+from third_party import weights as weights_lib
 
 STAGE = "syncnet"
 PUBLIC_FILE = "wav2lip_lipsync_expert"   # third_party.weights key of lipsync_expert.pth
+EVAL_STAGE = "syncnet_eval"
+EVAL_PUBLIC_FILE = "syncnet_v2"          # third_party.weights key of syncnet_v2.model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,3 +137,89 @@ def lse_expert(workdir: str, step: int | None = None,
   w = restore_syncnet(workdir=workdir, step=step)
   return sync_experts.TrainedSyncNetExpert(w.variables, width=w.width, image_size=w.image_size,
                                            bgr=w.bgr, source=w.source, **kwargs)
+
+
+def independent_expert(workdir: str = "", checkpoint: str = "", step: int | None = None, *,
+                       names: tuple[str, str] = ("sync_eval_workdir", "weights_dir")
+                       ) -> sync_experts.SyncNetSExpert:
+  """syncnet_python's S: trained here by a `syncnet_eval` workdir, or the official
+  `syncnet_v2.model` (a file or the weights folder holding it); exactly one of them.
+
+  Raises: as `restore_syncnet` (no random weights, errors name the missing workdir or file).
+  """
+  loaded = frozen.load_frozen(
+      stage=EVAL_STAGE, variables_of=lambda stage, state: stage.variables(state),
+      weights_key=EVAL_PUBLIC_FILE, convert=syncnet_convert.load_syncnet_s,
+      workdir=workdir or None, checkpoint=checkpoint or None, step=step,
+      train_config="experiments/configs/experts/syncnet_eval.py:demo",
+      what="independent LSE expert (syncnet_python S)", names=names)
+  if loaded.config is None:
+    return sync_experts.SyncNetSExpert(loaded.variables, source=loaded.source)
+  m = loaded.config.model
+  model = syncnet_lib.SyncNetS(embed_dim=m.embed_dim, width=m.width, lip_size=m.lip_size)
+  return sync_experts.SyncNetSExpert(
+      loaded.variables, source=loaded.source, model=model,
+      name=(f"syncnet_python S architecture trained here, independent of the generators (width "
+            f"{m.width:g}, {m.lip_size} px lips; {loaded.source})"),
+      comparable_with_papers=False, resize=pipeline_base.resize_frames)
+
+
+def _has_checkpoint(workdir: str) -> bool:
+  return bool(workdir) and os.path.isdir(os.path.join(workdir, "checkpoints"))
+
+
+def lse_scorer(*, sync_eval_workdir: str = "", weights_dir: str = "", syncnet_workdir: str = ""
+               ) -> sync_experts.SyncExpert:
+  """The expert that scores LSE (module docstring): the official S when `weights_dir` holds
+  syncnet_v2.model, else the `syncnet_eval` workdir when it has checkpoints, else the colour
+  expert of `syncnet_workdir` (logged: generators trained against it).
+
+  Raises:
+    ValueError: none of the three is available.
+  """
+  if weights_dir:
+    try:
+      official = weights_lib.require(weights_dir, EVAL_PUBLIC_FILE)
+    except weights_lib.MissingWeightsError:
+      official = None
+    if official is not None:
+      return independent_expert(checkpoint=os.fspath(official))
+  if _has_checkpoint(sync_eval_workdir):
+    return independent_expert(sync_eval_workdir)
+  if syncnet_workdir:
+    logging.warning("LSE: no independent expert (sync_eval_workdir %r, no syncnet_v2.model in "
+                    "%r): scoring with the colour expert the generators trained against (%s)",
+                    sync_eval_workdir, weights_dir, syncnet_workdir)
+    return lse_expert(syncnet_workdir)
+  raise ValueError("LSE needs an expert: give syncnet_v2.model in the weights folder, a "
+                   "`syncnet_eval` workdir (python -m experiments.train --config=experiments/"
+                   "configs/experts/syncnet_eval.py:demo --workdir=...) or a `syncnet` workdir")
+
+
+def scorer_label(expert: sync_experts.SyncExpert) -> str:
+  """How tables name the expert that scored their LSE columns."""
+  d = expert.describe()
+  comparable = "comparable" if d["comparable_with_papers"] else "NOT comparable"
+  return f"{d['name']} ({comparable} with papers)"
+
+
+def lse_scorers(*, sync_eval_workdir: str = "", weights_dir: str = "", syncnet_workdir: str = ""
+                ) -> tuple[sync_experts.SyncExpert, sync_experts.SyncExpert | None]:
+  """(the LSE scorer (`lse_scorer`), the colour training expert as a second scorer for the
+  experts' agreement, or None when it is the scorer itself or not given)."""
+  scorer = lse_scorer(sync_eval_workdir=sync_eval_workdir, weights_dir=weights_dir,
+                      syncnet_workdir=syncnet_workdir)
+  second = None
+  if syncnet_workdir and not isinstance(scorer, sync_experts.TrainedSyncNetExpert):
+    second = lse_expert(syncnet_workdir)
+  return scorer, second
+
+
+def agreement(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+  """Spearman's rho of LSE-C between the scorer (lse_c) and the second expert (lse_c_second)
+  over score rows, e.g. every (system, clip) of a table; {} when no row has a second score."""
+  pairs = [(r["lse_c"], r["lse_c_second"]) for r in rows if "lse_c_second" in r]
+  if not pairs:
+    return {}
+  first, second = zip(*pairs)
+  return {"pairs": len(pairs), "spearman_lse_c": agreement_lib.spearman(first, second)}

@@ -14,8 +14,12 @@ Metrics, on the pasted full frames against the clip's frames:
     same length here, so the window is the whole clip), and PSNR of the lower half of the face;
   * FID over all frames of the split (only with `weights_dir` holding pt_inception-2015-12-05;
     otherwise reported as unavailable — never with random Inception weights);
-  * LSE-C / LSE-D with the SyncNet_color trained here (NOT comparable with the papers'
-    official-SyncNet numbers), also for the ground-truth clips as the ceiling.
+  * LSE-C / LSE-D with the independent expert (`sync_expert.lse_scorer`: the official S when
+    `weights_dir` holds syncnet_v2.model, else S's architecture trained here by `syncnet_eval`,
+    which Wav2Lip never trained against; the colour expert only when neither exists), also for
+    the ground-truth clips as the ceiling; the tables name the expert. When the scorer is not the
+    colour expert, the colour expert scores the same videos too and the two experts' agreement
+    (Spearman's rho of LSE-C over systems and clips) is reported.
 Command: `python -m experiments.ladtalk.tables` (JSON + markdown with command, machine, duration).
 """
 
@@ -44,9 +48,11 @@ FID_UNAVAILABLE = "unavailable: pt_inception-2015-12-05 missing from --weights_d
 def evaluate_split(clips: list[dataset_lib.Clip], wav2lip: inference.Wav2LipModel,
                    sovqae: inference.SOVQAEModel, expert: sync_experts.SyncExpert,
                    extractor: fid_lib.InceptionFeatureExtractor | None,
-                   options: video_inference.Options) -> dict[str, Any]:
-  """Per-clip and mean scores of the three systems on `clips`."""
-  scorer = suite.VideoScorer(("psnr", "psnr_lower_half", "lse"), expert=expert, sliding=True)
+                   options: video_inference.Options,
+                   second_expert: sync_experts.SyncExpert | None = None) -> dict[str, Any]:
+  """Per-clip and mean scores of the three systems on `clips` (and the experts' agreement)."""
+  scorer = suite.VideoScorer(("psnr", "psnr_lower_half", "lse"), expert=expert, sliding=True,
+                             second_expert=second_expert)
   per_clip: dict[str, list[dict[str, float]]] = {s: [] for s in SYSTEMS}
   fid = {s: suite.FidAccumulator(extractor, FID_UNAVAILABLE) for s in SYSTEMS if s != "ground_truth"}
   seconds = {"wav2lip": 0.0, "ladtalk": 0.0}
@@ -71,11 +77,13 @@ def evaluate_split(clips: list[dataset_lib.Clip], wav2lip: inference.Wav2LipMode
   for name in SYSTEMS:
     rows = per_clip[name]
     summary[name] = {k: float(np.mean([r[k] for r in rows]))
-                     for k in ("psnr", "psnr_lower_half", "lse_c", "lse_d")}
+                     for k in ("psnr", "psnr_lower_half", "lse_c", "lse_d", "lse_c_second",
+                               "lse_d_second") if k in rows[0]}
     if name != "ground_truth":
       summary[name]["fid"] = fid[name].value()
       summary[name]["frames_per_second"] = total_frames / max(seconds[name], 1e-9)
-  return {"clips": len(clips), "frames": total_frames, "summary": summary, "per_clip": per_clip}
+  return {"clips": len(clips), "frames": total_frames, "summary": summary, "per_clip": per_clip,
+          "expert_agreement": sync_expert.agreement(r for rows in per_clip.values() for r in rows)}
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -96,15 +104,37 @@ def markdown(results: dict[str, Any]) -> str:
     s = r["summary"]
     lines.append(f"- {split}: LSE-C ratio {s['ladtalk']['lse_c'] / s['wav2lip']['lse_c']:.3f}; "
                  f"PSNR {s['wav2lip']['psnr']:.2f} -> {s['ladtalk']['psnr']:.2f} dB")
+  lines += agreement_lines(results)
   return "\n".join(lines) + "\n"
 
 
+def agreement_lines(results: dict[str, Any]) -> list[str]:
+  """The experts' agreement per split (markdown), when a second expert scored the videos."""
+  if not results.get("second_lse_expert"):
+    return []
+  lines = ["", f"Experts' agreement: LSE-C of every (system, clip) also scored by "
+               f"{results['second_lse_expert']}:", ""]
+  for split, r in results["splits"].items():
+    a = r.get("expert_agreement") or {}
+    if a:
+      s = r["summary"]
+      second = ", ".join(f"{n} {s[n]['lse_c_second']:.3f}" for n in s if "lse_c_second" in s[n])
+      lines.append(f"- {split}: Spearman rho {a['spearman_lse_c']:.3f} over {a['pairs']} "
+                   f"(system, clip) pairs; mean LSE-C with the second expert: {second}")
+  return lines
+
+
 def run(dataset: str, identity: str, splits: list[str], wav2lip_workdir: str, sovqae_workdir: str,
-        syncnet_workdir: str, weights_dir: str = "", max_clips: int = 0) -> dict[str, Any]:
-  """Evaluates both systems on each split; returns the JSON-ready results (no command/machine)."""
+        syncnet_workdir: str, weights_dir: str = "", max_clips: int = 0, *,
+        sync_eval_workdir: str = "") -> dict[str, Any]:
+  """Evaluates both systems on each split; returns the JSON-ready results (no command/machine).
+
+  LSE: `sync_expert.lse_scorers` (official S in `weights_dir`, else `sync_eval_workdir`, else the
+  colour expert of `syncnet_workdir`, which then is the only one)."""
   wav2lip = inference.load_wav2lip(wav2lip_workdir)
   sovqae = inference.load_sovqae(sovqae_workdir)
-  expert = sync_expert.lse_expert(syncnet_workdir)
+  expert, second = sync_expert.lse_scorers(sync_eval_workdir=sync_eval_workdir,
+                                           weights_dir=weights_dir, syncnet_workdir=syncnet_workdir)
   extractor = None
   if weights_dir:   # a folder without the file raises MissingWeightsError naming it
     from talking_heads.pretrained import inception as inception_convert  # pylint: disable=g-import-not-at-top
@@ -118,8 +148,9 @@ def run(dataset: str, identity: str, splits: list[str], wav2lip_workdir: str, so
       raise ValueError(f"dataset {dataset}: no clips of identity {identity!r} in split {split!r}")
     clips = clips[:max_clips] if max_clips else clips
     logging.info("%s: %d clips", split, len(clips))
-    out[split] = evaluate_split(clips, wav2lip, sovqae, expert, extractor, options)
-  return {"identity": identity, "lse_expert": "SyncNet_color trained here (not comparable with papers)",
+    out[split] = evaluate_split(clips, wav2lip, sovqae, expert, extractor, options, second)
+  return {"identity": identity, "lse_expert": sync_expert.scorer_label(expert),
+          "second_lse_expert": sync_expert.scorer_label(second) if second else None,
           "wav2lip_workdir": wav2lip_workdir, "sovqae_workdir": sovqae_workdir, "splits": out}
 
 
@@ -190,7 +221,7 @@ def _video_tables(results_dir: str) -> list[dict[str, Any]]:
                                 for m in _OTHERS["table_1_usual"]]
         + [reproduction.unavailable(m, _POST_PROCESS) for m in ("CodeFormer*", "GFPGAN*")]))
     out.append(reproduction.table(
-        "table_5", _summary_rows(summary, ("ladtalk",), every, label, source),
+        "table_5", _summary_rows(summary, ("ladtalk", "ground_truth"), every, label, source),
         _fid_reason(summary) + [
             reproduction.unavailable(m, "base model not reimplemented in talking_heads (the "
                                         "SOVQAE runs on our Wav2Lip only)")
@@ -238,12 +269,19 @@ def _regulariser_table(results_dir: str) -> dict[str, Any]:
     if "ladtalk_heldout_voice" in v:
       lad, with_lse = v["ladtalk_heldout_voice"], True
       values = {"PSNR": lad["psnr"], "LSE-C": lad["lse_c"], "LSE-D": lad["lse_d"], **theta}
-      label += ("LaDTalk (our Wav2Lip + this SOVQAE) on held-out-voice clips; LSE with the "
-                "SyncNet trained here (not comparable)")
+      label += ("LaDTalk (our Wav2Lip + this SOVQAE) on held-out-voice clips; LSE: "
+                + v.get("lse_expert", "the SyncNet_color trained here (not comparable)"))
     else:
       values = {"PSNR": v["eval"]["psnr"], **theta}
       label += "PSNR = the SOVQAE's reconstruction of held-out frames (not LaDTalk videos)"
     measured.append(reproduction.row(method, values, label, source))
+  truth = next((v for v in results["variants"] if "ground_truth_heldout_voice" in v), None)
+  if truth is not None:   # the same clips' own video: the LSE ceiling (no SOVQAE, no PSNR)
+    gt = truth["ground_truth_heldout_voice"]
+    measured.append(reproduction.row(
+        "Ground truth (not in the paper)", {"LSE-C": gt["lse_c"], "LSE-D": gt["lse_d"]},
+        f"the held-out-voice clips' true video; LSE: {truth['lse_expert']}",
+        source))
   missing = [reproduction.unavailable("FID", "not computed by the ablation (needs the public "
                                              "Inception weights)")]
   if not with_lse:

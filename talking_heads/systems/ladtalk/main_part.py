@@ -54,7 +54,9 @@ def run(ctx: MainContext) -> PartReport:
       main_part.train(ctx, f"LaDTalk SOVQAE ({ctx.identity})", sovqae_config, sovqae_workdir,
                       span=(0.45, 0.9))]
   w2l, vq = inference.load_wav2lip(wav2lip_workdir), inference.load_sovqae(sovqae_workdir)
-  sources = {"wav2lip": w2l.source, "sovqae": vq.source, "syncnet": syncnet_workdir}
+  sync_eval_workdir = ctx.artefacts.get("sync_eval_workdir", "")
+  sources = {"wav2lip": w2l.source, "sovqae": vq.source, "syncnet": syncnet_workdir,
+             "sync_eval": sync_eval_workdir}
   path = os.path.join(out, "ladtalk_tables.json")
   results = main_part.load_cached(path, sources)
   if results is None:
@@ -67,7 +69,8 @@ def run(ctx: MainContext) -> PartReport:
     start = time.perf_counter()
     results = evaluation.run(ctx.corpus_root, ctx.identity, splits, wav2lip_workdir,
                              sovqae_workdir, syncnet_workdir,
-                             max_clips=0 if ctx.variant == "demo" else 1)
+                             max_clips=0 if ctx.variant == "demo" else 1,
+                             sync_eval_workdir=sync_eval_workdir)
     results.update(command="experiments.main (talking_heads.systems.ladtalk.evaluation.run)",
                    machine=reports.machine_description(),
                    duration_s=round(time.perf_counter() - start, 1), videos=made)
@@ -81,12 +84,13 @@ def run(ctx: MainContext) -> PartReport:
       f"audio of {made['audio_clip']}): [Wav2Lip]({made['wav2lip']['video']}) "
       f"({made['wav2lip']['frames_per_second']} frames/s), [LaDTalk]({made['ladtalk']['video']}) "
       f"({made['ladtalk']['frames_per_second']} frames/s). Tables 1/2 at small scale "
-      "(ladtalk/ladtalk_tables.md; LSE with the expert trained here):", "",
+      f"(ladtalk/ladtalk_tables.md; LSE: {results['lse_expert']}):", "",
       "| split | system | PSNR | PSNR lower half | LSE-C | LSE-D |", "|---|---|---|---|---|---|"]
   for split, by_system in summary.items():
     for name, s in by_system.items():
       lines.append(f"| {split} | {name} | {s['psnr']:.2f} | {s['psnr_lower_half']:.2f} | "
                    f"{s['lse_c']:.3f} | {s['lse_d']:.3f} |")
+  lines += evaluation.agreement_lines(results)
   truth = main_part.truth_video(ctx, dataset_lib.Dataset(ctx.corpus_root).clip(made["audio_clip"]))
   pairs = [html_report.VideoPair(
       f"{title}: {made['identity']} (clip {made['video_clip']}) driven by the held-out voice of "

@@ -12,9 +12,14 @@ As the reference trains it (Wav2Lip `wav2lip_train.py`, `hq_wav2lip_train.py`):
   GAN        loss = sw sync + w_adv adv + (1 - sw - w_adv) L1, adv = BCE(D(G), 1);
              D: BCE(D(gt), 1) + BCE(D(G), 0) on G's output before its update
              (both Adam 1e-4, betas 0.5, 0.999)
-  schedule   sw = 0 (the sync loss is not even computed) until an evaluation's sync loss falls
-             below `loss.sync_threshold` (0.75), then `loss.sync_weight` (0.01), or
-             `gan.sync_weight` (0.03) with the GAN; it never switches back.
+  schedule   sw = 0 (the sync loss is not even computed) until an evaluation meets the switch
+             rule, then `loss.sync_weight` (0.01), or `gan.sync_weight` (0.03) with the GAN; it
+             never switches back. The rule (`sync_switch_due`): the published one, eval sync
+             loss below `loss.sync_threshold` (0.75), OR, when set (> 0), either demo rule:
+             eval sync loss below `loss.sync_truth_ratio` x the expert's eval loss on the true
+             frames of the same windows (`sync_loss_truth`, an evaluation metric), or an
+             evaluation at step >= `loss.sync_switch_step`. The paper config keeps only the
+             published rule; the demo config documents its own.
 
 Dimensions: B batch, T frames per window (5), S face size, N = B*T.
 
@@ -35,9 +40,9 @@ expert's BatchNorm in training mode (batch statistics; Wav2Lip issue #482); we u
 statistics unless `sync_expert.use_running_average` is False.
 
 Config fields: model{width, dtype}, data{root, image_size, bgr, eval_split, eval_stride,
-eval_seed, num_workers}, loss{sync_weight, sync_threshold}, sync_expert{workdir, checkpoint,
-use_running_average}, gan{enabled, adv_weight, sync_weight, generator_b1, optimizer{...}},
-optimizer{...}, plus the trainer fields (`talking_heads.training.loop`).
+eval_seed, num_workers}, loss{sync_weight, sync_threshold, sync_truth_ratio, sync_switch_step},
+sync_expert{workdir, checkpoint, use_running_average}, gan{enabled, adv_weight, sync_weight,
+generator_b1, optimizer{...}}, optimizer{...}, plus the trainer fields (`talking_heads.training.loop`).
 """
 
 from __future__ import annotations
@@ -114,6 +119,26 @@ def window_psnr(generated: jax.Array, target: jax.Array) -> jax.Array:
   b, t, size = generated.shape[:3]
   as_image = lambda x: x.reshape(b, t * size, size, 3)
   return image_metrics.psnr(as_image(generated), as_image(target), data_range=1.0)
+
+
+def sync_switch_due(loss: ml_collections.ConfigDict, eval_metrics: dict[str, float],
+                    step: int) -> str | None:
+  """Why the sync loss switches on after this evaluation (module docstring), or None.
+
+  `loss` holds sync_threshold and, optional (0 = off), sync_truth_ratio and sync_switch_step.
+  """
+  sync = eval_metrics.get("sync_loss")
+  if sync is None:
+    return None
+  if sync < loss.sync_threshold:
+    return f"eval sync loss {sync:.4f} < threshold {loss.sync_threshold:g}"
+  ratio, truth = loss.get("sync_truth_ratio", 0.0), eval_metrics.get("sync_loss_truth")
+  if ratio > 0 and truth is not None and sync < ratio * truth:
+    return f"eval sync loss {sync:.4f} < {ratio:g} x the true frames' {truth:.4f}"
+  switch_step = loss.get("sync_switch_step", 0)
+  if switch_step > 0 and step >= switch_step:
+    return f"step {step} >= sync_switch_step {switch_step}"
+  return None
 
 
 def _host_scalar(x: jax.Array) -> float:
@@ -287,16 +312,17 @@ class Wav2LipStage(LossStage):
 
   def after_eval(self, state: TrainState | AdversarialTrainState,
                  eval_metrics: dict[str, float]) -> TrainState | AdversarialTrainState:
-    """Switches sw on once the eval sync loss is below `loss.sync_threshold` (then keeps it)."""
-    sync_loss = eval_metrics.get("sync_loss")
+    """Switches sw on once an evaluation meets `sync_switch_due` (then keeps it)."""
     old = self.sync_weight(state)
-    threshold = self.config.loss.sync_threshold
-    if sync_loss is None or sync_loss >= threshold or _host_scalar(old) > 0:
+    if _host_scalar(old) > 0:
+      return state
+    step = int(_host_scalar(state.step))
+    reason = sync_switch_due(self.config.loss, eval_metrics, step)
+    if reason is None:
       return state
     value = np.float32(self.switched_sync_weight)
     new = jax.make_array_from_callback(old.shape, old.sharding, lambda _: value)
-    logging.info("Wav2Lip: eval sync loss %.4f < %g at step %d: sync loss weight 0 -> %g.",
-                 sync_loss, threshold, int(_host_scalar(state.step)), value)
+    logging.info("Wav2Lip: %s at step %d: sync loss weight 0 -> %g.", reason, step, value)
     generator = self._generator_state(state)
     generator = generator.replace(model_state={**generator.model_state, "sync_weight": new})
     return state.replace(generator=generator) if self.gan else generator
@@ -325,6 +351,8 @@ class Wav2LipStage(LossStage):
     metrics = {
         "l1": reduce.weighted_mean(jnp.mean(jnp.abs(generated - target), axis=(1, 2, 3, 4)), valid),
         "sync_loss": self.sync_expert.loss(batch["mel"], generated, valid),
+        # The expert on the true frames of the same windows: what the demo switch rule compares to.
+        "sync_loss_truth": self.sync_expert.loss(batch["mel"], target, valid),
         "psnr": reduce.weighted_mean(window_psnr(generated, target), valid),
         "eval_weight": jnp.sum(valid),
     }

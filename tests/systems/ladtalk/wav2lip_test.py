@@ -245,6 +245,55 @@ def test_after_eval_switches_once_and_keeps_sharding(dataset, expert_workdir):
   assert stage.after_eval(on, {"sync_loss": 0.1}) is on            # already on: unchanged
 
 
+def _zero_state(stage):
+  abstract = jax.eval_shape(stage.init_state, jax.random.PRNGKey(0))
+  return jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), abstract)
+
+
+@pytest.mark.parametrize("variant", ["demo", "paper"])
+def test_switch_rule_flips_exactly_when_the_eval_loss_crosses_it(dataset, expert_workdir, variant):
+  """The variant's switch rule under the tiny config: a falling eval sync loss, the expert's loss
+  on the true frames fixed at 0.5 (demo: on below 3 x 0.5; paper: on below 0.75 only)."""
+  config = tiny_config(dataset, expert_workdir)
+  config.loss = wav2lip_config.get_config(variant).loss
+  stage = wav2lip.Wav2LipStage(config)
+  crossing = {"demo": 1.5, "paper": 0.75}[variant]
+  state = _zero_state(stage)
+  weights = []
+  for sync in (3.0, 2.0, 1.5, 1.49, 1.0, 0.75, 0.74, 0.5):
+    state = stage.after_eval(state, {"sync_loss": sync, "sync_loss_truth": 0.5})
+    weights.append((sync, float(stage.sync_weight(state))))
+  assert [w > 0 for _, w in weights] == [sync < crossing for sync, _ in weights], weights
+  assert weights[-1][1] == pytest.approx(0.01)
+
+
+def test_switch_rule_reasons():
+  rule = wav2lip_config.get_config("paper").loss
+  assert wav2lip.sync_switch_due(rule, {"l1": 0.1}, 10) is None         # no sync loss measured
+  assert "threshold" in wav2lip.sync_switch_due(rule, {"sync_loss": 0.7}, 10)
+  assert wav2lip.sync_switch_due(rule, {"sync_loss": 1.0, "sync_loss_truth": 0.1}, 10**6) is None
+  rule.sync_switch_step = 100
+  assert wav2lip.sync_switch_due(rule, {"sync_loss": 9.0}, 99) is None
+  assert "sync_switch_step" in wav2lip.sync_switch_due(rule, {"sync_loss": 9.0}, 100)
+
+
+def test_sync_loss_alone_trains_the_generator(dataset, expert_workdir):
+  """A generator overfit test in the default suite: with sw = 1 the frozen expert's gradient
+  lowers the sync loss of one batch (L1 plays no part)."""
+  config = tiny_config(dataset, expert_workdir)
+  config.optimizer.learning_rate = 3e-3
+  stage = wav2lip.Wav2LipStage(config)
+  batch = _batch(stage)
+  state = jax.jit(stage.init_state)(jax.random.PRNGKey(0))
+  state = state.replace(model_state={**state.model_state, "sync_weight": jnp.float32(1.0)})
+  step = jax.jit(stage.train_step)
+  sync = []
+  for i in range(8):
+    state, metrics = step(state, batch, jax.random.PRNGKey(i))
+    sync.append(float(metrics["sync_loss"]))
+  assert sync[-1] < 0.9 * sync[0], sync
+
+
 def test_missing_expert_errors(dataset, tmp_path):
   def load(**fields):
     config = tiny_config(dataset, "")

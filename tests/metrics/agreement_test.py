@@ -1,0 +1,34 @@
+"""Spearman's rank correlation against scipy (hand-computed cases when scipy is absent)."""
+
+import numpy as np
+import pytest
+
+from talking_heads.metrics import agreement
+
+
+def test_hand_computed_cases():
+  assert agreement.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+  assert agreement.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+  # Ranks (1, 2, 3) vs (1, 3, 2): 1 - 6 * 2 / (3 * 8) = 0.5.
+  assert agreement.spearman([0.1, 0.5, 0.9], [1.0, 7.0, 3.0]) == pytest.approx(0.5)
+  np.testing.assert_array_equal(agreement.average_ranks([3.0, 1.0, 3.0, 2.0]), [3.5, 1, 3.5, 2])
+  assert np.isnan(agreement.spearman([1, 1, 1], [1, 2, 3]))
+  assert np.isnan(agreement.spearman([1], [2]))
+
+
+def test_matches_scipy_with_ties():
+  stats = pytest.importorskip("scipy.stats")
+  rng = np.random.default_rng(0)
+  for n in (2, 5, 40):
+    x = rng.integers(0, 6, n).astype(float)      # many ties
+    y = x + rng.normal(0, 2, n)
+    if np.ptp(x) == 0:
+      continue
+    assert agreement.spearman(x, y) == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
+
+
+def test_bad_samples_are_named():
+  with pytest.raises(ValueError, match="one length"):
+    agreement.spearman([1, 2], [1, 2, 3])
+  with pytest.raises(ValueError, match="finite"):
+    agreement.spearman([1, np.nan], [1, 2])
