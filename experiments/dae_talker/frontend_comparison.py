@@ -130,9 +130,10 @@ def latent_errors(dataset_root: str, identity: str, latents_name: str,
 
 def run(dataset: str, identity: str, dae_workdir: str, workdirs: dict[str, str], encoder: str,
         syncnet_workdir: str, regressor_workdir: str, *, parts: tuple[str, ...] = PARTS,
-        clips: int = 2, frames: int = 50, sample_steps: int = 25, seed: int = 0
-        ) -> dict[str, Any]:
-  """The measurements `parts` for `workdirs` ({front end: speech2latent workdir})."""
+        clips: int = 2, frames: int = 50, sample_steps: int = 25, seed: int = 0,
+        sync_eval_workdir: str = "", weights_dir: str = "") -> dict[str, Any]:
+  """The measurements `parts` for `workdirs` ({front end: speech2latent workdir}); LSE scored
+  as `sync_expert.lse_scorers` picks (official S, independent expert, else the colour one)."""
   if unknown := set(parts) - set(PARTS):
     raise ValueError(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
   results: dict[str, Any] = {"identity": identity, "workdirs": workdirs, "clips_per_set": clips,
@@ -151,8 +152,10 @@ def run(dataset: str, identity: str, dae_workdir: str, workdirs: dict[str, str],
         for name, m in models.items()}
   if "lip_sync" not in parts:
     return results
-  scorer = evaluation.Scorer(sync_expert.lse_expert(syncnet_workdir),
-                             face_regressor.load_face_regressor(regressor_workdir))
+  expert, second = sync_expert.lse_scorers(sync_eval_workdir=sync_eval_workdir,
+                                           weights_dir=weights_dir, syncnet_workdir=syncnet_workdir)
+  results["lse_expert"] = sync_expert.scorer_label(expert)
+  scorer = evaluation.Scorer(expert, face_regressor.load_face_regressor(regressor_workdir), second)
   options = inference.Options(sample_steps=sample_steps, seed=seed)
   size = next(iter(models.values())).image_size
   sets = {s: evaluation.load_clips(dataset, identity, s, clips, frames, size)
@@ -211,7 +214,8 @@ def _latents_markdown(latents: dict[str, Any]) -> list[str]:
 def _lip_sync_markdown(results: dict[str, Any]) -> list[str]:
   lines = [f"Lip sync of the rendered videos ({results['clips_per_set']} clips x "
             f"{results['frames_per_clip']} frames per set, {results['sample_steps']} DDIM steps, "
-            "one shared x_T; LSE with the corpus expert, LMD in pixels at the autoencoder's size)",
+            f"one shared x_T; LSE by {results.get('lse_expert', 'the corpus expert')}, LMD in "
+            "pixels at the autoencoder's size)",
             "", "| set | video | LSE-C | LSE-D | LMD |", "|---|---|---|---|---|"]
   for s, rows in results["lip_sync"].items():
     for name, r in rows.items():
@@ -227,7 +231,10 @@ def define_flags() -> None:
   flags.DEFINE_string("mel_workdir", None, "speech2latent with audio.frontend=mel.")
   flags.DEFINE_string("wav2vec2_workdir", None, "speech2latent with audio.frontend=wav2vec2.")
   flags.DEFINE_string("encoder", None, "The wav2vec2 encoder (pretraining workdir or folder).")
-  flags.DEFINE_string("syncnet_workdir", None, "Trained SyncNet expert for LSE.")
+  flags.DEFINE_string("syncnet_workdir", None, "The colour SyncNet expert (LSE when no "
+                      "independent one is given).")
+  flags.DEFINE_string("sync_eval_workdir", "", "The independent expert (`syncnet_eval`) for LSE.")
+  flags.DEFINE_string("weights_dir", "", "Folder with syncnet_v2.model (the official LSE).")
   flags.DEFINE_string("regressor_workdir", None, "Trained face regressor (landmarks).")
   flags.DEFINE_list("parts", list(PARTS), "Measurements to make.")
   flags.DEFINE_integer("clips", 2, "Clips per test set for lip sync.")
@@ -242,8 +249,9 @@ def main(argv):
   start = time.time()
   results = run(FLAGS.dataset, FLAGS.identity, FLAGS.dae_workdir,
                 {"mel": FLAGS.mel_workdir, "wav2vec2": FLAGS.wav2vec2_workdir}, FLAGS.encoder,
-                FLAGS.syncnet_workdir, FLAGS.regressor_workdir, parts=tuple(FLAGS.parts), clips=FLAGS.clips,
-                frames=FLAGS.frames, sample_steps=FLAGS.sample_steps, seed=FLAGS.seed)
+                FLAGS.syncnet_workdir, FLAGS.regressor_workdir, parts=tuple(FLAGS.parts),
+                clips=FLAGS.clips, frames=FLAGS.frames, sample_steps=FLAGS.sample_steps, seed=FLAGS.seed,
+                sync_eval_workdir=FLAGS.sync_eval_workdir, weights_dir=FLAGS.weights_dir)
   results.update(command=reports.command_line(), machine=reports.machine_description(),
                  duration_s=round(time.time() - start, 1))
   reports.write_results(FLAGS.out, results, markdown(results))

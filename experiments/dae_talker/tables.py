@@ -26,7 +26,9 @@ def define_flags() -> None:
   flags.DEFINE_string("dae_workdir", None, "Trained diffusion autoencoder.")
   flags.DEFINE_string("speech2latent_workdir", None, "speech2latent (pseudo-sentences).")
   flags.DEFINE_string("fixed_segments_workdir", "", "speech2latent trained on fixed segments.")
-  flags.DEFINE_string("syncnet_workdir", None, "Trained SyncNet expert for LSE.")
+  flags.DEFINE_string("syncnet_workdir", None, "The colour SyncNet expert (training expert; LSE "
+                      "only when no independent one is given).")
+  flags.DEFINE_string("sync_eval_workdir", "", "The independent expert (`syncnet_eval`) for LSE.")
   flags.DEFINE_string("regressor_workdir", None, "Trained face regressor (landmarks, pose).")
   flags.DEFINE_string("weights_dir", "", "Folder with the public LPIPS files (optional).")
   flags.DEFINE_list("tables", ["1", "2", "3", "4"], "Tables to compute.")
@@ -51,7 +53,8 @@ def main(argv):
       tables=tuple(FLAGS.tables), clips=FLAGS.clips, frames=FLAGS.frames,
       recon_stride=FLAGS.recon_stride, sample_steps=FLAGS.sample_steps,
       batch_size=FLAGS.batch_size, yaw_degrees=FLAGS.yaw_degrees, seed=FLAGS.seed,
-      weights_dir=FLAGS.weights_dir, rows=tuple(FLAGS.rows))
+      weights_dir=FLAGS.weights_dir, rows=tuple(FLAGS.rows),
+      sync_eval_workdir=FLAGS.sync_eval_workdir)
   results.update(command=reports.command_line(), machine=reports.machine_description(),
                  duration_s=round(time.time() - start, 1))
   reports.write_results(FLAGS.out, results, evaluation.markdown(results))
