@@ -191,7 +191,8 @@ def _probe_markdown(probe: dict[str, Any]) -> list[str]:
   probes = probe["probes"]
   lines = [f"Phoneme probe (linear, frames labelled by espeak-ng's timings; encoder "
            f"{probe['encoder']}): held-out accuracy / balanced accuracy (%)", "",
-           "| features | dim | test | held-out voices | majority class (test) |", "|---|---|---|---|---|"]
+           "| features | dim | test | held-out voices | majority class (test) |",
+           "|---|---|---|---|---|"]
   for name, r in probes.items():
     cells = [f"{100 * r[s]['accuracy']:.1f} / {100 * r[s]['balanced_accuracy']:.1f}"
              for s in PROBE_TEST_SPLITS]
@@ -250,8 +251,9 @@ def main(argv):
   results = run(FLAGS.dataset, FLAGS.identity, FLAGS.dae_workdir,
                 {"mel": FLAGS.mel_workdir, "wav2vec2": FLAGS.wav2vec2_workdir}, FLAGS.encoder,
                 FLAGS.syncnet_workdir, FLAGS.regressor_workdir, parts=tuple(FLAGS.parts),
-                clips=FLAGS.clips, frames=FLAGS.frames, sample_steps=FLAGS.sample_steps, seed=FLAGS.seed,
-                sync_eval_workdir=FLAGS.sync_eval_workdir, weights_dir=FLAGS.weights_dir)
+                clips=FLAGS.clips, frames=FLAGS.frames, sample_steps=FLAGS.sample_steps,
+                seed=FLAGS.seed, sync_eval_workdir=FLAGS.sync_eval_workdir,
+                weights_dir=FLAGS.weights_dir)
   results.update(command=reports.command_line(), machine=reports.machine_description(),
                  duration_s=round(time.time() - start, 1))
   reports.write_results(FLAGS.out, results, markdown(results))

@@ -75,8 +75,9 @@ def floor_rows(config: Any, sizes: tuple[int, ...], max_batches: int = 0) -> lis
 
 
 def markdown(results: dict[str, Any]) -> str:
-  lines = [f"Expert BCE on the true frames of `{results['eval_split']}` ({results['rows'][0]['windows']}"
-           f" windows; threshold {results['threshold']}; expert {results['expert']})", "",
+  windows = results["rows"][0]["windows"]
+  lines = [f"Expert BCE on the true frames of `{results['eval_split']}` ({windows} windows; "
+           f"threshold {results['threshold']}; expert {results['expert']})", "",
            "| face size S | BatchNorm | in sync | other window's audio |", "|---|---|---|---|"]
   for r in results["rows"]:
     lines.append(f"| {r['face_size']} | {r['batchnorm']} | {r['in_sync']:.3f} | "
