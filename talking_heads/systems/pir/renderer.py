@@ -52,6 +52,7 @@ from talking_heads.io.dataset import parse_identities
 from talking_heads.losses import perceptual as perceptual_lib
 from talking_heads.metrics import image as image_metrics
 from talking_heads.models import pir_renderer
+from talking_heads.models import triplane as triplane_lib
 from talking_heads.pipelines import heads
 from talking_heads.rendering import camera as camera_lib
 from talking_heads.systems.images import to_model_range, to_unit_range
@@ -120,12 +121,14 @@ class RendererStage(Stage):
     dtype = jnp.dtype(config.model.get("dtype", "float32"))
     self.image_size = int(config.data.image_size)
     self.renderer = pir_renderer.InpaintingRenderer(**sizes.renderer, dtype=dtype)
-    disc = dict(sizes.discriminator)
-    self.num_scales = disc.pop("num_scales")
-    self.discriminator = pir_renderer.NLayerDiscriminator(**disc, dtype=dtype)
+    # The per-scale PatchGAN of pix2pixHD's multi-scale discriminator at this variant's sizes.
+    multiscale = pir_renderer.MultiscaleDiscriminator(**sizes.discriminator)
+    self.num_scales = multiscale.num_scales
+    self.discriminator = pir_renderer.NLayerDiscriminator(
+        multiscale.base_features, multiscale.num_layers, dtype=dtype)
     # I_F's size, from B's sizes of the same variant (the frozen B's own is checked on loading).
-    self.feature_shape = (sizes.triplane["neural_resolution"],) * 2 + (
-        sizes.triplane["plane_channels"],)
+    b = triplane_lib.TriplaneGenerator(**sizes.triplane)
+    self.feature_shape = (b.neural_resolution, b.neural_resolution, b.plane_channels)
     self.tx = build_optimizer(config.optimizer, config.total_steps)
     self.disc_tx = build_optimizer(config.gan.optimizer, config.total_steps)
     self._perceptual_variables = perceptual_variables

@@ -1,6 +1,7 @@
 """PIR's stages: each tiny config trains (its loss falls), resumes exactly as an uninterrupted run,
 evaluates and logs images; the renderer trains against the frozen, trained component B with
-K-jitter."""
+K-jitter. Component A's run is in the default suite; B's and C's compile EG3D's volume renderer
+(minutes of CPU on 2 shared cores) and are `slow`."""
 
 import os
 
@@ -11,7 +12,7 @@ import pytest
 from experiments.configs.pir import audio2exp as audio2exp_config
 from experiments.configs.pir import renderer as renderer_config
 from experiments.configs.pir import triplane as triplane_config
-from talking_heads.systems.pir import renderer
+from talking_heads.systems.pir import audio2exp, renderer
 from talking_heads.pipelines import base, testing
 from talking_heads.training import checkpoint, loop
 
@@ -85,6 +86,7 @@ def triplane_runs(dataset, tmp_path_factory):
   return tmp_path, _full_and_resumed(config, tmp_path, 5)
 
 
+@pytest.mark.slow
 def test_triplane_trains_resumes_and_evaluates(triplane_runs):
   tmp_path, (full, resumed) = triplane_runs
   _check_resume_and_learning(full, resumed, 12, 5)
@@ -93,6 +95,7 @@ def test_triplane_trains_resumes_and_evaluates(triplane_runs):
   assert os.listdir(os.path.join(tmp_path, "full", "images"))
 
 
+@pytest.mark.slow
 def test_renderer_trains_against_the_frozen_triplane_and_resumes(dataset, triplane_runs,
                                                                  tmp_path):
   n, k = 8, 3
@@ -124,3 +127,21 @@ def test_renderer_needs_a_trained_triplane(dataset, tmp_path):
   config.loss.gan = "hinge"
   with pytest.raises(ValueError, match="loss.gan must be one of"):
     renderer.RendererStage(config)
+
+
+def test_audio2exp_batches_hold_each_frames_mel_and_expression(dataset):
+  stage = audio2exp.Audio2ExpressionStage(_tiny(audio2exp_config, dataset))
+  it = stage.train_iterator(4, 0, 1)
+  batch = next(it)
+  it.close()
+  features = np.asarray(stage.features(batch))
+  assert features.shape == (4, 8, 320) and batch["expression"].shape == (4, 8, 9)
+  chosen = base.open_split(dataset, "train", ["id0"])[1]
+  for b in range(4):
+    clip, s = chosen[int(batch["clip"][b])], int(batch["start"][b])
+    assert clip.identity == "id0"
+    mel = base.ClipReader(dataset, [clip.id]).mel(0, audio2exp.MEL)             # [F, 80]
+    np.testing.assert_allclose(features[b, 3], mel[4 * (s + 3):4 * (s + 4)].reshape(-1),
+                               rtol=1e-6)
+    np.testing.assert_array_equal(batch["expression"][b], clip.expression[s:s + 8])
+    np.testing.assert_array_equal(batch["alpha"][b], clip.alpha)
