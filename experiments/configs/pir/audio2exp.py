@@ -16,8 +16,8 @@ Variants (network sizes: `talking_heads.systems.pir.sizes`):
   demo   id01 of the demo corpus (about 2.3 min of train video, clips of 2-8 s) at the demo width
          (128, 4 heads, FFN 256, 1 layer); shrunk from the paper: k = 50 frames (2 s; k = 100
          would drop the clips shorter than 4 s), the RADIO mel instead of wav2vec2 (no weights
-         here), batch 8, Adam 1e-4, 1500 steps (about 35 epochs of 50-frame windows; not timed
-         here).
+         here), batch 8, Adam 1e-4, 1000 steps (about 115 epochs of its ~3450 train frames in
+         50-frame windows, the paper's 120; not timed here).
   paper  spec §2.1, §4: D 1024, 4 heads, FFN 2048, 1 decoder layer, dropout 0.1, k = 100,
          wav2vec2 large (XLSR-53, 1024-d) features interpolated to 25 fps, Adam 1e-4, batch 1
          window; 120 epochs: total_steps = 120 x train frames / 100, here 8250 for a 5-minute
@@ -45,7 +45,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.optimizer.learning_rate = 3e-3
   elif variant == "demo":
     c.data.update(identities="id01", window=50)
-    c.total_steps, c.eval_batch_size = 1500, 8
+    c.total_steps, c.eval_batch_size = 1000, 8
   elif variant == "paper":
     c.audio.update(frontend="wav2vec2", weights="facebook/wav2vec2-large-xlsr-53", dim=1024)
     c.data.num_workers = 4
