@@ -134,7 +134,8 @@ def make_head_iterator(root: str | os.PathLike, *, batch_size: int, shard_index:
     batch_size, shard_index, shard_count, seed, num_workers: see `base.build_iterator`.
     split: the split to sample (None: all clips).
     image_size: resize frames (and landmarks, K) to this size (None: the dataset's).
-    crown, margin: the approximate head mask's shape (`face.head_region.head_polygon`), for clips without one.
+    crown, margin: the approximate head mask's shape (`face.head_region.head_polygon`), for
+      clips without one.
     identities: only frames of these identities (None: all).
     **grain_options: read_threads, prefetch, worker_buffer_size (`base.build_iterator`).
   """
