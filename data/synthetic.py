@@ -14,8 +14,9 @@ Every clip is made the same way:
      and slow drift (`data.motion`), scaled by its motion style;
   4. landmarks = `morphable.landmarks_2d(alpha, expression, pose, K)` (plus,
      for the photographic identity, a constant offset, see below), rendered by
-     `talking_heads.face.render`, written with `DatasetWriter` (and an mp4
-     preview with audio).
+     `talking_heads.face.render` with each frame's head mask (the painted
+     head warped like the frame; PIR's M_h), written with `DatasetWriter`
+     (and an mp4 preview with audio).
 
 Identities. Training identity 0 is, by default, the photographic one: Eileen
 Collins' NASA portrait from scikit-image (`render.portrait_renderer`). Her
@@ -567,6 +568,8 @@ class GeneratedClip:
     expression: float32 [T, E].
     pose: float32 [T, 6].
     K: float32 [3, 3].
+    head_mask: uint8 [T, S, S], 1 on the head as rendered
+      (`FaceRenderer.render_with_mask`).
     text: what is said.
     phonemes: espeak phonemes (symbol, start_s, end_s) of the speech.
   """
@@ -577,6 +580,7 @@ class GeneratedClip:
   expression: np.ndarray
   pose: np.ndarray
   K: np.ndarray  # pylint: disable=invalid-name
+  head_mask: np.ndarray
   text: str
   phonemes: list[tuple[str, float, float]]
 
@@ -585,7 +589,8 @@ class GeneratedClip:
     return self.frames.shape[0]
 
   def arrays(self) -> dict[str, np.ndarray]:
-    return {name: getattr(self, name) for name in dataset_lib.ARRAY_NAMES}
+    return {name: getattr(self, name) for name in
+            dataset_lib.ARRAY_NAMES + dataset_lib.OPTIONAL_ARRAY_NAMES}
 
 
 def _landmarks(alpha: np.ndarray, expression: np.ndarray, pose: np.ndarray,
@@ -692,10 +697,11 @@ def generate_clip(plan: CorpusPlan, spec: ClipSpec,
   if renderer is None:
     renderer = identity_renderer(identity, plan.config.size, plan.camera,
                                  aligned=plan.config.align)
-  frames = renderer.render_sequence(landmarks)
+  frames, head_mask = renderer.render_sequence(landmarks, with_masks=True)
   return GeneratedClip(
       frames=frames, audio=audio, landmarks=landmarks, alpha=identity.alpha,
-      expression=expression, pose=pose, K=camera, text=utterance.text,
+      expression=expression, pose=pose, K=camera, head_mask=head_mask,
+      text=utterance.text,
       phonemes=utterance.phonemes)
 
 

@@ -153,9 +153,12 @@ class Atlas:
   Attributes:
     image: uint8 [S, S, 3] RGB.
     skin: float32 [S, S] in [0, 1], the bare skin of the face (no hair, brows, eyes or lips).
+    head: float32 [S, S] in [0, 1], the whole head: face and skull, ears and hair (not the neck;
+      face parsing's head classes).
   """
   image: np.ndarray
   skin: np.ndarray
+  head: np.ndarray
 
 
 def catmull_rom(points: np.ndarray, samples: int, closed: bool = False) -> np.ndarray:
@@ -738,6 +741,8 @@ def paint_atlas(appearance: Appearance, image_size: int, landmarks: np.ndarray,
   bare = face * (1 - hair) * (1 - keep_out)
   bare = cv2.resize(np.clip(bare, 0, 1), size, interpolation=cv2.INTER_AREA)
   skin_area = cv2.resize(np.maximum(face * (1 - hair), ears), size, interpolation=cv2.INTER_AREA)
+  head = cv2.resize(np.clip(np.maximum.reduce([face, hair, ears]), 0, 1), size,
+                    interpolation=cv2.INTER_AREA)
   # Pores: band-pass noise added at the output resolution so that downsampling keeps it.
   noise = rng.standard_normal(size).astype(np.float32)
   pores = cv2.GaussianBlur(noise, (0, 0), 0.5) - cv2.GaussianBlur(noise, (0, 0), 1.6)
@@ -747,4 +752,4 @@ def paint_atlas(appearance: Appearance, image_size: int, landmarks: np.ndarray,
   image *= (1.0 + strength * pores * skin_area)[..., None]
   image += rng.normal(0.0, 0.8 / 255.0, image.shape).astype(np.float32)
   image = np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
-  return Atlas(image=image, skin=bare.astype(np.float32))
+  return Atlas(image=image, skin=bare.astype(np.float32), head=head.astype(np.float32))

@@ -16,6 +16,11 @@ Points are (x, y) pixels, x right, y down, pixel centres at integer coordinates;
 uint8 [S, S, 3]; sequences are [T, 68, 2] -> [T, S, S, 3]. "Template units" are those of
 `TEMPLATE_LANDMARKS` (a frontal face with a jaw 2 units wide, origin between the eyes).
 
+The head mask of a frame (`render_with_mask`, PIR's M_h) is the atlas's head layer (face, skull,
+ears, hair; not the neck) warped with the frame's own map, so it is exact for painted identities;
+the photograph has no painted layer and uses the landmark approximation
+(`face.head_region.head_mask`) of its neutral layout, warped the same way.
+
 `portrait_renderer` builds the one photographic identity: Eileen Collins' NASA portrait shipped
 with scikit-image (`skimage.data.astronaut()`), with 68 landmarks measured by hand on that image.
 """
@@ -30,6 +35,7 @@ import numpy as np
 from scipy import spatial
 
 from talking_heads.face import appearance as appearance_lib
+from talking_heads.face import head_region
 from talking_heads.face.appearance import Appearance
 
 NUM_LANDMARKS = 68
@@ -245,13 +251,14 @@ class FaceRenderer:
     if atlas is None:
       painted = appearance_lib.paint_atlas(appearance, size, self.neutral_landmarks,
                                            self._tmpl_to_img)
-      self.atlas, self.skin_mask = painted.image, painted.skin
+      self.atlas, self.skin_mask, self.head_atlas = painted.image, painted.skin, painted.head
     else:
       atlas = np.asarray(atlas)
       if atlas.shape != (size, size, 3) or atlas.dtype != np.uint8:
         raise ValueError(f"atlas: expected RGB uint8 [{size}, {size}, 3], got {atlas.dtype} "
                          f"{atlas.shape}.")
       self.atlas, self.skin_mask = atlas.copy(), None
+      self.head_atlas = head_region.head_mask(self.neutral_landmarks, size, size)[..., 0]
     self._scale = float(np.hypot(*self._tmpl_to_img[:, 0]))
     self._setup_mouth()
     self._draws_eyes = atlas is None
@@ -513,10 +520,22 @@ class FaceRenderer:
 
   def render(self, landmarks: np.ndarray) -> np.ndarray:
     """One frame: landmarks [68, 2] float pixels -> RGB uint8 [S, S, 3]."""
+    return self._render(landmarks)[0]
+
+  def render_with_mask(self, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One frame and its head mask: landmarks [68, 2] -> (RGB uint8 [S, S, 3], uint8 [S, S] 1 on
+    the head; module docstring)."""
+    image, map_x, map_y = self._render(landmarks)
+    head = cv2.remap(self.head_atlas, map_x, map_y, cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    return image, (head >= 0.5).astype(np.uint8)
+
+  def _render(self, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(frame, the warp's map_x, map_y [S, S]: each pixel's position in the atlas)."""
     landmarks = _check_landmarks(landmarks, "landmarks")
     points, frame = self._mesh_points(landmarks)
     if self._draws_eyes:
-      image = self._warp(points)[0]
+      image, map_x, map_y = self._warp(points)
       self._draw_mouth(image, landmarks, frame)
       self._draw_eyes(image, landmarks, frame)
     else:
@@ -524,19 +543,25 @@ class FaceRenderer:
       image, map_x, map_y = self._warp(np.concatenate([opened, points[NUM_LANDMARKS:]]))
       self._draw_mouth(image, landmarks, frame)
       self._draw_photo_lids(image, landmarks, opened, frame, map_x, map_y)
-    return image
+    return image, map_x, map_y
 
-  def render_sequence(self, landmarks: np.ndarray) -> np.ndarray:
-    """Frames for landmarks [T, 68, 2] -> RGB uint8 [T, S, S, 3]."""
+  def render_sequence(self, landmarks: np.ndarray, with_masks: bool = False
+                      ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Frames for landmarks [T, 68, 2] -> RGB uint8 [T, S, S, 3]; with `with_masks`, also the
+    head masks uint8 [T, S, S] (`render_with_mask`)."""
     landmarks = np.asarray(landmarks)
     if landmarks.ndim != 3 or landmarks.shape[1:] != (NUM_LANDMARKS, 2):
       raise ValueError(f"landmarks: expected [T, 68, 2], got shape {landmarks.shape}.")
     out = np.empty((len(landmarks), self.image_size, self.image_size, 3), np.uint8)
+    masks = np.empty(out.shape[:3], np.uint8)
     for t, frame in enumerate(landmarks):
       if not np.all(np.isfinite(frame)):
         raise ValueError(f"landmarks: frame {t} contains NaN or infinite values.")
-      out[t] = self.render(frame)
-    return out
+      if with_masks:
+        out[t], masks[t] = self.render_with_mask(frame)
+      else:
+        out[t] = self.render(frame)
+    return (out, masks) if with_masks else out
 
 
 # The 68 iBUG landmarks of Eileen Collins' face in `skimage.data.astronaut()` (512 x 512), measured

@@ -12,10 +12,16 @@ Layout::
       expression.npy  float32 [T, E]         expression parameters, named by `expression_names`
       pose.npy        float32 [T, 6]         yaw, pitch, roll, tx, ty, tz
       K.npy           float32 [3, 3]         camera intrinsics
+      head_mask.npy   uint8   [T, S, S]      optional: 1 on the head (face, jaw, ears, hair; not
+                                             the neck), 0 elsewhere; the synthetic corpus writes
+                                             it exactly, ingested video has none (readers fall
+                                             back to `pipelines.heads`' landmark approximation)
       clip.json       the clip's record, so a writer can recover clips finished before a crash
       preview.mp4     optional H.264 + AAC preview
 
 T frames, N audio samples, S image size, E expression parameters, A identity parameters.
+Optional arrays (`OPTIONAL_ARRAY_NAMES`) may be absent from any clip, so corpora written before
+they existed stay readable; `Clip.has(name)` says whether a clip has one.
 Audio and frames are aligned at sample_rate / fps samples per frame (640 at 16 kHz / 25 fps);
 a clip is valid when |N - 640 T| < 640.
 
@@ -50,6 +56,7 @@ NUM_LANDMARKS = 68
 POSE_NAMES = ("yaw", "pitch", "roll", "tx", "ty", "tz")
 STANDARD_SPLITS = ("train", "val", "test", "heldout_identity", "heldout_voice")
 ARRAY_NAMES = ("frames", "audio", "landmarks", "alpha", "expression", "pose", "K")
+OPTIONAL_ARRAY_NAMES = ("head_mask",)
 
 _TMP_PREFIX = ".tmp-"
 _CLIP_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -57,7 +64,7 @@ _MANIFEST_KEYS = ("format_version", "fps", "sample_rate", "image_size", "express
                   "num_identity_params", "clips", "identities", "provenance", "generator")
 _ARRAY_LEGEND = {
     "frames": "[T, S, S, 3]", "audio": "[N]", "landmarks": "[T, 68, 2]", "alpha": "[A]",
-    "expression": "[T, E]", "pose": "[T, 6]", "K": "[3, 3]"}
+    "expression": "[T, E]", "pose": "[T, 6]", "K": "[3, 3]", "head_mask": "[T, S, S]"}
 
 
 def parse_identities(value: Any) -> tuple[str, ...]:
@@ -209,6 +216,7 @@ class _Geometry:
         "expression": ((t, self.num_expression), f32),
         "pose": ((t, len(POSE_NAMES)), f32),
         "K": ((3, 3), f32),
+        "head_mask": ((t, s, s), np.dtype(np.uint8)),
     }
 
   def describe(self, num_frames: int, num_samples: int) -> str:
@@ -229,6 +237,8 @@ def _value_problem(name: str, array: np.ndarray) -> str | None:
   """Content checks for `validate(full=True)`; frames (uint8) cannot be out of range."""
   if name == "frames":
     return None
+  if name == "head_mask":
+    return None if np.all(array <= 1) else "values other than 0 and 1"
   if not np.all(np.isfinite(array)):
     return "contains NaN or infinite values"
   if name == "audio" and array.size and np.max(np.abs(array)) > 1.0:
@@ -285,9 +295,11 @@ class Clip:
     return DatasetError(self._root, message, clip_id=self.record.id, file=file)
 
   def load(self, name: str) -> np.ndarray:
-    """Memory-maps array `name` (one of ARRAY_NAMES) read-only, checking dtype and shape."""
-    if name not in ARRAY_NAMES:
-      raise ValueError(f"unknown array {name!r}; expected one of {ARRAY_NAMES}")
+    """Memory-maps array `name` (one of ARRAY_NAMES or OPTIONAL_ARRAY_NAMES) read-only, checking
+    dtype and shape."""
+    if name not in ARRAY_NAMES + OPTIONAL_ARRAY_NAMES:
+      raise ValueError(f"unknown array {name!r}; expected one of "
+                       f"{ARRAY_NAMES + OPTIONAL_ARRAY_NAMES}")
     file = f"{name}.npy"
     path = self.directory / file
     if not path.is_file():
@@ -339,10 +351,20 @@ class Clip:
     """float32 [3, 3] camera intrinsics."""
     return self.load("K")
 
+  def has(self, name: str) -> bool:
+    """Whether the clip has array `name` (always true of ARRAY_NAMES in a valid clip)."""
+    return (self.directory / f"{name}.npy").is_file()
+
+  @property
+  def head_mask(self) -> np.ndarray:
+    """uint8 [T, S, S] head mask (optional: check `has("head_mask")`)."""
+    return self.load("head_mask")
+
   def validate(self, check_values: bool = False) -> None:
-    """Checks every array's file, dtype and shape; with `check_values`, also reads the values
-    (finite floats, audio in [-1, 1]). Raises DatasetError on the first problem."""
-    for name in ARRAY_NAMES:
+    """Checks every array's file, dtype and shape (optional ones when present); with
+    `check_values`, also reads the values (finite floats, audio in [-1, 1], masks 0 or 1).
+    Raises DatasetError on the first problem."""
+    for name in ARRAY_NAMES + tuple(n for n in OPTIONAL_ARRAY_NAMES if self.has(n)):
       array = self.load(name)
       if check_values and (problem := _value_problem(name, array)):
         raise self._error(problem, f"{name}.npy")
@@ -650,13 +672,14 @@ class DatasetWriter:
                frames: np.ndarray, audio: np.ndarray, landmarks: np.ndarray,
                alpha: np.ndarray, expression: np.ndarray, pose: np.ndarray,
                K: np.ndarray,  # pylint: disable=invalid-name
+               head_mask: np.ndarray | None = None,
                text: str | None = None, source: str | None = None,
                phonemes: Sequence[tuple[str, float, float]] | None = None,
                preview: bool = False) -> ClipRecord:
     """Checks and writes one clip atomically; returns its record.
 
     Arrays follow the module's layout (floats are cast to float32; frames must be uint8, audio
-    a float waveform in [-1, 1]). With `preview`, an mp4 of frames and audio is written too.
+    a float waveform in [-1, 1]; the optional head_mask boolean or 0/1 integers). With `preview`, an mp4 of frames and audio is written too.
 
     Raises:
       DatasetError: the clip exists already, or an array breaks the format.
@@ -677,8 +700,9 @@ class DatasetWriter:
                           [[str(p), float(a), float(b)] for p, a, b in phonemes])
     except ValueError as e:
       raise DatasetError(self.root, str(e), clip_id=clip_id) from None
+    optional = {} if head_mask is None else {"head_mask": head_mask}
     arrays = self._check_arrays(record, frames=frames, audio=audio, landmarks=landmarks,
-                                alpha=alpha, expression=expression, pose=pose, K=K)
+                                alpha=alpha, expression=expression, pose=pose, K=K, **optional)
     with atomic.output(self.root / record.path, directory=True,
                        prefix=f"{_TMP_PREFIX}{clip_id}-", suffix="") as tmp:
       for name, array in arrays.items():
@@ -710,12 +734,18 @@ class DatasetWriter:
     specs = self._geometry.array_specs(record.num_frames, record.num_samples)
     legend = self._geometry.describe(record.num_frames, record.num_samples)
     checked = {}
-    for name in ARRAY_NAMES:
+    for name in ARRAY_NAMES + tuple(n for n in OPTIONAL_ARRAY_NAMES if n in arrays):
       array = np.asarray(arrays[name])
       expected_shape, expected_dtype = specs[name]
       if name == "frames" and array.dtype != np.uint8:
         raise error(f"frames must be uint8, got {array.dtype}", name)
-      if name != "frames":
+      if name == "head_mask":
+        if array.dtype.kind not in "biu":
+          raise error(f"must be boolean or integer 0/1, got {array.dtype}", name)
+        if array.size and (array.min() < 0 or array.max() > 1):
+          raise error("values other than 0 and 1", name)
+        array = array.astype(np.uint8)
+      elif name != "frames":
         if array.dtype.kind not in "fiu" or (name == "audio" and array.dtype.kind != "f"):
           raise error(f"must be a real {'float' if name == 'audio' else 'numeric'} array, "
                       f"got {array.dtype}", name)

@@ -39,12 +39,15 @@ def data(corpus):
   return dataset_lib.Dataset(corpus[0])
 
 
+NAMES = dataset_lib.ARRAY_NAMES + dataset_lib.OPTIONAL_ARRAY_NAMES
+
+
 def _arrays(clip):
-  return {name: np.asarray(clip.load(name)) for name in dataset_lib.ARRAY_NAMES}
+  return {name: np.asarray(clip.load(name)) for name in NAMES}
 
 
 def _assert_same_arrays(a, b):
-  for name in dataset_lib.ARRAY_NAMES:
+  for name in NAMES:
     np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
@@ -165,9 +168,11 @@ def test_frames_are_renders_of_the_stored_landmarks(data):
     renderer = synthetic.identity_renderer(plan.identities[name], 64,
                                            plan.camera)
     landmarks = np.asarray(clip.landmarks)
+    assert clip.has("head_mask")
     for t in (0, clip.num_frames // 2):
-      np.testing.assert_array_equal(renderer.render(landmarks[t]),
-                                    clip.frames[t])
+      frame, mask = renderer.render_with_mask(landmarks[t])
+      np.testing.assert_array_equal(frame, clip.frames[t])
+      np.testing.assert_array_equal(mask, clip.head_mask[t])
 
 
 def test_clip_generation_is_deterministic_per_seed(data):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from talking_heads.face import appearance as appearance_lib
+from talking_heads.face import head_region
 from talking_heads.face import morphable
 from talking_heads.face import render
 
@@ -233,3 +234,48 @@ def test_portrait_blink_covers_the_eyes():
 @pytest.mark.slow
 def test_renders_at_least_100_frames_per_second_at_128():
   assert render.benchmark(128, frames=300) >= 100
+
+
+def test_head_mask_covers_the_rendered_head_and_not_the_background():
+  """Pixels that change with the background colour lie outside the mask (up to its 1 px
+  anti-aliased edge); pixels that change with the hair colour lie inside it; the face's inner
+  landmarks (brows, eyes, nose, mouth) are on it, the corners and the neck below the chin off."""
+  size = 64
+  look = appearance_lib.sample_appearance(np.random.default_rng(0))
+  look = dataclasses.replace(look, hair_style="long")
+  neutral = landmarks(size)
+  talking = landmarks(size, jaw_open=0.8)
+  renders, renderers = {}, {}
+  for name, change in (("base", {}), ("background", {"background_rgb": ((255, 0, 255),
+                                                                         (0, 255, 0))}),
+                       ("hair", {"hair_rgb": (0, 0, 255)})):
+    renderers[name] = render.FaceRenderer(dataclasses.replace(look, **change), size, neutral)
+    renders[name] = renderers[name].render_with_mask(talking)
+  image, mask = renders["base"]
+  assert mask.dtype == np.uint8 and set(np.unique(mask)) == {0, 1}
+  np.testing.assert_array_equal(image, renderers["base"].render(talking))
+  kernel = np.ones((3, 3), np.uint8)
+  changed = lambda name: np.abs(renders[name][0].astype(int) - image.astype(int)).max(-1) > 8
+  background, hair = changed("background"), changed("hair")
+  assert background.mean() > 0.2 and hair.sum() > 100
+  assert not np.any(background & (cv2.erode(mask, kernel) == 1))
+  assert not np.any(hair & (cv2.dilate(mask, kernel) == 0))
+  x, y = np.round(talking[17:]).astype(int).T
+  assert np.all(mask[y, x] == 1)
+  assert mask[0, 0] == mask[0, -1] == mask[-1, 0] == mask[-1, -1] == 0
+  chin = np.round(talking[8]).astype(int)
+  assert mask[min(chin[1] + 4, size - 1), chin[0]] == 0          # the neck is not the head
+  # The sequence gives the same frames and masks; the mask follows the jaw down.
+  frames, masks = renderers["base"].render_sequence(np.stack([neutral, talking]),
+                                                    with_masks=True)
+  np.testing.assert_array_equal(frames[1], image)
+  np.testing.assert_array_equal(masks[1], mask)
+  assert masks[1].sum() > masks[0].sum()
+
+
+def test_portrait_head_mask_is_the_warped_landmark_approximation():
+  renderer, neutral = render.portrait_renderer(64)
+  image, mask = renderer.render_with_mask(neutral)
+  np.testing.assert_array_equal(image, renderer.render(neutral))
+  expected = head_region.head_mask(neutral, 64, 64)[..., 0]
+  assert np.mean(mask != expected) < 0.01          # at rest the warp is the identity

@@ -374,3 +374,28 @@ def test_clip_record_round_trip_and_errors():
     dataclasses.replace(record, phonemes=[["h", 0.0, 0.05], ["i", 0.01, 0.12]])
   with pytest.raises(ValueError, match=r"phoneme 0 must be \[symbol, start_s, end_s\]"):
     dataclasses.replace(record, phonemes=[["h", 0.0]])
+
+
+def test_optional_head_mask_round_trips_and_old_clips_stay_readable(small, tmp_path):
+  root, _ = small
+  clip = ds.Dataset(root).clip("c0")
+  assert not clip.has("head_mask")          # written without one: still valid, no mask
+  clip.validate(check_values=True)
+  with pytest.raises(ds.DatasetError, match="missing file"):
+    clip.head_mask
+  other = tmp_path / "masked"
+  arrays = _arrays(3, 4)
+  mask = np.random.default_rng(0).integers(0, 2, (4, SIZE, SIZE)).astype(bool)
+  with _writer(other) as writer:
+    writer.add_clip("m0", **_meta(), **arrays, head_mask=mask)
+    with pytest.raises(ds.DatasetError, match=r"clip 'm1': head_mask.npy: values other than 0"):
+      writer.add_clip("m1", **_meta(), **arrays, head_mask=2 * mask.astype(np.uint8))
+    with pytest.raises(ds.DatasetError, match=r"head_mask.npy: shape \(3, 16, 16\)"):
+      writer.add_clip("m2", **_meta(), **arrays, head_mask=mask[:3])
+  clip = ds.Dataset(other).clip("m0")
+  assert clip.has("head_mask") and clip.head_mask.dtype == np.uint8
+  np.testing.assert_array_equal(clip.head_mask, mask)
+  clip.validate(check_values=True)
+  np.save(clip.directory / "head_mask.npy", np.full((4, SIZE, SIZE), 3, np.uint8))
+  with pytest.raises(ds.DatasetError, match="values other than 0 and 1"):
+    ds.Dataset(other).validate(full=True)

@@ -1,5 +1,6 @@
 """Tests for talking_heads.pipelines.heads: frames with head masks and face parameters (PIR)."""
 
+import cv2
 import jax
 import numpy as np
 import pytest
@@ -78,8 +79,10 @@ def test_samples(root):
       np.testing.assert_array_equal(batch["pose"][b], clip.pose[f])
       np.testing.assert_array_equal(batch["K"][b], clip.K)
       np.testing.assert_array_equal(batch["head_mask"][b], heads.head_mask(clip.landmarks[f], 48, 48))
-      np.testing.assert_array_equal(batch["masked"][b],
-                                    batch["image"][b] * (1 - batch["head_mask"][b]).astype(np.uint8))
+      np.testing.assert_array_equal(batch["inpaint_mask"][b], heads.inpainting_mask(
+          batch["head_mask"][b], clip.landmarks[f]))
+      np.testing.assert_array_equal(batch["masked"][b], batch["image"][b] * (
+          1 - batch["inpaint_mask"][b]).astype(np.uint8))
 
 
 def test_resized_samples_keep_landmarks_and_camera_consistent(root):
@@ -105,3 +108,45 @@ def test_batch_feeds_a_jitted_step(root):
     return ((batch["head_mask"] * (prediction - target)) ** 2).mean()
 
   np.testing.assert_allclose(float(jax.jit(head_l2)(batch)), head_l2(batch), rtol=1e-5)
+
+
+def test_recorded_masks_win_and_identities_filter(tmp_path):
+  """Clips with a recorded head mask give it (resized to S); the others the landmark
+  approximation; `identities` keeps only their clips."""
+  testing.write_random_dataset(tmp_path, [6, 6, 6], image_size=32, head_masks=[True, False, True])
+  for size in (32, 64):
+    it = heads.make_head_iterator(tmp_path, batch_size=6, shard_index=0, shard_count=1, seed=0,
+                                  num_workers=0, image_size=size, identities=["id0"])
+    batch = next(it)
+    it.close()
+    chosen = base.open_split(tmp_path, "train", ["id0"])[1]   # "clip" indexes the chosen clips
+    clips = [chosen[c] for c in batch["clip"]]
+    assert {c.identity for c in clips} == {"id0"} and {c.id for c in clips} == {"clip000",
+                                                                               "clip002"}
+    for b, clip in enumerate(clips):
+      recorded = np.asarray(clip.head_mask[int(batch["start"][b])])
+      expected = cv2.resize(recorded, (size, size), interpolation=cv2.INTER_NEAREST)
+      np.testing.assert_array_equal(batch["head_mask"][b, ..., 0], expected)
+  it = heads.make_head_iterator(tmp_path, batch_size=2, shard_index=0, shard_count=1, seed=0,
+                                num_workers=0, identities=["id1"])
+  batch = next(it)
+  it.close()
+  clip = dataset_lib.Dataset(tmp_path).clip("clip001")
+  for b in range(2):
+    f = int(batch["start"][b])
+    np.testing.assert_array_equal(batch["head_mask"][b], heads.head_mask(clip.landmarks[f], 32, 32))
+
+
+def test_inpainting_mask_hides_the_dilated_head_and_the_jaw_below_the_chin():
+  landmarks = _face(64)
+  head = heads.head_mask(landmarks, 64, 64)
+  inpaint = heads.inpainting_mask(head, landmarks, dilate=2 / 64, jaw_drop=0.1)
+  assert inpaint.shape == (64, 64, 1) and inpaint.dtype == np.float32
+  assert np.all(inpaint >= head)                                   # covers the head ...
+  grown = cv2.dilate(head[..., 0].astype(np.uint8), np.ones((3, 3), np.uint8))
+  assert np.all(inpaint[..., 0] >= grown)                          # ... and a margin around it
+  chin = np.round(landmarks[8]).astype(int)
+  assert inpaint[chin[1] + 5, chin[0], 0] == 1 and head[chin[1] + 5, chin[0], 0] == 0
+  assert inpaint[min(chin[1] + 9, 63), 0, 0] == 0                  # not the frame's side
+  np.testing.assert_array_equal(heads.inpainting_mask(head, landmarks, dilate=0, jaw_drop=0)
+                                >= head, True)
