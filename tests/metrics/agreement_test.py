@@ -32,3 +32,19 @@ def test_bad_samples_are_named():
     agreement.spearman([1, 2], [1, 2, 3])
   with pytest.raises(ValueError, match="finite"):
     agreement.spearman([1, np.nan], [1, 2])
+
+
+def test_tables_print_an_undefined_agreement_as_nan():
+  # Constant LSE-C on one side (e.g. tiny runs score 0 everywhere): rho is NaN, which the JSON
+  # round trip turns into "nan"; the DAE-Talker tables must still print.
+  from talking_heads.io import reports  # pylint: disable=g-import-not-at-top
+  from talking_heads.systems.dae_talker import evaluation  # pylint: disable=g-import-not-at-top
+  from talking_heads.systems.experts import sync_expert  # pylint: disable=g-import-not-at-top
+  rows = [{"lse_c": 0.0, "lse_c_second": v} for v in (0.1, 0.3, 0.2)]
+  metrics = dict(lse_d=1.0, lse_c=0.0, lmd=2.0, flicker=0.1, flicker_error=0.2,
+                 landmark_jitter=0.3)
+  results = {"identity": "id0", "sample_steps": 2, "lse_expert": "S", "second_lse_expert": "colour",
+             "lip_sync": {"rows": {"test": {"Ground truth": metrics}},
+                          "expert_agreement": {"test": sync_expert.agreement(rows)}}}
+  text = evaluation.markdown(reports.to_json(results))
+  assert "Spearman rho of LSE-C nan over 3" in text

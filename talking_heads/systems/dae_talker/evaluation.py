@@ -257,7 +257,7 @@ def markdown(results: dict[str, Any]) -> str:
     for set_name, a in results["lip_sync"].get("expert_agreement", {}).items():
       if a:
         lines.append(f"- experts' agreement, {names.get(set_name, set_name)}: Spearman rho of "
-                     f"LSE-C {a['spearman_lse_c']:.3f} over {a['pairs']} (row, clip) pairs with "
+                     f"LSE-C {suite.format_value(a['spearman_lse_c'])} over {a['pairs']} (row, clip) pairs with "
                      f"{results['second_lse_expert']} (lse_c_second in the JSON rows)")
     lines.append("")
   if "reconstruction" in results:

@@ -118,9 +118,11 @@ def agreement_lines(results: dict[str, Any]) -> list[str]:
     a = r.get("expert_agreement") or {}
     if a:
       s = r["summary"]
-      second = ", ".join(f"{n} {s[n]['lse_c_second']:.3f}" for n in s if "lse_c_second" in s[n])
-      lines.append(f"- {split}: Spearman rho {a['spearman_lse_c']:.3f} over {a['pairs']} "
-                   f"(system, clip) pairs; mean LSE-C with the second expert: {second}")
+      second = ", ".join(f"{n} {suite.format_value(s[n]['lse_c_second'])}" for n in s
+                         if "lse_c_second" in s[n])
+      rho = suite.format_value(a["spearman_lse_c"])   # "nan" when a side is constant
+      lines.append(f"- {split}: Spearman rho {rho} over {a['pairs']} (system, clip) pairs; mean "
+                   f"LSE-C with the second expert: {second}")
   return lines
 
 
