@@ -107,24 +107,31 @@ def phoneme_probes(dataset_root: str, config: wav2vec2.Wav2Vec2Config, variables
 
 def latent_errors(dataset_root: str, identity: str, latents_name: str,
                   model: inference.DAETalkerModel) -> dict[str, Any]:
-  """{split: MSE (DAE units) and 1 - R^2} of speech2latent's latents on the identity's clips."""
+  """{split: MSE in DAE units, and standardised per dimension by the training latents' std (the
+  loss's units), each beside predicting the training mean} on the identity's clips."""
   dataset = dataset_lib.Dataset(dataset_root)
   predictor = model.speech2latent
+  mean = predictor.latent_mean.reshape(1, -1)
+  std = predictor.latent_std.reshape(1, -1)
   out = {}
   for split in evaluation.SETS:
-    squared, baseline, frames = 0.0, 0.0, 0
+    squared, baseline, standardised, standardised_baseline, frames = 0.0, 0.0, 0.0, 0.0, 0
     for clip in (c for c in dataset.clips(split) if c.identity == identity):
       true = np.load(pipelines_base.latents_path(dataset_root, latents_name, clip.id))
       predicted = predictor.predict_from_audio(np.asarray(clip.audio, np.float32))["latents"]
       n = min(len(true), len(predicted))
-      true = true[:n].reshape(n, -1)
-      squared += float(np.sum((predicted[:n].reshape(n, -1) - true) ** 2))
-      baseline += float(np.sum((predictor.latent_mean.reshape(1, -1) - true) ** 2))
+      true, error = true[:n].reshape(n, -1), predicted[:n].reshape(n, -1) - true[:n].reshape(n, -1)
+      squared += float(np.sum(error ** 2))
+      baseline += float(np.sum((mean - true) ** 2))
+      standardised += float(np.sum((error / std) ** 2))
+      standardised_baseline += float(np.sum(((mean - true) / std) ** 2))
       frames += n * true.shape[1]
     if not frames:
       raise ValueError(f"dataset {dataset_root}: no {split!r} clips of identity {identity!r}")
     out[split] = {"latent_mse": squared / frames, "mean_latent_mse": baseline / frames,
-                  "unexplained_fraction": squared / baseline}
+                  "unexplained_fraction": squared / baseline,
+                  "standardised_mse": standardised / frames,
+                  "standardised_mean_mse": standardised_baseline / frames}
   return out
 
 
@@ -203,11 +210,18 @@ def _probe_markdown(probe: dict[str, Any]) -> list[str]:
 
 def _latents_markdown(latents: dict[str, Any]) -> list[str]:
   lines = ["speech2latent's latent error on every clip of the identity (predicted pose, as at "
-            "inference): MSE in DAE units (1 - R^2 against the training mean)", "",
-            "| front end | test | held-out voices |", "|---|---|---|"]
+            "inference): MSE in DAE units (relative to predicting the training mean, 1 - R^2) and "
+            "standardised per dimension (the loss's units; the mean predictor's beside it)", "",
+            "| front end | test: MSE (1 - R^2) | test: standardised (mean's) | held-out voices: "
+            "MSE (1 - R^2) | held-out voices: standardised (mean's) |", "|---|---|---|---|---|"]
   for name, r in latents.items():
-    cells = [f"{r[s]['latent_mse']:.4f} ({r[s]['unexplained_fraction']:.3f})"
-             for s in evaluation.SETS]
+    cells = []
+    for s in evaluation.SETS:
+      cells.append(f"{r[s]['latent_mse']:.3g} ({r[s]['unexplained_fraction']:.3f})")
+      if "standardised_mse" in r[s]:
+        cells.append(f"{r[s]['standardised_mse']:.3f} ({r[s]['standardised_mean_mse']:.3f})")
+      else:
+        cells.append("-")
     lines.append(f"| {name} | {' | '.join(cells)} |")
   return lines
 
