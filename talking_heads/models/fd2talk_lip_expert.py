@@ -15,7 +15,9 @@ I identity and X expression coefficients of the morphable model.
   P_sync         cos(v, a) (Eq. 10), in [0, 1] since both embeddings are non-negative (ReLU,
                  Wav2Lip's SyncNet); norms floored at 1e-8 (`losses.sync.cosine_similarity`).
   expert_loss    BCE(P_sync, y), y = 1 in sync / 0 shifted (`losses.sync.cosine_bce`): the
-                 expert's own training.
+                 expert's own training. Keep its learning rate low (Wav2Lip: 1e-4): an in-sync
+                 pair whose ReLU embeddings have disjoint supports has P = 0 exactly, a clamped
+                 loss and no gradient (seen on the tiny test set at 1e-3).
   sync_loss      mean of -log(max(P_sync, 1e-7)) (Eq. 11) over windows: stage 1's L_sync on the
                  frozen expert, averaged over all S windows of the F-frame x0_hat.
 

@@ -75,7 +75,9 @@ def test_tiny_expert_learns_sync_from_shifted_pairs():
   test_mouth, test_audio = _clips(rng, 16, 10)
   mouth, audio, y = _pairs(train_mouth, train_audio, 5)
   params = expert.init(jax.random.key(0), mouth, audio)
-  tx = optax.adam(3e-3)
+  # At 1e-3 and above some in-sync pairs reach disjoint ReLU supports (P = 0: clamped loss, no
+  # gradient) and the loss jumps; Wav2Lip trains its expert at 1e-4.
+  tx = optax.adam(3e-4)
 
   def loss_fn(params):
     v, a = expert.apply(params, mouth, audio)

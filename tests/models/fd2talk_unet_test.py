@@ -107,7 +107,7 @@ def test_tiny_unet_fits_a_batch():
   for i in range(40):
     params, opt, _ = step(params, opt, jax.random.key(i))
   after = float(held_out(params))
-  assert after < 0.5 * before, (before, after)
+  assert after < 0.7 * before, (before, after)
   apply = jax.jit(model.apply)
   x_t, t = j0 * 0.5, jnp.array([500, 500])
   out = apply(params, x_t, t, motion, reference)
