@@ -26,12 +26,13 @@ def test_decoder_reads_both_latents_through_2d_channels():
   params = ae.init(jax.random.key(0), f1, f2)
   d = TINY.autoencoder["latent_channels"]
   assert params["params"]["decoder"]["conv_in"]["kernel"].shape[2] == 2 * d
-  latent = ae.apply(params, f2, method=ae.encode)
+  encode = jax.jit(lambda f: ae.apply(params, f, method=ae.encode))
+  decode = jax.jit(lambda r, j: ae.apply(params, r, j, method=ae.decode))
+  latent = encode(f2)
   assert latent.shape == (2, TINY.latent_size, TINY.latent_size, d)
-  out, aux = ae.apply(params, f1, f2)
+  out, aux = jax.jit(ae.apply)(params, f1, f2)
   assert out.shape == f2.shape and aux["z_e"].shape == (4,) + latent.shape[1:]
-  ref = ae.apply(params, f1, method=ae.encode)
-  decode = lambda r, j: ae.apply(params, r, j, method=ae.decode)
+  ref = encode(f1)
   np.testing.assert_allclose(decode(ref, latent), out, rtol=1e-5, atol=1e-5)
   assert np.abs(np.asarray(decode(ref + 0.5, latent) - out)).max() > 1e-3
   assert np.abs(np.asarray(decode(ref, latent + 0.5) - out)).max() > 1e-3

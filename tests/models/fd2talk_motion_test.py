@@ -141,7 +141,7 @@ def test_fd2talk_ddim_matches_diffusers_sample_prediction():
   x_T = np.random.default_rng(4).normal(size=(2, F, E)).astype(np.float32)
   x = torch.from_numpy(x_T)
   for t in ref.timesteps:
-    x0 = torch.from_numpy(np.asarray(_toy_x0(jnp.asarray(x.numpy()), jnp.full((2,), int(t)))))
+    x0 = torch.from_numpy(np.array(_toy_x0(jnp.asarray(x.numpy()), jnp.full((2,), int(t)))))
     x = ref.step(x0, t, x, eta=0.0).prev_sample
   got = samplers.sample(_toy_x0, (2, F, E), schedule, ts, jax.random.key(0),
                         config=samplers.StepConfig(prediction="x0"), x_T=jnp.asarray(x_T))

@@ -28,8 +28,10 @@ def _inputs(seed=0):
 def _context_projections(model, params, inputs):
   """{path: output} of every key/value projection inside a cross-attention (they read only the
   attention's context)."""
-  _, state = model.apply(params, *inputs, capture_intermediates=lambda m, _: m.name in (
-      "key", "value"), mutable=["intermediates"])
+  capture = jax.jit(lambda params, *inputs: model.apply(
+      params, *inputs, capture_intermediates=lambda m, _: m.name in ("key", "value"),
+      mutable=["intermediates"])[1])
+  state = capture(params, *inputs)
   flat = jax.tree_util.tree_flatten_with_path(state["intermediates"])[0]
   out = {}
   for path, value in flat:

@@ -1,5 +1,5 @@
 """FD2Talk's sizes: the paper-size parameter counts stated in `sizes` are what the networks
-build (jax.eval_shape, nothing allocated), and every variant builds."""
+build (jax.eval_shape, nothing allocated)."""
 
 import pytest
 
@@ -10,9 +10,8 @@ def test_paper_parameter_counts_are_as_stated():
   assert sizes.parameter_counts("paper") == sizes.PAPER_PARAMETERS
 
 
-def test_variants_grow_and_bad_names_fail():
-  tiny, demo = sizes.parameter_counts("tiny"), sizes.parameter_counts("demo")
-  assert all(tiny[k] < demo[k] < sizes.PAPER_PARAMETERS[k] for k in tiny)
-  assert sizes.sizes("paper").latent_size == 64 and sizes.sizes("tiny").latent_size == 8
+def test_variants_and_bad_names():
+  assert sizes.sizes("paper").latent_size == 64 and sizes.sizes("demo").latent_size == 16
+  assert sizes.sizes("tiny").latent_size == 8
   with pytest.raises(ValueError, match="unknown FD2Talk variant 'huge'"):
     sizes.sizes("huge")
