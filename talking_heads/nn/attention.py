@@ -2,7 +2,8 @@
 multi-head self- / cross-attention over sequences.
 
 Dimensions: B batch, N query positions, M key (context) positions, D query width, E context
-width, H heads, K head width, C channels and L = h w positions of a feature map [B, h, w, C].
+width, H heads, K head width, C channels and L = h w positions of a feature map [B, h, w, C],
+F feed-forward width.
 
   dot_product_attention  softmax(q k^T / sqrt(K)) v per head; logits and softmax in float32
                          (products accumulated in float32 whatever the compute dtype), the
@@ -16,6 +17,20 @@ width, H heads, K head width, C channels and L = h w positions of a feature map 
   MultiHeadAttention     queries [B, N, D] over a context [B, M, E] (self-attention when there
                          is none): DenseGeneral `query`, `key`, `value` [., H, K] and `out`
                          [H, K, D], as `nn.conformer`.
+  SpatialTransformer     latent diffusion's cross-attention block for feature maps (LDM
+                         `ldm/modules/attention.py` `SpatialTransformer` with
+                         `BasicTransformerBlock`), generalised to any number of contexts read
+                         in sequence:
+                           t = proj_in(GN(x)) as L tokens of width C = H K
+                           t = t + attn(LN(t))                            (self, optional)
+                           t = t + cross_i(LN_i(t), context_i)            i = 0, 1, ... in order
+                           t = t + ff(LN(t)), GEGLU: Dense 2F -> a * GELU(g) -> Dense C
+                           x + proj_out(t)
+                         proj_in / proj_out are Dense over channels (LDM's 1x1 convs), proj_out
+                         zero-initialised so a fresh block is the identity.
+                         The attentions are `MultiHeadAttention` without q/k/v biases (LDM's
+                         `CrossAttention`); each cross-attention is named by the caller (FD2Talk:
+                         `phi1` reads the motion, `phi2` the reference latent).
 Masks are boolean, True = may attend: `mask` [B, N, M] per query-key pair, `key_mask` [B, M] per
 key (padding). A masked logit is `MASKED_LOGIT`, finite, so a fully masked row gets uniform
 weights instead of NaN.
@@ -24,7 +39,7 @@ weights instead of NaN.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import flax.linen as nn
 import jax
@@ -158,3 +173,71 @@ class MultiHeadAttention(nn.Module):
     out = dot_product_attention(q, key, v, full)                       # [B, N, H, K]
     return nn.DenseGeneral(d, axis=(-2, -1), dtype=self.dtype, param_dtype=self.param_dtype,
                            name="out")(out)                            # [B, N, D]
+
+
+class GegluMlp(nn.Module):
+  """x [B, N, D] -> Dense 2F `proj` -> a * GELU(g) (a, g the halves) -> Dense D `out` (LDM's
+  `FeedForward(glu=True)`; GELU exact as PyTorch's default).
+
+  Attributes:
+    hidden_dim: F.
+  """
+  hidden_dim: int
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    dense = lambda d, name: nn.Dense(d, dtype=self.dtype, param_dtype=self.param_dtype, name=name)
+    a, g = jnp.split(dense(2 * self.hidden_dim, "proj")(x), 2, axis=-1)     # [B, N, F] each
+    return dense(x.shape[-1], "out")(a * nn.gelu(g, approximate=False))
+
+
+class SpatialTransformer(nn.Module):
+  """x [B, h, w, C] and contexts [B, M_i, E_i] -> [B, h, w, C] (module docstring).
+
+  Attributes:
+    context_names: one name per cross-attention, applied in this order to the contexts given
+      in the same order (their LayerNorms are `norm_<name>`).
+    num_heads: H, used when `head_channels` is None.
+    head_channels: K; when set, H = C / K (LDM's `num_head_channels`).
+    self_attention: the self-attention over the L positions (LDM's `attn1`).
+    ff_mult: F / C.
+    norm_eps, norm_groups, norm_rule: the input GroupNorm (LDM: 32 groups, eps 1e-6).
+    layer_norm_eps: the token LayerNorms' epsilon (PyTorch's 1e-5).
+  """
+  context_names: Sequence[str] = ("cross_attn",)
+  num_heads: int = 1
+  head_channels: int | None = None
+  self_attention: bool = True
+  ff_mult: int = 4
+  norm_eps: float = 1e-6
+  norm_groups: int = 32
+  norm_rule: norm.GroupRule = "cap"
+  layer_norm_eps: float = norm.TORCH_EPS
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, contexts: Sequence[jax.Array]) -> jax.Array:
+    if len(contexts) != len(self.context_names):
+      raise ValueError(f"SpatialTransformer {self.name}: {len(self.context_names)} cross-"
+                       f"attentions {tuple(self.context_names)} need as many contexts, got "
+                       f"{len(contexts)}")
+    b, h, w, c = x.shape
+    heads = _heads(c, self.num_heads, self.head_channels, f"SpatialTransformer {self.name}")
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    layer_norm = lambda name: nn.LayerNorm(self.layer_norm_eps, dtype=jnp.float32,
+                                           param_dtype=self.param_dtype, name=name)
+    attend = lambda name: MultiHeadAttention(heads, c // heads, use_bias=False, name=name, **kw)
+    y = norm.group_norm(c, epsilon=self.norm_eps, rule=self.norm_rule, groups=self.norm_groups,
+                        param_dtype=self.param_dtype, name="norm")(x).astype(self.dtype)
+    t = nn.Dense(c, name="proj_in", **kw)(y.reshape(b, h * w, c))         # [B, L, C]
+    if self.self_attention:
+      t = t + attend("attn")(layer_norm("norm_attn")(t))
+    for name, context in zip(self.context_names, contexts):
+      t = t + attend(name)(layer_norm(f"norm_{name}")(t), context.astype(self.dtype))
+    t = t + GegluMlp(self.ff_mult * c, name="ff", **kw)(layer_norm("norm_ff")(t))
+    zeros = nn.initializers.zeros_init()
+    out = nn.Dense(c, kernel_init=zeros, bias_init=zeros, name="proj_out", **kw)(t)
+    return x.astype(self.dtype) + out.reshape(b, h, w, c)                  # [B, h, w, C]

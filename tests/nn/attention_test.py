@@ -147,3 +147,45 @@ def test_masks_really_mask():
     apply(context, key_mask=jnp.ones((2, 5), bool))
   with pytest.raises(ValueError, match=r"\[B, N, M\]"):
     apply(context, mask=jnp.ones((2, 7, 5), bool))
+
+
+def _np_layer_norm(x, p, eps=1e-5):
+  mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+  return (x - mean) / np.sqrt(var + eps) * p["scale"] + p["bias"]
+
+
+def _np_mha_no_qkv_bias(p, x, context):
+  proj = lambda name, t: np.einsum("bnd,dhk->bnhk", t, p[name]["kernel"])
+  out = np_softmax_attention(proj("query", x), proj("key", context), proj("value", context))
+  return np.einsum("bnhk,hkd->bnd", out, p["out"]["kernel"]) + p["out"]["bias"]
+
+
+def test_spatial_transformer_matches_numpy_and_reads_contexts_in_order():
+  from scipy import special  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(11)
+  x = rng.normal(size=(2, 3, 4, 8)).astype(np.float32)
+  motion = rng.normal(size=(2, 5, 6)).astype(np.float32)
+  reference = rng.normal(size=(2, 12, 4)).astype(np.float32)
+  block = attention.SpatialTransformer(("phi1", "phi2"), head_channels=4, norm_groups=4)
+  params = random_params(jax.eval_shape(block.init, jax.random.key(0), x,
+                                        (motion, reference))["params"], 12)
+  assert {"phi1", "phi2", "norm_phi1", "norm_phi2", "attn", "ff", "proj_in",
+          "proj_out"} <= set(params)
+  assert "bias" not in params["phi1"]["key"] and params["phi1"]["key"]["kernel"].shape == (6, 2, 4)
+  got = block.apply({"params": params}, x, (motion, reference))
+  p = f64(params)
+  xs = x.astype(np.float64)
+  y = np_group_norm(xs, 4, p["norm"]["scale"], p["norm"]["bias"], eps=1e-6).reshape(2, 12, 8)
+  t = np_dense(y, p["proj_in"])
+  t = t + _np_mha_no_qkv_bias(p["attn"], _np_layer_norm(t, p["norm_attn"]),
+                              _np_layer_norm(t, p["norm_attn"]))
+  t = t + _np_mha_no_qkv_bias(p["phi1"], _np_layer_norm(t, p["norm_phi1"]), motion)
+  t = t + _np_mha_no_qkv_bias(p["phi2"], _np_layer_norm(t, p["norm_phi2"]), reference)
+  a, g = np.split(np_dense(_np_layer_norm(t, p["norm_ff"]), p["ff"]["proj"]), 2, axis=-1)
+  t = t + np_dense(a * 0.5 * g * (1 + special.erf(g / np.sqrt(2))), p["ff"]["out"])
+  expected = xs + np_dense(t, p["proj_out"]).reshape(xs.shape)
+  np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
+  fresh = block.init(jax.random.key(0), x, (motion, reference))
+  np.testing.assert_array_equal(block.apply(fresh, x, (motion, reference)), x)
+  with pytest.raises(ValueError, match="need as many contexts"):
+    block.apply({"params": params}, x, (motion,))
