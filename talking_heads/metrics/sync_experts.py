@@ -18,7 +18,7 @@ Experts:
     ffmpeg writes the scorer's wav: round(32768 x), clipped), `audio.mfcc` with
     python_speech_features' defaults, columns 4v .. 4v+19. Batches of 20, jitted.
     The same class scores with S's architecture trained here (the independent evaluation
-    expert, stage `syncnet_eval`, loaded by `systems.experts.sync_expert.independent_expert`):
+    expert, stage `syncnet_eval`, loaded by the experts' `sync_expert.independent_expert`):
     then the lips are resized to its smaller `lip_size` as its training pipeline resized them,
     and it reports itself as not comparable with papers.
   `TrainedSyncNetExpert`: a Wav2Lip SyncNet_color trained here (its variables restored from a
