@@ -90,11 +90,13 @@ def phoneme_probes(dataset_root: str, config: wav2vec2.Wav2Vec2Config, variables
                       for name, e in extractors.items()})
   labels = {split: [phoneme_probe.frame_labels(c.record.phonemes, c.num_frames, dataset.fps)
                     for c in chosen] for split, chosen in clips.items()}
+  # Each clip's audio read once for all featurizers.
+  audio = {split: [(np.asarray(c.audio, np.float32), c.num_frames) for c in chosen]
+           for split, chosen in clips.items()}
   results = {}
   for name, featurize in featurizers.items():
     start = time.perf_counter()
-    features = {split: [featurize(np.asarray(c.audio, np.float32), c.num_frames) for c in chosen]
-                for split, chosen in clips.items()}
+    features = {split: [featurize(a, t) for a, t in pairs] for split, pairs in audio.items()}
     train_x = np.concatenate(features["train"])
     train_y = sum(labels["train"], [])
     results[name] = {split: dataclasses.asdict(phoneme_probe.fit_linear_probe(
