@@ -9,9 +9,11 @@ error naming it, never random weights.
 
 Which expert scores LSE (`lse_scorer`), in order: syncnet_python's official S when its file is
 given (the only numbers comparable with papers); else the independent expert, S's architecture
-trained here by the `syncnet_eval` stage, which no generator trains against; else, only when
-neither exists, the colour expert above, which Wav2Lip trains against (reported as such: it can
-reward training against the judge). Every report names the expert it used (`describe()`).
+trained here by the `syncnet_eval` stage, which no generator trains against, provided it tells
+offsets apart on held-out clips (`MIN_OFFSET_ACCURACY_OVER_CHANCE`: a weak judge would make every
+system look alike); else the colour expert above, which Wav2Lip trains against (reported as
+such, with the reason: it can reward training against the judge). Every report names the expert
+it used (`describe()`).
 
 Dimensions: B batch, T frames per window (5), S face size (96 for the public expert).
 """
@@ -28,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from talking_heads.io import html_report
 from talking_heads.losses.sync import cosine_bce
 from talking_heads.metrics import agreement as agreement_lib
 from talking_heads.metrics import sync_experts
@@ -35,12 +38,16 @@ from talking_heads.models import syncnet as syncnet_lib
 from talking_heads.pipelines import base as pipeline_base
 from talking_heads.pretrained import frozen
 from talking_heads.pretrained import syncnet as syncnet_convert
+from talking_heads.training import restore
 from third_party import weights as weights_lib
 
 STAGE = "syncnet"
 PUBLIC_FILE = "wav2lip_lipsync_expert"   # third_party.weights key of lipsync_expert.pth
 EVAL_STAGE = "syncnet_eval"
 EVAL_PUBLIC_FILE = "syncnet_v2"          # third_party.weights key of syncnet_v2.model
+# A trained independent expert scores LSE only when its held-out per-window offset accuracy is at
+# least this multiple of chance; see `lse_scorer` and experiments/results/syncnet_eval_demo.
+MIN_OFFSET_ACCURACY_OVER_CHANCE = 4.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,14 +175,31 @@ def _has_checkpoint(workdir: str) -> bool:
   return bool(workdir) and os.path.isdir(os.path.join(workdir, "checkpoints"))
 
 
-def lse_scorer(*, sync_eval_workdir: str = "", weights_dir: str = "", syncnet_workdir: str = ""
+def independent_expert_quality(workdir: str) -> dict[str, float]:
+  """How well a `syncnet_eval` workdir's expert tells offsets apart on clips it never trained on:
+  its last eval's per-window offset accuracy, the chance level 1 / (2K + 1) and their ratio
+  ({} when the run has no eval record)."""
+  _, evaluation = html_report.read_metrics(os.path.join(workdir, "metrics.jsonl"))
+  evaluation = [r for r in evaluation if "eval/offset_accuracy" in r]
+  if not evaluation:
+    return {}
+  config = restore.load_config(workdir, expected_stage=EVAL_STAGE)
+  chance = 1.0 / (2 * int(config.data.max_offset) + 1)
+  accuracy = float(evaluation[-1]["eval/offset_accuracy"])
+  return {"step": int(evaluation[-1]["step"]), "offset_accuracy": accuracy, "chance": chance,
+          "over_chance": accuracy / chance}
+
+
+def lse_scorer(*, sync_eval_workdir: str = "", weights_dir: str = "", syncnet_workdir: str = "",
+               min_over_chance: float = MIN_OFFSET_ACCURACY_OVER_CHANCE
                ) -> sync_experts.SyncExpert:
   """The expert that scores LSE (module docstring): the official S when `weights_dir` holds
-  syncnet_v2.model, else the `syncnet_eval` workdir when it has checkpoints, else the colour
-  expert of `syncnet_workdir` (logged: generators trained against it).
+  syncnet_v2.model, else the `syncnet_eval` workdir when it has checkpoints and its held-out
+  offset accuracy reaches `min_over_chance` x chance (`independent_expert_quality`), else the
+  colour expert of `syncnet_workdir` (logged and named as such: generators trained against it).
 
   Raises:
-    ValueError: none of the three is available.
+    ValueError: none of the three is available (a rejected independent expert is named).
   """
   if weights_dir:
     try:
@@ -184,16 +208,27 @@ def lse_scorer(*, sync_eval_workdir: str = "", weights_dir: str = "", syncnet_wo
       official = None
     if official is not None:
       return independent_expert(checkpoint=os.fspath(official))
+  reason = f"no independent expert (no syncnet_v2.model in {weights_dir!r}, no checkpoints in " \
+           f"sync_eval_workdir {sync_eval_workdir!r})"
   if _has_checkpoint(sync_eval_workdir):
-    return independent_expert(sync_eval_workdir)
+    quality = independent_expert_quality(sync_eval_workdir)
+    if quality and quality["over_chance"] >= min_over_chance:
+      return independent_expert(sync_eval_workdir)
+    reason = (f"the independent expert of {sync_eval_workdir} is too weak to judge: held-out "
+              f"offset accuracy {quality.get('offset_accuracy', float('nan')):.3f} at step "
+              f"{quality.get('step', 0)} is {quality.get('over_chance', 0.0):.1f}x chance, below "
+              f"the {min_over_chance:g}x it needs" if quality else
+              f"the independent expert of {sync_eval_workdir} has no eval record to vouch for it")
   if syncnet_workdir:
-    logging.warning("LSE: no independent expert (sync_eval_workdir %r, no syncnet_v2.model in "
-                    "%r): scoring with the colour expert the generators trained against (%s)",
-                    sync_eval_workdir, weights_dir, syncnet_workdir)
-    return lse_expert(syncnet_workdir)
-  raise ValueError("LSE needs an expert: give syncnet_v2.model in the weights folder, a "
-                   "`syncnet_eval` workdir (python -m experiments.train --config=experiments/"
-                   "configs/experts/syncnet_eval.py:demo --workdir=...) or a `syncnet` workdir")
+    logging.warning("LSE: %s; scoring with the colour expert the generators trained against (%s)",
+                    reason, syncnet_workdir)
+    expert = lse_expert(syncnet_workdir)
+    expert.name += f"; used because {reason}"
+    return expert
+  raise ValueError(f"LSE needs an expert and {reason}: give syncnet_v2.model in the weights "
+                   "folder, a trained `syncnet_eval` workdir (python -m experiments.train "
+                   "--config=experiments/configs/experts/syncnet_eval.py:demo --workdir=...) or a "
+                   "`syncnet` workdir")
 
 
 def scorer_label(expert: sync_experts.SyncExpert) -> str:

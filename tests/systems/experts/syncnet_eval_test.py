@@ -6,6 +6,7 @@ import jax
 import numpy as np
 import pytest
 
+from experiments.configs.experts import syncnet as syncnet_config
 from experiments.configs.experts import syncnet_eval as syncnet_eval_config
 from talking_heads.audio.windows import SAMPLES_PER_FRAME
 from talking_heads.io import dataset as dataset_lib
@@ -15,6 +16,7 @@ from talking_heads.pipelines import sync as sync_pipeline
 from talking_heads.pipelines import testing
 from talking_heads.systems.experts import sync_evaluation
 from talking_heads.systems.experts import sync_expert
+from talking_heads.systems.experts import syncnet_eval
 from talking_heads.training import loop
 
 SIZE = 64
@@ -68,8 +70,12 @@ def test_tiny_stage_trains_and_its_offset_recovery_is_measured(dataset, tmp_path
   losses = [h["loss"] for h in result.history]
   assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5]), losses
   assert 0 <= result.eval_history[-1]["offset_accuracy"] <= 1
+  quality = sync_expert.independent_expert_quality(str(tmp_path))
+  assert quality["step"] == 40 and quality["chance"] == pytest.approx(1 / 7)
+  assert quality["offset_accuracy"] == pytest.approx(result.eval_history[-1]["offset_accuracy"])
   # Restored as the LSE scorer (named as trained here), then the held-out planted-offset check.
-  expert = sync_expert.lse_scorer(sync_eval_workdir=str(tmp_path), syncnet_workdir="unused")
+  expert = sync_expert.lse_scorer(sync_eval_workdir=str(tmp_path), syncnet_workdir="unused",
+                                  min_over_chance=quality["over_chance"])
   assert not expert.comparable_with_papers and "trained here" in expert.name
   assert expert.crop_size == SIZE
   clips = sorted(dataset_lib.Dataset(dataset).clips("val"), key=lambda c: c.id)
@@ -79,12 +85,52 @@ def test_tiny_stage_trains_and_its_offset_recovery_is_measured(dataset, tmp_path
   assert np.isfinite(report["in_sync"]["lse_c"]) and np.isfinite(report["mismatched"]["lse_d"])
 
 
+def test_a_weak_independent_expert_does_not_judge(dataset, tmp_path):
+  """Below its accuracy bar the independent expert is refused: the colour expert scores, named
+  with the reason, or, without one, an error says why."""
+  sync_eval = tmp_path / "sync_eval"
+  config = syncnet_eval_config.get_config(
+      "tiny,total_steps=2,eval_every=2,checkpoint_every=2,image_every=0")
+  config.data.root, config.progress_bar = dataset, False
+  loop.train_and_evaluate(config, str(sync_eval))
+  bar = sync_expert.independent_expert_quality(str(sync_eval))["over_chance"] + 0.5
+  with pytest.raises(ValueError, match="too weak to judge: held-out offset accuracy"):
+    sync_expert.lse_scorer(sync_eval_workdir=str(sync_eval), min_over_chance=bar)
+  colour = tmp_path / "syncnet"
+  config = syncnet_config.get_config("tiny,total_steps=2,checkpoint_every=2,eval_every=0,image_every=0")
+  config.data.root = dataset
+  config.progress_bar = False
+  loop.train_and_evaluate(config, str(colour))
+  expert = sync_expert.lse_scorer(sync_eval_workdir=str(sync_eval), syncnet_workdir=str(colour),
+                                  min_over_chance=bar)
+  assert isinstance(expert, sync_experts.TrainedSyncNetExpert)
+  assert "used because the independent expert" in sync_expert.scorer_label(expert)
+
+
 def test_scorer_choice_and_errors(tmp_path):
   with pytest.raises(ValueError, match="LSE needs an expert"):
     sync_expert.lse_scorer(sync_eval_workdir=str(tmp_path / "absent"))
   with pytest.raises(ValueError, match="leave no feature map"):
     jax.eval_shape(lambda: syncnet_lib.SyncNetS(lip_size=16).init(
         jax.random.PRNGKey(0), np.zeros((1, 5, 16, 16, 3)), np.zeros((1, 13, 20, 1))))
+
+
+def test_relative_logits_do_not_shrink_with_the_embeddings():
+  """Raw -distance logits go flat (chance loss) as the embeddings shrink; relative ones do not,
+  and both rank the offsets alike and mask the same entries."""
+  rng = np.random.default_rng(0)
+  lip, audio = rng.normal(size=(3, 8)), rng.normal(size=(3, 5, 8))
+  mask = np.ones((3, 5), bool)
+  mask[0, :2] = False
+  raw = np.asarray(syncnet_eval.offset_logits(lip, audio, mask))
+  rel = np.asarray(syncnet_eval.offset_logits(lip, audio, mask, relative_scale=10.0))
+  tiny = np.asarray(syncnet_eval.offset_logits(1e-3 * lip, 1e-3 * audio, mask, relative_scale=10.0))
+  np.testing.assert_allclose(tiny, rel, rtol=1e-4)
+  assert np.ptp(np.asarray(syncnet_eval.offset_logits(1e-3 * lip, 1e-3 * audio, mask))[1]) < 1e-2
+  np.testing.assert_array_equal(np.isinf(rel), ~mask)
+  for b in range(3):
+    np.testing.assert_array_equal(np.argsort(rel[b][mask[b]]), np.argsort(raw[b][mask[b]]))
+  np.testing.assert_allclose(-rel[1].mean(), 10.0, rtol=1e-6)   # distances over their mean
 
 
 def test_agreement_over_score_rows():
