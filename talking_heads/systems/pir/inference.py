@@ -70,6 +70,7 @@ from talking_heads.systems.images import to_unit_range
 from talking_heads.systems.pir import audio2exp
 from talking_heads.systems.pir import renderer as renderer_lib
 from talking_heads.systems.pir import triplane
+from talking_heads.training import restore
 
 PathLike = str | os.PathLike
 SAMPLES_PER_FRAME = windows.SAMPLE_RATE // windows.VIDEO_FPS
@@ -111,8 +112,6 @@ class PirModel:
 
 def _restore(workdir: PathLike | None, component: str, stage_name: str) -> tuple[Any, Any, str]:
   """(stage, state, source) of a trained workdir, errors naming the component's flag."""
-  # Imported here: restoring pulls in the training stack, which parsing requests does not need.
-  from talking_heads.training import restore  # pylint: disable=g-import-not-at-top
   flag = WEIGHT_FLAGS[component]
   if not workdir:
     raise ValueError(f"--system=pir needs {flag} (a trained '{stage_name}' workdir)")
