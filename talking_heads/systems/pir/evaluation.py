@@ -16,7 +16,7 @@ Metrics (`metrics.suite.VideoScorer`, frames as they are: corpus frames are the 
   SSIM    Wang et al.'s gaussian (sigma 1.5) SSIM, `ssim_wang` (the paper's [33]), whole frame;
   PSNR    whole frame, 8 bit;
   CPBD    `metrics.cpbd.video_cpbd`, the mean over frames (Narvekar & Karam; parity-tested
-          against the cpbd package);
+          against the cpbd package); unavailable for frames under its 64 x 64 block;
   LMD     ATVGnet's sum over the 20 mouth landmarks (pixels at the frame size) of the
           corpus-trained face regressor (`experts.face_regressor`, `regressor_workdir`; the paper
           uses dlib); without a regressor it is reported as unavailable;
@@ -79,10 +79,20 @@ def expression_error(generated: np.ndarray, truth: np.ndarray) -> dict[str, floa
           "expression_variance": float(np.mean(np.var(truth, axis=0)))}
 
 
-def _means(rows: list[dict[str, Any]]) -> dict[str, float]:
-  """The mean of every numeric key of the rows (the first row's keys)."""
-  return {k: float(np.mean([r[k] for r in rows])) for k, v in rows[0].items()
-          if isinstance(v, (int, float)) and k != "frames"}
+def video_cpbd(frames: np.ndarray) -> float | str:
+  """Mean CPBD of uint8 frames [T, H, W, 3], or why not ("unavailable: ...", e.g. frames under
+  its 64 x 64 block)."""
+  try:
+    return float(cpbd_lib.video_cpbd(frames))
+  except ValueError as e:
+    return f"unavailable: {e}"
+
+
+def _means(rows: list[dict[str, Any]]) -> dict[str, float | str]:
+  """The mean of every numeric key of the rows (the first row's keys); a text (why a metric is
+  unavailable) is kept as it is."""
+  return {k: float(np.mean([r[k] for r in rows])) if isinstance(v, (int, float)) else v
+          for k, v in rows[0].items() if k not in ("clip", "frames")}
 
 
 def evaluate_split(model: inference.PirModel, data: dataset_lib.Dataset,
@@ -103,11 +113,11 @@ def evaluate_split(model: inference.PirModel, data: dataset_lib.Dataset,
       raise ValueError(f"{clip.id}: PIR made {frames.shape} for the true {truth.shape}")
     scores = scorer.score(frames, truth, audio, clip_id=clip.id)
     per_clip["pir"].append({"clip": clip.id, "frames": int(frames.shape[0]), **scores,
-                            "cpbd": float(cpbd_lib.video_cpbd(frames)),
+                            "cpbd": video_cpbd(frames),
                             **expression_error(result.expressions, target.expression)})
     per_clip["ground_truth"].append({"clip": clip.id, "frames": int(truth.shape[0]),
                                      **truth_scorer.score(truth, audio=audio, clip_id=clip.id),
-                                     "cpbd": float(cpbd_lib.video_cpbd(truth))})
+                                     "cpbd": video_cpbd(truth)})
     logging.info("%s: %s", clip.id, per_clip["pir"][-1])
   frames = sum(r["frames"] for r in per_clip["pir"])
   summary = {name: _means(rows) for name, rows in per_clip.items()}
@@ -255,8 +265,10 @@ def paper_rows(results_dir: str) -> list[dict[str, Any]]:
     missing = [reproduction.unavailable(m, _NOT_REIMPLEMENTED)
                for m in ("ATVG", "MakeItTalk", "PC-AVS")]
     missing.append(reproduction.unavailable("Wav2Lip", _SAME_IDENTITY))
-    if not isinstance(summary["pir"].get("lmd"), (int, float)):
-      missing.append(reproduction.unavailable("LMD", summary["pir"].get("lmd", LMD_UNAVAILABLE)))
+    for column in ("LMD", "CPBD"):
+      value = summary["pir"].get(_COLUMNS[column])
+      if not isinstance(value, (int, float)):
+        missing.append(reproduction.unavailable(column, str(value).removeprefix("unavailable: ")))
     out.append(reproduction.table("table_1_hdtf", [
         _row("Ground Truth", summary["ground_truth"], ("CPBD", "AVConf"), label, source),
         _row("PIR (Ours)", summary["pir"], columns, label, source)], missing))

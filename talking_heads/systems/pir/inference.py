@@ -341,14 +341,18 @@ def masked_frames(target: Target, indices: np.ndarray, image_size: int
   return np.stack(masked), np.stack(masks)
 
 
+def resize_masks(masks: np.ndarray, size: int) -> np.ndarray:
+  """float32 masks [n, S, S, 1] resized to [n, size, size, 1] (nearest, as `pipelines.heads`)."""
+  if masks.shape[1] == size:
+    return masks
+  return np.stack([cv2.resize(m[..., 0], (size, size), interpolation=cv2.INTER_NEAREST)
+                   for m in masks])[..., None]
+
+
 def paste(rendered: np.ndarray, masks: np.ndarray, frames: np.ndarray) -> np.ndarray:
-  """C's frames [n, S, S, 3] inside their inpaint masks [n, S, S, 1], the target frames
-  [n, H, H, 3] outside (both resized to H; the masks nearest) -> uint8 [n, H, H, 3]."""
-  size = frames.shape[1]
-  rendered = pipelines_base.resize_frames(rendered, size)
-  if masks.shape[1] != size:
-    masks = np.stack([cv2.resize(m[..., 0], (size, size), interpolation=cv2.INTER_NEAREST)
-                      for m in masks])[..., None]
+  """C's frames [n, S, S, 3] (resized to H) inside the inpaint masks [n, H, H, 1], the target
+  frames [n, H, H, 3] outside -> uint8 [n, H, H, 3]."""
+  rendered = pipelines_base.resize_frames(rendered, frames.shape[1])
   return np.where(masks > 0, rendered, np.asarray(frames)).astype(np.uint8)
 
 
@@ -373,7 +377,7 @@ class Chunk:
     start: the first output frame.
     frames: [c, H, H, 3] uint8, written to the video (C's frames pasted into the target's).
     rendered: [c, S, S, 3] uint8 C's whole frames as rendered.
-    inpaint_masks: [c, S, S, 1] float32 the region C filled.
+    inpaint_masks: [c, H, H, 1] float32 the region C filled (and that was pasted).
   """
   start: int
   frames: np.ndarray
@@ -414,7 +418,7 @@ class Stream:
 @dataclasses.dataclass(frozen=True)
 class Result:
   """A generated video in memory: `Stream`'s fields with the chunks concatenated (frames [T, H,
-  H, 3], rendered [T, S, S, 3], inpaint_masks [T, S, S, 1])."""
+  H, 3], rendered [T, S, S, 3], inpaint_masks [T, H, H, 1])."""
   frames: np.ndarray
   rendered: np.ndarray
   inpaint_masks: np.ndarray
@@ -444,6 +448,7 @@ def _render_chunk(model: PirModel, target: Target, stream_pose: np.ndarray, orde
   first = (lambda s: seconds.update(render_first_batch=s)) if start == 0 else None
   rendered = video_inference.batched(fn, make_batch, stop - start, batch_size,
                                      on_first_batch=first)
+  masks = resize_masks(masks, target.frames.shape[1])
   frames = paste(rendered, masks, target.frames[order[start:stop]])
   seconds["render"] += time.perf_counter() - begin
   return Chunk(start, frames, rendered, masks)

@@ -33,6 +33,13 @@ from talking_heads.training.checkpoint import Checkpointer
 from talking_heads.training.state import TrainState
 
 SAMPLES = inference.SAMPLES_PER_FRAME
+SIZE = 64     # the target's frames: the tiny networks' 32 px is below CPBD's 64 px block
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, write_dataset):
+  """The stage tests' clips (conftest) at 64 px: the networks see them resized to 32 px."""
+  return write_dataset(tmp_path_factory.mktemp("pir_ds64"), SIZE)
 
 
 def _speech(num_samples, seed):
@@ -81,7 +88,7 @@ def test_audio_features_cover_every_output_frame(audio2exp_run):
 def test_targets_and_missing_inputs_are_named(dataset, tmp_path):
   data = dataset_lib.Dataset(dataset)
   target = inference.resolve_target(None, f"{dataset}:clip004")
-  assert target.id == "clip004" and target.frames.shape == (16, 32, 32, 3)
+  assert target.id == "clip004" and target.frames.shape == (16, SIZE, SIZE, 3)
   np.testing.assert_array_equal(target.pose, data.clip("clip004").pose)
   by_file = inference.resolve_target(os.path.join(dataset, "clips", "clip004", "frames.npy"))
   assert by_file.id == "clip004"
@@ -147,9 +154,9 @@ def test_generate_reenacts_the_target_for_the_whole_audio(dataset, workdirs, tmp
       "pir", str(wav), None, str(out), weights=workdirs,
       system_options={"target_clip": f"{dataset}:clip004"},
       options=generate.Options(batch_size=4, chunk_frames=8)))
-  assert made.summary["frames"] == 18 and made.summary["size"][:2] == [32, 32]
+  assert made.summary["frames"] == 18 and made.summary["size"][:2] == [SIZE, SIZE]
   assert set(made.summary["sources"]) == {"pir_audio2exp", "pir_triplane", "pir_renderer"}
-  assert video_io.read_video(out)[0].shape == (18, 32, 32, 3)
+  assert video_io.read_video(out)[0].shape == (18, SIZE, SIZE, 3)
   # In memory: frames, C's renders and A's expressions, the target looped; a partial last
   # frame of audio gets a frame too (T = ceil(N / 640)).
   speech = _speech(17 * SAMPLES + 100, 3)
@@ -157,7 +164,7 @@ def test_generate_reenacts_the_target_for_the_whole_audio(dataset, workdirs, tmp
   target = inference.resolve_target(None, f"{dataset}:clip004")
   result = inference.run_arrays(model, target, speech,
                                 video_inference.Options(batch_size=4, chunk_frames=8))
-  assert result.frames.shape == (18, 32, 32, 3) and result.frames.dtype == np.uint8
+  assert result.frames.shape == (18, SIZE, SIZE, 3) and result.frames.dtype == np.uint8
   assert result.rendered.shape == (18, 32, 32, 3) and result.rendered.std() > 0
   assert np.all(np.isfinite(result.expressions)) and result.expressions.shape == (18, 9)
   np.testing.assert_array_equal(result.order, np.arange(18) % 16)
