@@ -14,7 +14,8 @@ frames:
                    audio), AVConf; the other metrics are recorded as well.
 Metrics (`metrics.suite.VideoScorer`, frames as they are: corpus frames are the face):
   SSIM    Wang et al.'s gaussian (sigma 1.5) SSIM, `ssim_wang` (the paper's [33]), whole frame;
-  PSNR    whole frame, 8 bit;
+  PSNR    whole frame, 8 bit (outside the inpaint mask the written frame is the target's own:
+          `psnr_inpainted` is the PSNR over the masked pixels alone, not in the paper);
   CPBD    `metrics.cpbd.video_cpbd`, the mean over frames (Narvekar & Karam; parity-tested
           against the cpbd package); unavailable for frames under its 64 x 64 block;
   LMD     ATVGnet's sum over the 20 mouth landmarks (pixels at the frame size) of the
@@ -79,6 +80,13 @@ def expression_error(generated: np.ndarray, truth: np.ndarray) -> dict[str, floa
           "expression_variance": float(np.mean(np.var(truth, axis=0)))}
 
 
+def psnr_inside(frames: np.ndarray, truth: np.ndarray, masks: np.ndarray) -> float:
+  """PSNR (8 bit) over the pixels inside `masks` [T, H, W, 1] of all frames [T, H, W, 3]."""
+  weight = np.broadcast_to(masks > 0, frames.shape)
+  error = np.square(frames.astype(np.float64) - truth.astype(np.float64))[weight]
+  return float(10.0 * np.log10(255.0 ** 2 / max(float(np.mean(error)), 1e-10)))
+
+
 def video_cpbd(frames: np.ndarray) -> float | str:
   """Mean CPBD of uint8 frames [T, H, W, 3], or why not ("unavailable: ...", e.g. frames under
   its 64 x 64 block)."""
@@ -113,6 +121,7 @@ def evaluate_split(model: inference.PirModel, data: dataset_lib.Dataset,
       raise ValueError(f"{clip.id}: PIR made {frames.shape} for the true {truth.shape}")
     scores = scorer.score(frames, truth, audio, clip_id=clip.id)
     per_clip["pir"].append({"clip": clip.id, "frames": int(frames.shape[0]), **scores,
+                            "psnr_inpainted": psnr_inside(frames, truth, result.inpaint_masks),
                             "cpbd": video_cpbd(frames),
                             **expression_error(result.expressions, target.expression)})
     per_clip["ground_truth"].append({"clip": clip.id, "frames": int(truth.shape[0]),
@@ -179,7 +188,8 @@ def run(dataset: str, identity: str, audio2exp_workdir: str, renderer_workdir: s
           "splits": out}
 
 
-_COLUMNS = {"SSIM": "ssim_wang", "PSNR": "psnr", "CPBD": "cpbd", "LMD": "lmd", "AVConf": "lse_c",
+_COLUMNS = {"SSIM": "ssim_wang", "PSNR": "psnr", "PSNR inpainted": "psnr_inpainted",
+            "CPBD": "cpbd", "LMD": "lmd", "AVConf": "lse_c",
             "LSE-D": "lse_d", "expression MSE": "expression_mse",
             "expression variance": "expression_variance", "frames/s": "frames_per_second"}
 

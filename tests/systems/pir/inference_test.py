@@ -223,10 +223,11 @@ def test_evaluation_fills_tables_1_and_2(dataset, workdirs, tmp_path):
                                         regressor),
       batch_size=4)
   pir = results["splits"]["test"]["summary"]["pir"]
-  for key in ("ssim_wang", "psnr", "cpbd", "lmd", "lse_c", "expression_mse",
+  for key in ("ssim_wang", "psnr", "psnr_inpainted", "cpbd", "lmd", "lse_c", "expression_mse",
               "expression_variance"):
     assert np.isfinite(pir[key]), key
   assert pir["expression_mse"] > 0 and results["splits"]["test"]["frames"] == 16
+  assert pir["psnr_inpainted"] < pir["psnr"]      # outside the mask the frames are the truth's
   results["machine"] = "test"
   (tmp_path / "tables.json").write_text(json.dumps(results))
   tables = {t["table"]: t for t in evaluation.paper_rows(str(tmp_path))}
