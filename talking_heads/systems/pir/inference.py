@@ -53,6 +53,7 @@ import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from talking_heads.audio import mel as mel_lib
 from talking_heads.audio import wav2vec2_features
@@ -148,6 +149,10 @@ def load(audio2exp_workdir: PathLike | None, renderer_workdir: PathLike | None,
     frozen = c_stage.frozen_triplane
   except (FileNotFoundError, ValueError) as e:
     raise type(e)(f"component B, {flag}: {e}") from None
+  people = {c.config.data.identities for c in (a_stage, c_stage)}
+  if len(people) > 1:   # PIR is person-specific; a different string may still name one person
+    logging.warning("PIR: component A trained on identities %r, the renderer on %r",
+                    a_stage.config.data.identities, c_stage.config.data.identities)
   return PirModel(a_stage, jax.device_get(a_state.eval_params), frozen, c_stage,
                   c_stage.variables(c_state)["params"],
                   {"pir_audio2exp": a_source, "pir_triplane": frozen.source,
