@@ -10,6 +10,9 @@ r"""Generates a talking-head mp4 from speech (and an identity video) with any tr
       [--pose=natural|yaw=10,pitch=0,roll=0|poses.npy] [--noise=shared|independent]
   python -m experiments.generate --system=radio --face=face.png --audio=speech.wav \
       --out=out.mp4 --radio_workdir=runs/radio_demo   # --face: an image or a video; one reference
+  python -m experiments.generate --system=pir --audio=speech.wav --out=out.mp4 \
+      --target_clip=runs/main/corpus:<clip id> --pir_audio2exp_workdir=runs/pir_audio2exp_demo \
+      --pir_renderer_workdir=runs/pir_renderer_demo [--pose=yaw=15,pitch=0,roll=0]
 
 `--system` is any inference entry a system package declares (`talking_heads.systems.api`:
 `SYSTEM.generators`); each entry's weights (trained workdirs or public files) and own options
@@ -169,12 +172,21 @@ FLAGS = flags.FLAGS
 
 
 def _system_arguments() -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
-  """Every entry's weights and own options (name -> help / (default, help)), merged by name."""
+  """Every entry's weights and own options (name -> help / (default, help)), merged by name: an
+  option several entries take (e.g. --pose) keeps one default, and its help says each one's."""
   weights: dict[str, str] = {}
   options: dict[str, tuple[str, str]] = {}
   for entry in api.generators().values():
     weights.update(entry.weights)
-    options.update(entry.options)
+    for name, (default, help_text) in entry.options.items():
+      if name not in options:
+        options[name] = (default, help_text)
+        continue
+      first_default, first_help = options[name]
+      if default != first_default:
+        raise ValueError(f"option --{name} defaults to {first_default!r} in one generator and "
+                         f"to {default!r} in {entry.name!r}: shared options share a default")
+      options[name] = (first_default, f"{first_help} {help_text}")
   return weights, options
 
 

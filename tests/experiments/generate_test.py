@@ -267,7 +267,9 @@ def test_missing_weights_and_bad_requests(media, workdirs, tmp_path):
     generate.generate(request("wav2lip", wav2lip_workdir=workdirs["sovqae"]))
   with pytest.raises(ValueError, match="needs --dae_workdir and --speech2latent_workdir"):
     generate.generate(request("dae_talker"))
-  with pytest.raises(ValueError, match="unknown system 'pir'"):
+  with pytest.raises(ValueError, match="unknown system 'no_such_system'"):
+    generate.generate(request("no_such_system"))
+  with pytest.raises(ValueError, match="a video file carries none"):   # PIR needs the fit
     generate.generate(request("pir"))
   with pytest.raises(ValueError, match="--system=wav2lip needs --video"):
     generate.generate(generate.Request("wav2lip", str(media["wav"]), None, str(tmp_path / "o.mp4"),

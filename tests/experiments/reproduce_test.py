@@ -90,7 +90,7 @@ def test_dae_talker_demo_results():
   assert "user study" in _reasons(tables["figure_5_shared_noise"])["whole table"]
 
 
-@pytest.mark.parametrize("paper", ["fd2talk", "pir", "radio"])
+@pytest.mark.parametrize("paper", ["fd2talk", "radio"])
 def test_paper_without_a_system(paper):
   _, data = reproduce.reproduce(paper)
   assert data["system"] is None and len(data["tables"]) == len(paper_tables.load(paper))
@@ -106,6 +106,18 @@ def test_empty_results_folder(paper, tmp_path):
   assert not any(t["measured_rows"] for t in data["tables"])
   assert sum(f"no results in {tmp_path}" in r for r in reasons) >= 4
   assert any("python -m experiments.main" in r for r in reasons)
+
+
+def test_pir_without_results_names_the_command_and_what_cannot_be_run(tmp_path):
+  _, data = reproduce.reproduce("pir", str(tmp_path))
+  assert data["system"] == "pir" and len(data["tables"]) == len(paper_tables.load("pir"))
+  reasons = {t["table_id"]: t["unavailable"][0]["reason"] for t in data["tables"]}
+  assert not any(t["measured_rows"] for t in data["tables"])
+  for table_id in ("table_1_hdtf", "table_2_adnerf", "table_2_facial"):
+    assert f"no results in {tmp_path}" in reasons[table_id]
+    assert "python -m experiments.pir.tables" in reasons[table_id]
+  assert "no real dataset" in reasons["table_1_testset1"]
+  assert "user study" in reasons["table_3"]
 
 
 def test_command_writes_markdown_and_json(tmp_path):

@@ -8,11 +8,13 @@ Stages, one model set per person (`data.identities`):
                    the K-jittered I_F of the frozen, trained B, against a 3-scale discriminator
                    (`renderer`).
 The networks are `talking_heads.models.pir_audio2exp`, `models.triplane`, `models.pir_renderer`
-with the geometry of `talking_heads.rendering`; their sizes per variant are `sizes`. Inference,
-tables, the main-job part and the notebook come later.
+with the geometry of `talking_heads.rendering`; their sizes per variant are `sizes`. Inference
+entry `pir` (a target clip with its morphable fit re-enacted by speech, optionally under a
+changed head pose: `inference`); Tables 1 and 2 at small scale with the expression check
+(`evaluation`). The main-job part and the notebook come later.
 """
 
-from talking_heads.systems.api import System
+from talking_heads.systems.api import Generator, System
 
 SYSTEM = System(
     name="pir",
@@ -21,4 +23,26 @@ SYSTEM = System(
     stages={"pir_audio2exp": "talking_heads.systems.pir.audio2exp:Audio2ExpressionStage",
             "pir_triplane": "talking_heads.systems.pir.triplane:TriplaneStage",
             "pir_renderer": "talking_heads.systems.pir.renderer:RendererStage"},
+    generators=(
+        Generator(
+            name="pir",
+            description="PIR: expressions from speech, the target clip's pose and camera, its "
+                        "head re-rendered by the person's tri-plane and inpainting renderer.",
+            weights={"pir_audio2exp_workdir": "Trained component A workdir (pir_audio2exp).",
+                     "pir_triplane_workdir": "Trained component B workdir (pir_triplane); default: "
+                                             "the one the renderer trained against.",
+                     "pir_renderer_workdir": "Trained component C workdir (pir_renderer)."},
+            options={
+                "pose": ("natural", "pir: 'natural' (the target's own head pose) or yaw, pitch, "
+                         "roll offsets in degrees added to the target's pose of every frame: "
+                         "'yaw=..,pitch=..,roll=..' or a .npy/.txt/.csv file of [T, 3] degrees."),
+                "target_clip": ("", "pir: the target video as ROOT:CLIP_ID, a clip of a dataset "
+                                "with its morphable-model fit (or give --video=ROOT/clips/CLIP_ID/"
+                                "<any file>)."),
+            },
+            needs_video=False,
+            load="talking_heads.systems.pir.inference:load_generator",
+            check="talking_heads.systems.pir.inference:check_request"),
+    ),
+    reproduce="talking_heads.systems.pir.evaluation:paper_rows",
 )

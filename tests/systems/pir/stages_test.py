@@ -13,31 +13,12 @@ from experiments.configs.pir import audio2exp as audio2exp_config
 from experiments.configs.pir import renderer as renderer_config
 from experiments.configs.pir import triplane as triplane_config
 from talking_heads.systems.pir import audio2exp, renderer
-from talking_heads.pipelines import base, testing
+from talking_heads.pipelines import base
 from talking_heads.training import checkpoint, loop
 
 
 class _Interrupt(Exception):
   pass
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-  """id0: clips 0, 2 (train) and 4 (test), with recorded head masks; id1: clips 1, 3."""
-  root = tmp_path_factory.mktemp("pir_ds")
-  testing.write_random_dataset(root, [24, 20, 20, 12, 16], image_size=32,
-                               splits=["train", "train", "train", "test", "test"],
-                               head_masks=[True] * 5)
-  base.precompute_features(root)
-  return str(root)
-
-
-def _tiny(module, root, **fields):
-  c = module.get_config("tiny")
-  c.data.root, c.progress_bar = root, False
-  c.mesh.num_devices = 1   # 8 fake devices on 2 cores only slow the run down
-  c.update(fields)
-  return c
 
 
 def _full_and_resumed(config, tmp_path, interrupt_at):
@@ -69,9 +50,9 @@ def _check_resume_and_learning(full, resumed, n, k, key="loss", fall=0.2):
   assert np.mean(losses[-3:]) < (1 - fall) * losses[0], losses
 
 
-def test_audio2exp_trains_resumes_and_evaluates(dataset, tmp_path):
+def test_audio2exp_trains_resumes_and_evaluates(dataset, tiny, tmp_path):
   n, k = 12, 5
-  config = _tiny(audio2exp_config, dataset, total_steps=n, log_every=1, checkpoint_every=100,
+  config = tiny(audio2exp_config, dataset, total_steps=n, log_every=1, checkpoint_every=100,
                  eval_every=n, image_every=n)
   full, resumed = _full_and_resumed(config, tmp_path, k)
   _check_resume_and_learning(full, resumed, n, k)
@@ -81,9 +62,9 @@ def test_audio2exp_trains_resumes_and_evaluates(dataset, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def triplane_runs(dataset, tmp_path_factory):
+def triplane_runs(dataset, tiny, tmp_path_factory):
   tmp_path = tmp_path_factory.mktemp("pir_triplane")
-  config = _tiny(triplane_config, dataset, total_steps=12, log_every=1, checkpoint_every=100,
+  config = tiny(triplane_config, dataset, total_steps=12, log_every=1, checkpoint_every=100,
                  eval_every=12, image_every=12)
   return tmp_path, _full_and_resumed(config, tmp_path, 5)
 
@@ -98,10 +79,10 @@ def test_triplane_trains_resumes_and_evaluates(triplane_runs):
 
 
 @pytest.mark.slow
-def test_renderer_trains_against_the_frozen_triplane_and_resumes(dataset, triplane_runs,
+def test_renderer_trains_against_the_frozen_triplane_and_resumes(dataset, tiny, triplane_runs,
                                                                  tmp_path):
   n, k = 8, 3
-  config = _tiny(renderer_config, dataset, total_steps=n, log_every=1, checkpoint_every=100,
+  config = tiny(renderer_config, dataset, total_steps=n, log_every=1, checkpoint_every=100,
                  eval_every=n, image_every=n)
   config.triplane.workdir = str(triplane_runs[0] / "full")
   full, resumed = _full_and_resumed(config, tmp_path, k)
@@ -117,8 +98,8 @@ def test_renderer_trains_against_the_frozen_triplane_and_resumes(dataset, tripla
   assert os.listdir(os.path.join(tmp_path, "full", "images"))
 
 
-def test_renderer_needs_a_trained_triplane(dataset, tmp_path):
-  config = _tiny(renderer_config, dataset)
+def test_renderer_needs_a_trained_triplane(dataset, tiny, tmp_path):
+  config = tiny(renderer_config, dataset)
   with pytest.raises(ValueError, match="triplane.workdir is empty"):
     renderer.RendererStage(config).frozen_triplane
   config.triplane.workdir = str(tmp_path)
@@ -129,8 +110,8 @@ def test_renderer_needs_a_trained_triplane(dataset, tmp_path):
     renderer.RendererStage(config)
 
 
-def test_audio2exp_batches_hold_each_frames_mel_and_expression(dataset):
-  stage = audio2exp.Audio2ExpressionStage(_tiny(audio2exp_config, dataset))
+def test_audio2exp_batches_hold_each_frames_mel_and_expression(dataset, tiny):
+  stage = audio2exp.Audio2ExpressionStage(tiny(audio2exp_config, dataset))
   it = stage.train_iterator(4, 0, 1)
   batch = next(it)
   it.close()
