@@ -62,9 +62,10 @@ class Wav2LipModel:
     return int(getattr(self.module, "image_size", wav2lip_lib.FACE_SIZE))
 
 
-def load_wav2lip(workdir: PathLike | None = None, checkpoint: PathLike | None = None
-                 ) -> Wav2LipModel:
-  """The Wav2Lip generator from a trained `wav2lip` workdir or the public checkpoint (one of them).
+def load_wav2lip(workdir: PathLike | None = None, checkpoint: PathLike | None = None,
+                 step: int | None = None) -> Wav2LipModel:
+  """The Wav2Lip generator from a trained `wav2lip` workdir (its newest checkpoint, or `step`) or
+  the public checkpoint (one of them).
 
   Raises:
     ValueError: neither or both given, or the workdir trained another stage.
@@ -76,7 +77,7 @@ def load_wav2lip(workdir: PathLike | None = None, checkpoint: PathLike | None = 
                      "workdir) and --wav2lip_checkpoint (wav2lip.pth / wav2lip_gan.pth)")
   if workdir is not None:
     module, variables, config, source = video_inference.restore_network(
-        workdir, wav2lip_lib.Wav2LipGenerator, "wav2lip")
+        workdir, wav2lip_lib.Wav2LipGenerator, "wav2lip", step)
     return Wav2LipModel(module, variables, bgr=bool(config.data.get("bgr", True)), source=source)
   if not os.path.isfile(checkpoint):
     entry = weights_lib.WEIGHTS["wav2lip_gan"]
