@@ -155,16 +155,34 @@ def mfcc_window_fits(starts: np.ndarray, num_samples: int,
   return (starts >= 0) & (MFCC_PER_FRAME * starts + MFCC_WINDOW <= config.num_frames(num_samples))
 
 
+LIP_REGIONS = ("face", "lower_centre")
+
+
+def crop_lip_region(frames: np.ndarray, region: str) -> np.ndarray:
+  """The part of face crops [..., H, W, 3] that the independent expert sees: the whole crop
+  ("face", syncnet_python's input) or the square under the nose ("lower_centre": rows H/2 .. H,
+  columns W/4 .. 3W/4, which holds the mouth of aligned crops at twice the share of pixels)."""
+  if region == "face":
+    return frames
+  if region != "lower_centre":
+    raise ValueError(f"lip region {region!r}: expected one of {LIP_REGIONS}")
+  h, w = frames.shape[-3:-1]
+  side = h // 2
+  left = (w - side) // 2
+  return frames[..., h - side:, left:left + side, :]
+
+
 class OffsetSampler(grain.transforms.RandomMap):
   """Index element (visual start v) -> 5 frames and the MFCC windows of audio starts v + k,
   k = -K .. K (`make_offset_iterator`); picklable for grain workers."""
 
   def __init__(self, reader: base.ClipReader, num_frames: int, max_offset: int,
-               image_size: int | None):
+               image_size: int | None, region: str = "face"):
     self.reader = reader
     self.num_frames = num_frames
     self.max_offset = max_offset
     self.image_size = image_size
+    self.region = region
 
   def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
     del rng  # deterministic given the start; the order is the training's randomness
@@ -175,7 +193,8 @@ class OffsetSampler(grain.transforms.RandomMap):
     fits = mfcc_window_fits(starts, int(self.reader.array(i, "audio").shape[0]))
     columns = MFCC_PER_FRAME * np.where(fits, starts, 0)[:, None] + np.arange(MFCC_WINDOW)
     return {
-        "frames": base.resize_frames(frames[v:v + self.num_frames], self.image_size),
+        "frames": base.resize_frames(crop_lip_region(frames[v:v + self.num_frames], self.region),
+                                     self.image_size),
         "mfcc": np.ascontiguousarray(cepstra[:, columns].transpose(1, 0, 2)),  # [2K+1, 13, 20]
         "offset_mask": fits,
         "clip": element["clip"], "start": element["start"],
@@ -183,8 +202,9 @@ class OffsetSampler(grain.transforms.RandomMap):
 
 
 def _build_offsets(root: str | os.PathLike, split: str | None, stride: int, num_frames: int,
-                   max_offset: int, image_size: int | None
+                   max_offset: int, image_size: int | None, region: str
                    ) -> tuple[base.WindowIndex, OffsetSampler]:
+  crop_lip_region(np.zeros((2, 2, 3)), region)   # a bad region fails before the index is built
   if num_frames < 1 or max_offset < 1:
     raise ValueError(f"num_frames and max_offset must be >= 1, got {num_frames}, {max_offset}")
   if image_size is not None and image_size < 1:
@@ -205,25 +225,26 @@ def _build_offsets(root: str | os.PathLike, split: str | None, stride: int, num_
 
   index = base.build_index(root, clips, valid, stride=stride, what=f"{num_frames}-frame window")
   reader = base.ClipReader(root, [c.id for c in clips])
-  return index, OffsetSampler(reader, num_frames, max_offset, image_size)
+  return index, OffsetSampler(reader, num_frames, max_offset, image_size, region)
 
 
 def make_offset_iterator(root: str | os.PathLike, *, batch_size: int, shard_index: int,
                          shard_count: int, seed: int, num_workers: int,
                          split: str | None = "train", num_frames: int = 5, max_offset: int = 15,
-                         image_size: int | None = None,
+                         image_size: int | None = None, region: str = "face",
                          **grain_options: Any) -> grain.DatasetIterator:
   """Shuffled, repeated batches for syncnet_python's network S (multi-way offset matching).
 
   Sample (S = image_size or the dataset's, K = max_offset):
-    frames       uint8   [T, S, S, 3]        frames v .. v+T-1 (whole face crops)
+    frames       uint8   [T, S, S, 3]        frames v .. v+T-1 (whole face crops, or their
+                                             `crop_lip_region`)
     mfcc         float32 [2K+1, 13, 20]      `audio.mfcc` columns 4(v+k) .. 4(v+k)+19, k = -K..K
                                              (syncnet_python's audio input; row K is in sync)
     offset_mask  bool    [2K+1]              the window of v + k exists in the clip
     clip, start  int32   []                  clip position in the split, v
   Eval variant (`make_offset_eval_iterator`) adds valid bool [] (False for padding entries).
   """
-  index, sampler = _build_offsets(root, split, 1, num_frames, max_offset, image_size)
+  index, sampler = _build_offsets(root, split, 1, num_frames, max_offset, image_size, region)
   return base.build_iterator(index, sampler, batch_size=batch_size, shard_index=shard_index,
                              shard_count=shard_count, seed=seed, num_workers=num_workers,
                              train=True, **grain_options)
@@ -232,10 +253,11 @@ def make_offset_iterator(root: str | os.PathLike, *, batch_size: int, shard_inde
 def make_offset_eval_iterator(root: str | os.PathLike, *, batch_size: int, shard_index: int,
                               shard_count: int, num_workers: int, split: str | None = "val",
                               stride: int = 5, num_frames: int = 5, max_offset: int = 15,
-                              image_size: int | None = None,
+                              image_size: int | None = None, region: str = "face",
                               **grain_options: Any) -> grain.DatasetIterator:
   """One pass over every `stride`-th visual start (`make_offset_iterator`'s samples)."""
-  index, sampler = _build_offsets(root, split, stride, num_frames, max_offset, image_size)
+  index, sampler = _build_offsets(root, split, stride, num_frames, max_offset, image_size,
+                                  region)
   return base.build_iterator(index, sampler, batch_size=batch_size, shard_index=shard_index,
                              shard_count=shard_count, seed=0, num_workers=num_workers,
                              train=False, **grain_options)

@@ -45,7 +45,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.seed = 1
   c.model = ml_collections.ConfigDict({"width": 1.0, "lip_size": 224, "embed_dim": 1024,
                                        "dtype": "float32"})
-  c.data.update({"root": "", "max_offset": 15, "eval_split": "val", "eval_stride": 5})
+  c.data.update({"root": "", "max_offset": 15, "lip_region": "face", "eval_split": "val",
+                 "eval_stride": 5})
   c.loss = ml_collections.ConfigDict({"relative_distance_scale": 0.0})
   c.optimizer.learning_rate = 1e-4
   if variant == "tiny":

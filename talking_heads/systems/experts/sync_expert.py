@@ -36,6 +36,7 @@ from talking_heads.metrics import agreement as agreement_lib
 from talking_heads.metrics import sync_experts
 from talking_heads.models import syncnet as syncnet_lib
 from talking_heads.pipelines import base as pipeline_base
+from talking_heads.pipelines import sync as sync_pipeline
 from talking_heads.pretrained import frozen
 from talking_heads.pretrained import syncnet as syncnet_convert
 from talking_heads.training import restore
@@ -163,12 +164,15 @@ def independent_expert(workdir: str = "", checkpoint: str = "", step: int | None
   if loaded.config is None:
     return sync_experts.SyncNetSExpert(loaded.variables, source=loaded.source)
   m = loaded.config.model
+  region = loaded.config.data.get("lip_region", "face")
   model = syncnet_lib.SyncNetS(embed_dim=m.embed_dim, width=m.width, lip_size=m.lip_size)
   return sync_experts.SyncNetSExpert(
       loaded.variables, source=loaded.source, model=model,
       name=(f"syncnet_python S architecture trained here, independent of the generators (width "
-            f"{m.width:g}, {m.lip_size} px lips; {loaded.source})"),
-      comparable_with_papers=False, resize=pipeline_base.resize_frames)
+            f"{m.width:g}, {m.lip_size} px {region} crops; {loaded.source})"),
+      comparable_with_papers=False,
+      resize=lambda frames, size: pipeline_base.resize_frames(
+          sync_pipeline.crop_lip_region(frames, region), size))
 
 
 def _has_checkpoint(workdir: str) -> bool:

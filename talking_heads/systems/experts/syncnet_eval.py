@@ -19,8 +19,8 @@ in-sync k = 0 as the class, d_k the Euclidean distance of the (unnormalised) emb
 uses it; windows outside the clip are masked out. Evaluation reports the loss and the offset
 accuracy (argmin_k d_k == 0) on a split the model never trains on.
 
-Config fields: model{width, lip_size, embed_dim, dtype}, data{root, max_offset, eval_split,
-eval_stride, num_workers}, loss{relative_distance_scale (`offset_logits`)}, optimizer{...},
+Config fields: model{width, lip_size, embed_dim, dtype}, data{root, max_offset, lip_region
+(`pipelines.sync.crop_lip_region`), eval_split, eval_stride, num_workers}, loss{relative_distance_scale (`offset_logits`)}, optimizer{...},
 plus the trainer fields.
 """
 
@@ -122,7 +122,8 @@ class SyncNetEvalStage(LossStage):
   def _pipeline_args(self, batch_size: int, shard_index: int, shard_count: int) -> dict[str, Any]:
     d = self.config.data
     return dict(batch_size=batch_size, shard_index=shard_index, shard_count=shard_count,
-                num_frames=WINDOW, max_offset=d.max_offset, image_size=self.config.model.lip_size)
+                num_frames=WINDOW, max_offset=d.max_offset, image_size=self.config.model.lip_size,
+                region=d.get("lip_region", "face"))
 
   def train_iterator(self, batch_size: int, shard_index: int, shard_count: int):
     d = self.config.data

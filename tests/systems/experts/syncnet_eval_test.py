@@ -12,6 +12,7 @@ from talking_heads.audio.windows import SAMPLES_PER_FRAME
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.metrics import sync_experts
 from talking_heads.models import syncnet as syncnet_lib
+from talking_heads.pipelines import base as pipeline_base
 from talking_heads.pipelines import sync as sync_pipeline
 from talking_heads.pipelines import testing
 from talking_heads.systems.experts import sync_evaluation
@@ -59,6 +60,30 @@ def test_offset_batches_are_the_scorers_inputs(dataset):
       assert bool(batch["offset_mask"][b, k + 3]) == inside, (v, k)
       if inside:
         np.testing.assert_allclose(batch["mfcc"][b, k + 3], scorer[v + k], rtol=1e-6)
+
+
+def test_the_lower_centre_region_is_cropped_alike_in_training_and_scoring(dataset, tmp_path):
+  it = sync_pipeline.make_offset_eval_iterator(dataset, batch_size=2, shard_index=0, shard_count=1,
+                                               num_workers=0, split="val", stride=5, max_offset=3,
+                                               image_size=SIZE, region="lower_centre")
+  batch = next(iter(it))
+  clip = sorted(dataset_lib.Dataset(dataset).clips("val"), key=lambda c: c.id)[int(batch["clip"][0])]
+  v = int(batch["start"][0])
+  window = np.asarray(clip.frames)[v:v + 5]
+  crop = sync_pipeline.crop_lip_region(window, "lower_centre")
+  np.testing.assert_array_equal(crop, window[:, SIZE // 2:, SIZE // 4:3 * SIZE // 4])
+  np.testing.assert_array_equal(batch["frames"][0], pipeline_base.resize_frames(crop, SIZE))
+  config = syncnet_eval_config.get_config(
+      "tiny,total_steps=1,eval_every=0,checkpoint_every=1,image_every=0")
+  config.data.update({"root": dataset, "lip_region": "lower_centre"})
+  config.progress_bar = False
+  loop.train_and_evaluate(config, str(tmp_path))
+  expert = sync_expert.independent_expert(str(tmp_path))
+  assert "lower_centre" in expert.name
+  np.testing.assert_array_equal(expert._resize(window, SIZE), batch["frames"][0])  # pylint: disable=protected-access
+  with pytest.raises(ValueError, match="lip region 'mouth'"):
+    sync_pipeline.make_offset_iterator(dataset, batch_size=2, shard_index=0, shard_count=1, seed=0,
+                                       num_workers=0, region="mouth")
 
 
 def test_tiny_stage_trains_and_its_offset_recovery_is_measured(dataset, tmp_path):
