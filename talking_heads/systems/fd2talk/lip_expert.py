@@ -4,9 +4,17 @@ there (`FrozenLipExpert`, Eq. 11's L_sync).
 
 Data: windows of L = `data.window` frames of the train clips (`pipelines.sequences`, fixed
 length), carrying each frame's expression beta, the clip's identity alpha and the audio
-features (`features`: the stacked mel, or cached wav2vec2 features). Mouth points =
-`models.fd2talk_lip_expert.mouth_points(alpha, beta)`: the morphable model's 20 mouth landmarks
-in the model frame (no head pose), centred per frame.
+features (`features`: the stacked mel, or cached wav2vec2 features). The mouth input
+(`model.mouth`) comes from `models.fd2talk_lip_expert.mouth_points(alpha, beta)`, the morphable
+model's 20 mouth landmarks in the model frame (no head pose), centred per frame:
+  points        those points (the spec's recipe, §2.4);
+  displacement  points(alpha, beta) - points(alpha, 0): the mouth's move from the identity's
+                neutral mouth. The model is linear, so this is the expression's own part and
+                the identity's static shape (which dominates the points: over the tiny corpus
+                the points vary 1.08 in scaled units, within a window 0.13) no longer hides it.
+                On the tiny corpus (2 identities, 150 steps of 32 pairs, held-out test clips,
+                seeds 1 and 2) the points reach P_in - P_off = 0.04 and 0.005, the
+                displacement 0.27 and 0.25. An UNSPECIFIED choice; tiny and demo use it.
 
 Pairs (drawn in the train step from the step's key, so a resumed run draws the same ones): the
 S = L - W + 1 windows of W = 5 frames in a sample give the mouth window; with probability
@@ -25,7 +33,7 @@ Learning rate: keep it low (3e-4 here, Wav2Lip's 1e-4 at paper size): with ReLU 
 in-sync pair whose supports are disjoint has P = 0, a clamped loss and no gradient, and larger
 steps reach that state (`models.fd2talk_lip_expert`).
 
-Config fields: model{sizes, point_scale, dtype} (widths from `systems.fd2talk.sizes`),
+Config fields: model{sizes, mouth, point_scale, dtype} (widths from `systems.fd2talk.sizes`),
 audio{frontend, weights, layer, dim}, data{root, identities, window, min_offset, sync_prob,
 eval_split, eval_seed, num_workers}, optimizer{...}, plus the trainer fields.
 
@@ -56,6 +64,7 @@ from talking_heads.training.stage import LossStage
 from talking_heads.training.state import TrainState
 
 STAGE = "fd2talk_lip_expert"
+MOUTH_INPUTS = ("displacement", "points")
 
 PyTree = Any
 
@@ -86,11 +95,18 @@ def draw_pairs(rng: jax.Array, batch_size: int, num_windows: int, min_offset: in
   return mouth.astype(jnp.int32), audio.astype(jnp.int32), y.astype(jnp.float32)
 
 
-def sequence_mouth_points(face_model: morphable.MorphableModel,
-                          batch: Mapping[str, jax.Array]) -> jax.Array:
-  """Centred mouth points [B, L, N, 3] of a sequence batch (alpha [B, I], expression [B, L, X])."""
-  alpha = batch["alpha"].astype(jnp.float32)[:, None]                       # [B, 1, I]
-  return lip.mouth_points(face_model, alpha, batch["expression"].astype(jnp.float32))
+def mouth_input(face_model: morphable.MorphableModel, alpha: jax.Array, expression: jax.Array,
+                kind: str) -> jax.Array:
+  """alpha [B, I], expression [B, L, X] -> the expert's mouth input [B, L, N, 3] (`model.mouth`:
+  "points" or "displacement", module docstring); differentiable in the expression."""
+  if kind not in MOUTH_INPUTS:
+    raise ValueError(f"model.mouth must be one of {MOUTH_INPUTS}, got {kind!r}")
+  alpha = alpha.astype(jnp.float32)[:, None]                                # [B, 1, I]
+  expression = expression.astype(jnp.float32)
+  points = lip.mouth_points(face_model, alpha, expression)                  # [B, L, N, 3]
+  if kind == "points":
+    return points
+  return points - lip.mouth_points(face_model, alpha, jnp.zeros_like(expression))
 
 
 class LipExpertStage(LossStage):
@@ -106,6 +122,8 @@ class LipExpertStage(LossStage):
     self.face_model = morphable.default_model()
     self.audio = features.AudioFeatures.from_config(config.audio)
     self.model = build_model(config)
+    if config.model.mouth not in MOUTH_INPUTS:
+      raise ValueError(f"model.mouth must be one of {MOUTH_INPUTS}, got {config.model.mouth!r}")
     w = self.model.window
     if d.window < w:
       raise ValueError(f"data.window {d.window} is shorter than the expert's {w}-frame window")
@@ -126,6 +144,11 @@ class LipExpertStage(LossStage):
                              jnp.zeros((1, w, self.audio.dim)))["params"]
     return TrainState.create(params, self.tx, rng=rng, ema_decay=self.config.get("ema_decay", 0.0))
 
+  def mouth(self, batch: Mapping[str, jax.Array]) -> jax.Array:
+    """The mouth input [B, L, N, 3] of a sequence batch (alpha [B, I], expression [B, L, X])."""
+    return mouth_input(self.face_model, batch["alpha"], batch["expression"],
+                       self.config.model.mouth)
+
   def variables(self, state: TrainState) -> dict[str, Any]:
     """The expert's variables to freeze and evaluate with."""
     return {"params": state.eval_params}
@@ -134,7 +157,7 @@ class LipExpertStage(LossStage):
               rng: jax.Array):
     del model_state
     d = self.config.data
-    mouth = sequence_mouth_points(self.face_model, batch)                  # [B, L, N, 3]
+    mouth = self.mouth(batch)                                               # [B, L, N, 3]
     audio = self.audio.per_frame(batch)                                     # [B, L, A]
     m_start, a_start, y = draw_pairs(rng, mouth.shape[0], self.num_windows, d.min_offset,
                                      d.sync_prob)
@@ -153,8 +176,8 @@ class LipExpertStage(LossStage):
     del rng
     s, gap = self.num_windows, self.config.data.min_offset
     valid = batch["valid"].astype(bool)                                     # [B]
-    v, a = self.model.apply({"params": state.eval_params}, sequence_mouth_points(
-        self.face_model, batch), self.audio.per_frame(batch), method=lip.LipExpert.windows)
+    v, a = self.model.apply({"params": state.eval_params}, self.mouth(batch),
+                            self.audio.per_frame(batch), method=lip.LipExpert.windows)
     b, e = v.shape[0], v.shape[-1]
     p = lip.sync_probability(v[:, :, None], a[:, None, :])                  # [B, S, S]
     i, j = np.meshgrid(np.arange(s), np.arange(s), indexing="ij")
@@ -222,18 +245,20 @@ class FrozenLipExpert:
     model: the expert's network.
     variables: its variables (host arrays; closed over, so no gradient or update reaches them).
     audio: the audio features it was trained on (the motion stage must feed the same).
+    mouth: its mouth input, "points" or "displacement".
     source: the workdir and step it came from.
   """
   model: lip.LipExpert
   variables: PyTree
   audio: features.AudioFeatures
+  mouth: str
   source: str
 
   def sync_loss(self, face_model: morphable.MorphableModel, alpha: jax.Array,
                 expression: jax.Array, audio: jax.Array) -> jax.Array:
     """Mean -log P_sync over every W-frame window of alpha [B, I], expression [B, F, X] and
     audio [B, F, A] (Eq. 11); differentiable in the expression."""
-    mouth = lip.mouth_points(face_model, alpha[:, None], expression)        # [B, F, N, 3]
+    mouth = mouth_input(face_model, alpha, expression, self.mouth)          # [B, F, N, 3]
     v, a = self.model.apply(self.variables, mouth, audio, method=lip.LipExpert.windows)
     return lip.sync_loss(v, a)
 
@@ -260,4 +285,4 @@ def restore_frozen(workdir: str, step: int | None = None, *,
   except ValueError as e:
     raise ValueError(f"{name}: {e}") from e
   return FrozenLipExpert(stage.model, jax.device_get(stage.variables(state)), stage.audio,
-                         f"{workdir} step {restored_step}")
+                         stage.config.model.mouth, f"{workdir} step {restored_step}")
