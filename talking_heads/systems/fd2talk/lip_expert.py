@@ -56,6 +56,7 @@ from talking_heads.io.dataset import parse_identities
 from talking_heads.losses.sync import cosine_bce
 from talking_heads.models import fd2talk_lip_expert as lip
 from talking_heads.pipelines import sequences
+from talking_heads.systems import images as images_lib
 from talking_heads.systems.fd2talk import features
 from talking_heads.systems.fd2talk import sizes as sizes_lib
 from talking_heads.training import restore
@@ -196,6 +197,18 @@ class LipExpertStage(LossStage):
             "p_off_sync": jnp.sum(weight * p[:, off_i, off_j]) / (n * off_i.size),
             "offset_accuracy": jnp.sum(weight * hits) / (n * s),
             "eval_weight": jnp.sum(valid)}
+
+  def images(self, state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array):
+    """P_sync of every mouth window (rows) against every audio window (columns) of a sample,
+    grey levels (white 1): [N, 8 S, 8 S, 3]; an expert in sync lights the diagonal."""
+    del rng
+    n = min(4, batch["expression"].shape[0])
+    small = {k: v[:n] for k, v in batch.items()}
+    v, a = self.model.apply({"params": state.eval_params}, self.mouth(small),
+                            self.audio.per_frame(small), method=lip.LipExpert.windows)
+    p = lip.sync_probability(v[:, :, None], a[:, None, :])                  # [N, S, S]
+    return {"sync_probability_mouth_by_audio":
+            images_lib.enlarge(jnp.repeat(p[..., None], 3, axis=-1), 8)}
 
   # --------------------------------------------------------------------------------- data
 

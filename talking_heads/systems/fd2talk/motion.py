@@ -62,6 +62,7 @@ from talking_heads.face import morphable
 from talking_heads.io.dataset import parse_identities
 from talking_heads.models import fd2talk_lip_expert, fd2talk_motion
 from talking_heads.pipelines import base, sequences
+from talking_heads.systems import images as images_lib
 from talking_heads.systems.fd2talk import features
 from talking_heads.systems.fd2talk import lip_expert as lip_expert_lib
 from talking_heads.systems.fd2talk import sizes as sizes_lib
@@ -255,6 +256,21 @@ class MotionStage(LossStage):
           self._mouth_opening(alpha, sampled).reshape(-1),
           self._mouth_opening(alpha, raw).reshape(-1), frames)
     return metrics
+
+  def images(self, state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array):
+    """The normalised motion over time, true above DDIM-sampled, per window: [N, (2 D + 1) s,
+    F s, 3] with s = max(1, 64 // D) pixels per value (`images.signed_colours`: white 0, red
+    positive, blue negative, saturated at 3)."""
+    n = min(4, batch["expression"].shape[0])
+    small = {k: v[:n] for k, v in batch.items()}
+    true = self.normalise(state.model_state, self.target(small))           # [N, F, D]
+    sampled = self.normalise(state.model_state, self.sample(
+        state.eval_params, state.model_state, self.audio.per_frame(small), rng))
+    colour = lambda x: images_lib.signed_colours(x).transpose(0, 2, 1, 3)  # [N, D, F, 3]
+    gap = jnp.ones((n, 1, true.shape[1], 3))
+    image = jnp.concatenate([colour(true), gap, colour(sampled)], axis=1)
+    return {"motion_true_over_sampled":
+            images_lib.enlarge(image, max(1, 64 // self.motion_dim))}
 
   # --------------------------------------------------------------------------------- data
 

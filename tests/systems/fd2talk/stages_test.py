@@ -4,6 +4,8 @@ on held-out clips; the Exp Transformer trains against the frozen expert and resu
 uninterrupted run; L_sync's gradient reaches the DiT and never the expert; the pose and joint
 DiTs train a step; a missing expert is an error naming the field."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,7 +43,7 @@ def _tiny(module, root, overrides="", **fields):
 def expert_run(corpus, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("fd2talk_lip_expert"))
   config = _tiny(lip_expert_config, corpus, total_steps=150, batch_size=32, log_every=1,
-                 checkpoint_every=1000, eval_every=150, image_every=1000)
+                 checkpoint_every=1000, eval_every=150, image_every=150)
   return workdir, loop.train_and_evaluate(config, workdir)
 
 
@@ -55,7 +57,8 @@ def test_pairs_are_in_sync_or_at_least_min_offset_apart():
 
 
 def test_lip_expert_learns_sync_on_held_out_clips(expert_run):
-  _, result = expert_run
+  workdir, result = expert_run
+  assert os.listdir(os.path.join(workdir, "images"))
   losses = np.array([h["loss"] for h in result.history])
   assert losses[-30:].mean() < losses[:30].mean() - 0.04, losses
   evals = result.eval_history[-1]    # the test split: clips the expert never saw
@@ -98,6 +101,7 @@ def test_expression_dit_trains_against_the_frozen_expert_and_resumes(corpus, exp
   evals = full.eval_history[-1]
   assert evals["x0_mse"] > 0 and evals["sampled_mse"] > 0
   assert -1 <= evals["mouth_opening_corr"] <= 1
+  assert os.listdir(os.path.join(tmp_path, "full", "images"))
 
 
 def _batch(stage, size=4):
