@@ -16,11 +16,11 @@ model's 20 mouth landmarks in the model frame (no head pose), centred per frame:
                 seeds 1 and 2) the points reach P_in - P_off = 0.04 and 0.005, the
                 displacement 0.27 and 0.25. An UNSPECIFIED choice; tiny and demo use it.
 
-Pairs (drawn in the train step from the step's key, so a resumed run draws the same ones): the
-S = L - W + 1 windows of W = 5 frames in a sample give the mouth window; with probability
-`data.sync_prob` the audio window is the same one (y = 1), else a uniform pair of windows at
-least `data.min_offset` frames apart (y = 0): Wav2Lip's SyncNet recipe, with the shifted audio
-from the same clip window.
+Pairs (drawn in the train step from the step's key, so a resumed run draws the same ones) among
+the S = L - W + 1 windows of W = 5 frames of a sample: with probability `data.sync_prob` one
+uniform window gives both the mouth and the audio (y = 1), else a uniform pair of windows at
+least `data.min_offset` frames apart gives the mouth and the audio (y = 0): Wav2Lip's SyncNet
+recipe, with the shifted audio from the same clip window.
 
   loss = BCE(P_sync, y), P_sync = cos(v, a) (Eq. 10; `models.fd2talk_lip_expert.expert_loss`)
 
