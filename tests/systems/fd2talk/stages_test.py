@@ -14,8 +14,9 @@ import pytest
 from data import synthetic
 from experiments.configs.fd2talk import lip_expert as lip_expert_config
 from experiments.configs.fd2talk import motion as motion_config
+from talking_heads.io import dataset
 from talking_heads.pipelines import base
-from talking_heads.systems.fd2talk import lip_expert, motion
+from talking_heads.systems.fd2talk import features, lip_expert, motion
 from talking_heads.training import checkpoint, loop
 
 
@@ -164,6 +165,26 @@ def test_pose_and_joint_dits_train_a_step(corpus, expert_run, motion_kind):
     assert float(metrics["x0_loss"]) == pytest.approx(
         (9 * float(metrics["x0_loss_expression"]) + 6 * float(metrics["x0_loss_pose"])) / 15,
         rel=1e-5)
+
+
+def test_audio_features_are_each_frames_mel_or_a_named_cache(corpus):
+  stage = motion.MotionStage(_tiny(motion_config, corpus, ",loss.sync_weight=0"))
+  batch = _batch(stage, 2)
+  audio = np.asarray(stage.audio.per_frame(batch))
+  assert audio.shape == (2, 8, 320)
+  clips = base.open_split(corpus, "train")[1]
+  for b in range(2):
+    clip, s = clips[int(batch["clip"][b])], int(batch["start"][b])
+    mel = base.ClipReader(corpus, [clip.id]).mel(0, features.MEL)                # [T, 80]
+    np.testing.assert_allclose(audio[b, 3], mel[4 * (s + 3):4 * (s + 4)].reshape(-1), rtol=1e-6)
+    np.testing.assert_array_equal(batch["expression"][b], clip.expression[s:s + 8])
+  wav2vec2 = motion.MotionStage(_tiny(
+      motion_config, corpus, ",loss.sync_weight=0,audio.frontend=wav2vec2,audio.weights=w2v,"
+      "audio.dim=1024"))
+  with pytest.raises(dataset.DatasetError, match="precompute_audio_features"):
+    wav2vec2.train_iterator(2, 0, 1)
+  with pytest.raises(ValueError, match="needs audio.weights"):
+    motion.MotionStage(_tiny(motion_config, corpus, ",audio.frontend=wav2vec2"))
 
 
 def test_lsync_without_a_trained_expert_is_an_error(corpus, tmp_path):
