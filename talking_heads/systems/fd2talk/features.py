@@ -30,6 +30,7 @@ from talking_heads.audio import mel as mel_lib
 from talking_heads.audio import wav2vec2_features
 from talking_heads.face import morphable
 from talking_heads.io import dataset as dataset_lib
+from talking_heads.io.dataset import parse_identities
 from talking_heads.pipelines import base
 
 FRONTENDS = ("mel", "wav2vec2")
@@ -107,3 +108,13 @@ def check_dataset(root: str, model: morphable.MorphableModel) -> dataset_lib.Dat
                      f"them through the morphable model's {list(model.exp_names)} and "
                      f"{model.num_identity}")
   return data
+
+
+def sequence_options(data: ml_collections.ConfigDict, audio: AudioFeatures, split: str,
+                     model: morphable.MorphableModel) -> dict[str, Any]:
+  """`pipelines.sequences` keyword arguments for fixed windows of `data.window` frames of
+  `split` (of `data.identities`, all when empty), after the dataset checks."""
+  check_dataset(data.root, model)
+  identities = parse_identities(data.identities) or None
+  return dict(identities=identities, min_length=data.window, max_length=data.window, split=split,
+              **audio.pipeline_options(data.root, (split,), identities))

@@ -52,7 +52,6 @@ import ml_collections
 import numpy as np
 
 from talking_heads.face import morphable
-from talking_heads.io.dataset import parse_identities
 from talking_heads.losses.sync import cosine_bce
 from talking_heads.models import fd2talk_lip_expert as lip
 from talking_heads.pipelines import sequences
@@ -213,11 +212,7 @@ class LipExpertStage(LossStage):
   # --------------------------------------------------------------------------------- data
 
   def _options(self, split: str) -> dict[str, Any]:
-    d = self.config.data
-    features.check_dataset(d.root, self.face_model)
-    identities = parse_identities(d.identities) or None
-    return dict(identities=identities, min_length=d.window, max_length=d.window, split=split,
-                **self.audio.pipeline_options(d.root, (split,), identities))
+    return features.sequence_options(self.config.data, self.audio, split, self.face_model)
 
   def train_iterator(self, batch_size: int, shard_index: int, shard_count: int):
     d = self.config.data

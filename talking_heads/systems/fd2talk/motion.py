@@ -143,11 +143,17 @@ class MotionStage(LossStage):
   def motion_dim(self) -> int:
     return self.model.motion_dim
 
+  @property
+  def _columns(self) -> slice:
+    """The motion's columns of concat(expression, pose) (expression first for "joint")."""
+    return {"expression": slice(0, self.expression_dim), "pose": slice(self.expression_dim, None),
+            "joint": slice(None)}[self.motion]
+
   def target(self, batch: Mapping[str, jax.Array]) -> jax.Array:
-    """The raw motion [B, F, D] of `model.motion` (expression first for "joint")."""
-    parts = {"expression": ("expression",), "pose": ("pose",),
-             "joint": ("expression", "pose")}[self.motion]
-    return jnp.concatenate([batch[k].astype(jnp.float32) for k in parts], axis=-1)
+    """The raw motion [B, F, D] of `model.motion`."""
+    both = jnp.concatenate([batch["expression"].astype(jnp.float32),
+                            batch["pose"].astype(jnp.float32)], axis=-1)  # [B, F, X + 6]
+    return both[..., self._columns]
 
   @functools.cached_property
   def statistics(self) -> tuple[np.ndarray, np.ndarray]:
@@ -157,9 +163,8 @@ class MotionStage(LossStage):
       return np.zeros(self.motion_dim, np.float32), np.ones(self.motion_dim, np.float32)
     features.check_dataset(d.root, self.face_model)
     _, clips = base.open_split(d.root, "train", parse_identities(d.identities) or None)
-    parts = {"expression": lambda c: c.expression, "pose": lambda c: c.pose,
-             "joint": lambda c: np.concatenate([c.expression, c.pose], axis=-1)}[self.motion]
-    values = np.concatenate([parts(c) for c in clips]).astype(np.float64)  # [frames, D]
+    values = np.concatenate([np.concatenate([c.expression, c.pose], axis=-1)
+                             for c in clips]).astype(np.float64)[:, self._columns]  # [T, D]
     return (values.mean(0).astype(np.float32),
             np.maximum(values.std(0), MIN_STD).astype(np.float32))
 
@@ -188,7 +193,7 @@ class MotionStage(LossStage):
     """L_sync (Eq. 11) of the expression part of a normalised x0_hat [B, F, D]."""
     expression = self.denormalise(model_state, x0_hat)[..., :self.expression_dim]
     return self.lip_expert().sync_loss(self.face_model, batch["alpha"].astype(jnp.float32),
-                                     expression, audio)
+                                       expression, audio)
 
   def loss_fn(self, params: PyTree, model_state: PyTree, batch: Mapping[str, jax.Array],
               rng: jax.Array):
@@ -275,11 +280,7 @@ class MotionStage(LossStage):
   # --------------------------------------------------------------------------------- data
 
   def _options(self, split: str) -> dict[str, Any]:
-    d = self.config.data
-    features.check_dataset(d.root, self.face_model)
-    identities = parse_identities(d.identities) or None
-    return dict(identities=identities, min_length=d.window, max_length=d.window, split=split,
-                **self.audio.pipeline_options(d.root, (split,), identities))
+    return features.sequence_options(self.config.data, self.audio, split, self.face_model)
 
   def train_iterator(self, batch_size: int, shard_index: int, shard_count: int):
     d = self.config.data
