@@ -19,8 +19,8 @@ Variants (network sizes: `talking_heads.systems.fd2talk.sizes`):
          shrunk from the paper: the RADIO mel stacked per frame (no wav2vec2 weights here),
          the mouth's displacement from the identity's neutral mouth (the centred points learn
          far slower from a few identities, `systems.fd2talk.lip_expert`), batch 64, Adam 3e-4,
-         3000 steps (29 ms a step on 2 shared CPU cores: about 2 minutes; after 200 steps the
-         val clips already gave P_in 0.71, P_off 0.28, offset accuracy 0.47 of 11 windows).
+         3000 steps. Measured (2 CPU cores shared with other jobs, load about 9): 4.6 minutes;
+         val clips at the end: P_in 0.79, P_off 0.14, offset accuracy 0.71 (chance 1 of 11).
   tiny and demo: 15-frame windows (off-sync partners 2-10 frames away; tiny: 10 frames).
   paper  spec §2.4: MLPs 1024-512-512 -> 512 on the centred mouth points, W = 5 frames, Adam
          1e-4, batch 64, in-sync probability 0.5; wav2vec2 XLSR-53 features (1024-d)
