@@ -1,16 +1,32 @@
 """FD2Talk: facial decoupled diffusion for talking-head generation (Yao, Cheng and Huang, ACM MM
 2024; spec `shared/reference/systems/fd2talk.md`).
 
-Networks so far: stage 1's motion diffusion transformer for expression, pose or both
+Stages so far (stage 1, motion from audio):
+  `fd2talk_lip_expert`  the SyncNet-style lip expert on 3D mouth points and audio, BCE on
+                        in/off-sync pairs (`lip_expert`); trained first, frozen in stage 1;
+  `fd2talk_motion`      the Exp or Pose Transformer, or the joint single-DiT ablation
+                        (`model.motion`), x0-prediction diffusion on audio features with the
+                        alignment mask and, for expressions, the frozen expert's L_sync (`motion`).
+Both read the morphable-model parameters and per-frame audio features of `features`.
+
+Networks: stage 1's motion diffusion transformer for expression, pose or both
 (`models.fd2talk_motion`) and its lip expert (`models.fd2talk_lip_expert`); stage 2's frame
 autoencoder with the reference-conditioned decoder (`models.fd2talk_autoencoder`) and the latent
 UNet with the motion and reference cross-attentions (`models.fd2talk_unet`); their sizes per
-variant (`sizes`).
+variant (`sizes`). Stage 2's stages, inference, tables and the main-job part come later.
 
 Sampling is the shared `diffusion` toolkit: Eq. 5 is `samplers.sample(...,
 config=StepConfig(prediction="x0"), eta=0)` over `schedules.make_timesteps("leading", 50, 1000)`
 (final alpha 1, each step moving to the next timestep), which is DreamTalk's 1-based
 `range(0, 1000, 20) + 1` on a schedule padded with abar = 1 (tests/models/fd2talk_motion_test.py).
-
-The package declares no SYSTEM until its stages exist.
 """
+
+from talking_heads.systems.api import System
+
+SYSTEM = System(
+    name="fd2talk",
+    title="FD2Talk (facial decoupled diffusion for talking heads)",
+    paper="fd2talk",
+    stages={"fd2talk_lip_expert": "talking_heads.systems.fd2talk.lip_expert:LipExpertStage",
+            "fd2talk_motion": "talking_heads.systems.fd2talk.motion:MotionStage"},
+)
