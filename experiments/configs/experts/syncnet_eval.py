@@ -47,7 +47,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                        "dtype": "float32"})
   c.data.update({"root": "", "max_offset": 15, "lip_region": "face", "eval_split": "val",
                  "eval_stride": 5})
-  c.loss = ml_collections.ConfigDict({"relative_distance_scale": 0.0})
   c.optimizer.learning_rate = 1e-4
   if variant == "tiny":
     c.model.update({"width": 0.0625, "lip_size": 64, "embed_dim": 32})

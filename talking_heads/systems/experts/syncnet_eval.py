@@ -20,8 +20,8 @@ uses it; windows outside the clip are masked out. Evaluation reports the loss an
 accuracy (argmin_k d_k == 0) on a split the model never trains on.
 
 Config fields: model{width, lip_size, embed_dim, dtype}, data{root, max_offset, lip_region
-(`pipelines.sync.crop_lip_region`), eval_split, eval_stride, num_workers}, loss{relative_distance_scale (`offset_logits`)}, optimizer{...},
-plus the trainer fields.
+(`pipelines.sync.crop_lip_region`), eval_split, eval_stride, num_workers}, optimizer{...}, plus the
+trainer fields.
 """
 
 from __future__ import annotations
@@ -42,19 +42,9 @@ from talking_heads.training.state import TrainState
 WINDOW = 5
 
 
-def offset_logits(lip: jax.Array, audio: jax.Array, mask: jax.Array,
-                  relative_scale: float = 0.0) -> jax.Array:
-  """-Euclidean distance of lip [B, D] to audio [B, K2, D] embeddings; masked entries -inf.
-
-  relative_scale > 0 divides each sample's distances by their mean over its valid offsets and
-  multiplies by relative_scale: the logits no longer shrink with the embeddings, so the network
-  cannot reach chance loss by collapsing them (the raw logits' plateau; see the demo config).
-  """
+def offset_logits(lip: jax.Array, audio: jax.Array, mask: jax.Array) -> jax.Array:
+  """-Euclidean distance of lip [B, D] to audio [B, K2, D] embeddings; masked entries -inf."""
   distance = jnp.sqrt(jnp.sum(jnp.square(lip[:, None] - audio), axis=-1) + 1e-12)   # [B, K2]
-  if relative_scale > 0:
-    mean = jnp.sum(jnp.where(mask, distance, 0.0), axis=-1, keepdims=True) / jnp.maximum(
-        jnp.sum(mask, axis=-1, keepdims=True), 1)                                   # [B, 1]
-    distance = relative_scale * distance / (mean + 1e-12)
   return jnp.where(mask, -distance, -jnp.inf)
 
 
@@ -78,7 +68,6 @@ class SyncNetEvalStage(LossStage):
     self.model = SyncNetS(embed_dim=m.embed_dim, width=m.width, lip_size=m.lip_size,
                           dtype=jnp.dtype(m.get("dtype", "float32")))
     self.tx = build_optimizer(config.optimizer, config.total_steps)
-    self.relative_scale = float(config.get("loss", {}).get("relative_distance_scale", 0.0))
 
   def _embed(self, variables: dict[str, Any], batch: dict[str, jax.Array], train: bool):
     """(lip [B, D], audio [B, 2K+1, D], batch_stats updates or None)."""
@@ -105,7 +94,7 @@ class SyncNetEvalStage(LossStage):
   def loss_fn(self, params: Any, model_state: Any, batch: dict[str, jax.Array], rng: jax.Array):
     del rng  # sampling randomness lives in the data pipeline
     lip, audio, updates = self._embed({"params": params, **model_state}, batch, train=True)
-    logits = offset_logits(lip, audio, batch["offset_mask"], self.relative_scale)
+    logits = offset_logits(lip, audio, batch["offset_mask"])
     metrics = multiway_metrics(logits, jnp.ones(logits.shape[:1]))
     return metrics["loss"], (metrics, updates)
 
@@ -115,8 +104,7 @@ class SyncNetEvalStage(LossStage):
   def eval_step(self, state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
     lip, audio, _ = self._embed(self.variables(state), batch, train=False)
     valid = batch["valid"].astype(jnp.float32)
-    logits = offset_logits(lip, audio, batch["offset_mask"], self.relative_scale)
-    return {**multiway_metrics(logits, valid),
+    return {**multiway_metrics(offset_logits(lip, audio, batch["offset_mask"]), valid),
             "eval_weight": jnp.sum(valid)}
 
   def _pipeline_args(self, batch_size: int, shard_index: int, shard_count: int) -> dict[str, Any]:

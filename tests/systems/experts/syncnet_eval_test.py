@@ -17,7 +17,6 @@ from talking_heads.pipelines import sync as sync_pipeline
 from talking_heads.pipelines import testing
 from talking_heads.systems.experts import sync_evaluation
 from talking_heads.systems.experts import sync_expert
-from talking_heads.systems.experts import syncnet_eval
 from talking_heads.training import loop
 
 SIZE = 64
@@ -138,24 +137,6 @@ def test_scorer_choice_and_errors(tmp_path):
   with pytest.raises(ValueError, match="leave no feature map"):
     jax.eval_shape(lambda: syncnet_lib.SyncNetS(lip_size=16).init(
         jax.random.PRNGKey(0), np.zeros((1, 5, 16, 16, 3)), np.zeros((1, 13, 20, 1))))
-
-
-def test_relative_logits_do_not_shrink_with_the_embeddings():
-  """Raw -distance logits go flat (chance loss) as the embeddings shrink; relative ones do not,
-  and both rank the offsets alike and mask the same entries."""
-  rng = np.random.default_rng(0)
-  lip, audio = rng.normal(size=(3, 8)), rng.normal(size=(3, 5, 8))
-  mask = np.ones((3, 5), bool)
-  mask[0, :2] = False
-  raw = np.asarray(syncnet_eval.offset_logits(lip, audio, mask))
-  rel = np.asarray(syncnet_eval.offset_logits(lip, audio, mask, relative_scale=10.0))
-  tiny = np.asarray(syncnet_eval.offset_logits(1e-3 * lip, 1e-3 * audio, mask, relative_scale=10.0))
-  np.testing.assert_allclose(tiny, rel, rtol=1e-4)
-  assert np.ptp(np.asarray(syncnet_eval.offset_logits(1e-3 * lip, 1e-3 * audio, mask))[1]) < 1e-2
-  np.testing.assert_array_equal(np.isinf(rel), ~mask)
-  for b in range(3):
-    np.testing.assert_array_equal(np.argsort(rel[b][mask[b]]), np.argsort(raw[b][mask[b]]))
-  np.testing.assert_allclose(-rel[1].mean(), 10.0, rtol=1e-6)   # distances over their mean
 
 
 def test_agreement_over_score_rows():
