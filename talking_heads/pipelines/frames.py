@@ -10,6 +10,8 @@ Index space: every (clip, frame) pair of the split. Sample (S = image_size or th
                               the S-sized image (`base.rescale_pixels`)
   pose       float32 [6]      with annotations=True: the frame's yaw, pitch, roll (radians),
                               tx, ty, tz (face regressors learn these)
+  expression float32 [E]      with annotations=True: the frame's expression parameters (with
+                              pose, FD2Talk's motion condition of a frame)
   clip       int32 []         position of the clip in the split (`Dataset.clips(split)`)
   start      int32 []         the frame
   valid      bool  []         eval variant only: False for padding entries
@@ -174,6 +176,7 @@ class FrameSampler(grain.transforms.RandomMap):
       landmarks = np.asarray(self.reader.array(i, "landmarks")[frame], np.float32)
       out["landmarks"] = base.rescale_pixels(landmarks, scale).astype(np.float32)
       out["pose"] = np.array(self.reader.array(i, "pose")[frame], np.float32)
+      out["expression"] = np.array(self.reader.array(i, "expression")[frame], np.float32)
     out["clip"], out["start"] = element["clip"], element["start"]
     return out
 
@@ -204,7 +207,7 @@ def make_frames_iterator(root: str | os.PathLike, *, batch_size: int, shard_inde
     degradations: how to degrade the input; None for degraded == image.
     reference: also return a second random frame of the same clip.
     identities: only clips of these identities (None: all); e.g. LaDTalk's per-identity SOVQAE.
-    annotations: also return the frame's landmarks and pose.
+    annotations: also return the frame's landmarks, pose and expression.
     **grain_options: read_threads, prefetch, worker_buffer_size (`base.build_iterator`).
   """
   index, sampler = _build(root, split, 1, image_size, degradations, reference, identities,

@@ -156,10 +156,12 @@ def test_annotations_follow_the_frame_and_its_size(root):
   for size, batch in ((32, _batches(root, n=1, annotations=True)[0]),
                       (16, _batches(root, n=1, image_size=16, annotations=True)[0])):
     assert batch["landmarks"].shape == (4, 68, 2) and batch["pose"].shape == (4, 6)
-    assert batch["landmarks"].dtype == batch["pose"].dtype == np.float32
+    assert batch["expression"].shape == (4, len(data.expression_names))
+    assert batch["landmarks"].dtype == batch["pose"].dtype == batch["expression"].dtype == np.float32
     for b in range(4):
       clip, frame = clips[batch["clip"][b]], batch["start"][b]
       np.testing.assert_array_equal(batch["pose"][b], clip.pose[frame])
+      np.testing.assert_array_equal(batch["expression"][b], clip.expression[frame])
       # Pixel centres on integers: the 2x2 block with centre 10.5 at 32 px is pixel 5 at 16 px.
       expected = clip.landmarks[frame] if size == 32 else (clip.landmarks[frame] + 0.5) / 2 - 0.5
       np.testing.assert_allclose(batch["landmarks"][b], expected, rtol=1e-6, atol=1e-5)
