@@ -8,12 +8,18 @@ Stages so far (stage 1, motion from audio):
                         (`model.motion`), x0-prediction diffusion on audio features with the
                         alignment mask and, for expressions, the frozen expert's L_sync (`motion`).
 Both read the morphable-model parameters and per-frame audio features of `features`.
+Stage 2, frames:
+  `fd2talk_autoencoder` the frame autoencoder whose decoder reads [E(F1), E(F2)], L2 +
+                        perceptual + VQ terms on pairs of frames of one clip (`autoencoder`);
+  `fd2talk_unet`        x0-prediction latent diffusion in the frozen autoencoder's latent space,
+                        phi1 on the frame's motion, phi2 on the reference latent, or the
+                        concatenated-conditions ablation (`model.conditioning`) (`unet`).
 
 Networks: stage 1's motion diffusion transformer for expression, pose or both
 (`models.fd2talk_motion`) and its lip expert (`models.fd2talk_lip_expert`); stage 2's frame
 autoencoder with the reference-conditioned decoder (`models.fd2talk_autoencoder`) and the latent
 UNet with the motion and reference cross-attentions (`models.fd2talk_unet`); their sizes per
-variant (`sizes`). Stage 2's stages, inference, tables and the main-job part come later.
+variant (`sizes`). Inference, tables and the main-job part come later.
 
 Sampling is the shared `diffusion` toolkit: Eq. 5 is `samplers.sample(...,
 config=StepConfig(prediction="x0"), eta=0)` over `schedules.make_timesteps("leading", 50, 1000)`
@@ -28,5 +34,7 @@ SYSTEM = System(
     title="FD2Talk (facial decoupled diffusion for talking heads)",
     paper="fd2talk",
     stages={"fd2talk_lip_expert": "talking_heads.systems.fd2talk.lip_expert:LipExpertStage",
-            "fd2talk_motion": "talking_heads.systems.fd2talk.motion:MotionStage"},
+            "fd2talk_motion": "talking_heads.systems.fd2talk.motion:MotionStage",
+            "fd2talk_autoencoder": "talking_heads.systems.fd2talk.autoencoder:AutoencoderStage",
+            "fd2talk_unet": "talking_heads.systems.fd2talk.unet:UNetStage"},
 )
