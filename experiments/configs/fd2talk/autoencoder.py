@@ -14,8 +14,9 @@ Variants (network sizes: `talking_heads.systems.fd2talk.sizes`):
   demo   every identity of the demo corpus at 64 px (shrunk from 256; f = 4 as the paper: a
          16 x 16 x 3 latent), widths (32, 64), 512 codes, batch 8 (shrunk from 32), Adam 5e-4
          (warm-up, cosine; the taming rate at this batch would be 3.6e-5, too slow for a
-         from-scratch run of minutes), 600 steps. The perceptual term is off: no LPIPS weights
-         on this machine (on with --config.perceptual.weights_dir=... and
+         from-scratch run of minutes), 300 steps: 0.7 steps/s on 2 CPU cores shared with other
+         jobs (load ~10; measured over 40 steps), about 7 min. The perceptual term is off: no
+         LPIPS weights on this machine (on with --config.perceptual.weights_dir=... and
          --config.loss.perceptual_weight=1).
   paper  spec §2.5, §3-4: 256 px, 64 x 64 x 3 latent (f = 4), widths (128, 256) (the library's
          stand-in for vq-f4, `models.fd2talk_autoencoder`), 8192 codes, L2 + LPIPS-VGG with
@@ -46,10 +47,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.optimizer.learning_rate = 3e-3
   elif variant == "demo":
     c.loss.perceptual_weight = 0.0
-    c.total_steps, c.batch_size, c.eval_batch_size = 600, 8, 16
-    c.optimizer.update(learning_rate=5e-4, schedule="warmup_cosine", warmup_steps=50,
+    c.total_steps, c.batch_size, c.eval_batch_size = 300, 8, 16
+    c.optimizer.update(learning_rate=5e-4, schedule="warmup_cosine", warmup_steps=30,
                        end_lr_factor=0.1)
-    c.checkpoint_every, c.eval_every, c.image_every = 300, 300, 300
+    c.checkpoint_every, c.eval_every, c.image_every = 150, 300, 300
     c.data.eval_stride = 25
   elif variant == "paper":
     c.batch_size, c.eval_batch_size = 32, 32

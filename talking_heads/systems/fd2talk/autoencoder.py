@@ -129,7 +129,6 @@ class AutoencoderStage(LossStage):
     if loss_cfg.perceptual_weight > 0:
       perceptual = self.perceptual(out, target)
       loss, metrics["perceptual"] = loss + loss_cfg.perceptual_weight * perceptual, perceptual
-    metrics["loss"] = loss
     return loss, (metrics, None)
 
   def _identities(self) -> tuple[str, ...] | None:

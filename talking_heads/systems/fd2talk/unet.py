@@ -18,9 +18,14 @@ them and sampling takes raw motion. `model.conditioning` = "two_attentions" (phi
 tokens, then phi2 on the reference tokens) or "concatenated" (Table 2's ablation: one
 cross-attention over both); `model.motion_tokens` as `models.fd2talk_unet.MotionContext`.
 
+Training logs `latent_std`, the standard deviation of the batch's s E(F2): the autoencoder is
+trained here from scratch, so its latent need not have vq-f4's unit scale; LDM's remedy is s =
+1 / std (its `scale_by_std`), which `diffusion.latent_scale` takes.
+
 Sampling (`sample`, `generate`): DDIM with eta = `diffusion.eta` (spec: 0) over
 `schedules.make_timesteps(diffusion.spacing, N, T)` in the x0 parameterisation (Eq. 5, see the
-package docstring), then the frame is D([x, J0] / s).
+package docstring; "leading" gives 980, 960, .., 0 with a final alpha of 1, where LDM's
+`make_ddim_timesteps` adds 1), then the frame is D([x, J0] / s).
 
 Evaluation on `data.eval_split` frames (every `data.eval_stride`-th; reference and DDIM noise
 fixed by `data.eval_seed`): `loss` at fixed (t, eps) draws, and `psnr`, `ssim` ([0, 1], Wang et
@@ -219,7 +224,7 @@ class UNetStage(LossStage):
   def loss_fn(self, params: Any, model_state: Any, batch: Mapping[str, jax.Array],
               rng: jax.Array):
     loss, metrics = self._loss({"params": params, **model_state}, batch, rng)
-    return loss, ({"loss": loss, **metrics}, None)
+    return loss, (metrics, None)
 
   # ------------------------------------------------------------------------------ sampling
 
