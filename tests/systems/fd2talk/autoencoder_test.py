@@ -54,18 +54,8 @@ def check_resume_and_learning(full, resumed, n, k, key="loss", fall=0.2):
   assert np.mean(losses[-3:]) < (1 - fall) * losses[0], losses
 
 
-@pytest.fixture(scope="module")
-def trained(dataset, tmp_path_factory):
-  """(workdir of the uninterrupted run, its result, the resumed result)."""
-  tmp_path = tmp_path_factory.mktemp("fd2talk_ae")
-  config = tiny_config(dataset, total_steps=12, log_every=1, checkpoint_every=100,
-                       eval_every=12, image_every=12)
-  full, resumed = full_and_resumed(config, tmp_path, 5)
-  return str(tmp_path / "full"), full, resumed
-
-
-def test_autoencoder_trains_resumes_and_evaluates(trained):
-  workdir, full, resumed = trained
+def test_autoencoder_trains_resumes_and_evaluates(autoencoder_runs):
+  workdir, full, resumed = autoencoder_runs
   check_resume_and_learning(full, resumed, 12, 5, key="l2", fall=0.3)
   for h in full.history:   # no perceptual term at tiny: the loss is L2 + the VQ terms
     assert "perceptual" not in h
@@ -98,8 +88,8 @@ def test_perceptual_term_needs_the_public_weights(dataset):
     autoencoder.AutoencoderStage(config)
 
 
-def test_frozen_autoencoder(trained, tmp_path):
-  workdir, full, _ = trained
+def test_frozen_autoencoder(autoencoder_runs, tmp_path):
+  workdir, full, _ = autoencoder_runs
   frozen = autoencoder.load_frozen_autoencoder(workdir)
   assert frozen.image_size == 32 and frozen.latent_shape == (8, 8, 3)
   np.testing.assert_array_equal(

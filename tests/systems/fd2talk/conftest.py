@@ -27,3 +27,15 @@ def dataset(tmp_path_factory):
       root, FRAME_COUNTS, image_size=32, splits=SPLITS,
       frames=[smooth_frames(n, 32, k) for k, n in enumerate(FRAME_COUNTS)])
   return str(root)
+
+
+@pytest.fixture(scope="session")
+def autoencoder_runs(dataset, tmp_path_factory):
+  """(workdir of the uninterrupted run, its result, the resumed result) of the tiny autoencoder
+  config, 12 steps interrupted after 5; the UNet tests diffuse in its latent space."""
+  from tests.systems.fd2talk import autoencoder_test  # pylint: disable=g-import-not-at-top
+  tmp_path = tmp_path_factory.mktemp("fd2talk_ae")
+  config = autoencoder_test.tiny_config(dataset, total_steps=12, log_every=1,
+                                        checkpoint_every=100, eval_every=12, image_every=12)
+  full, resumed = autoencoder_test.full_and_resumed(config, tmp_path, 5)
+  return str(tmp_path / "full"), full, resumed
