@@ -25,6 +25,7 @@ from typing import Any, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from talking_heads.audio import mel as mel_lib
 from talking_heads.audio import wav2vec2_features
@@ -34,6 +35,7 @@ from talking_heads.io.dataset import parse_identities
 from talking_heads.pipelines import base
 
 FRONTENDS = ("mel", "wav2vec2")
+MIN_STD = 1e-6      # a dimension constant over the train split keeps unit scale
 MEL = mel_lib.RADIO_MEL
 MEL_PER_FRAME = 4      # RADIO_MEL frames per 25 fps video frame
 ALIGNMENT = "interpolate"
@@ -118,3 +120,15 @@ def sequence_options(data: ml_collections.ConfigDict, audio: AudioFeatures, spli
   identities = parse_identities(data.identities) or None
   return dict(identities=identities, min_length=data.window, max_length=data.window, split=split,
               **audio.pipeline_options(data.root, (split,), identities))
+
+
+def motion_statistics(root: str, identities: Sequence[str] | None,
+                      split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+  """(mean, std) [E + 6] float32 of the motion [expression, pose] over every frame of the split's
+  clips (of `identities`; all when None), the std floored at `MIN_STD`: the per-dimension
+  z-scoring of both stages (spec §8 item 8: pose is ~0.1 rad against expression ~1)."""
+  _, clips = base.open_split(root, split, identities)
+  values = np.concatenate([np.concatenate([c.expression, c.pose], axis=-1)
+                           for c in clips]).astype(np.float64)                 # [T, E + 6]
+  return (values.mean(0).astype(np.float32),
+          np.maximum(values.std(0), MIN_STD).astype(np.float32))

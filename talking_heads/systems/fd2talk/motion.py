@@ -61,7 +61,7 @@ from talking_heads.diffusion import samplers, schedules
 from talking_heads.face import morphable
 from talking_heads.io.dataset import parse_identities
 from talking_heads.models import fd2talk_lip_expert, fd2talk_motion
-from talking_heads.pipelines import base, sequences
+from talking_heads.pipelines import sequences
 from talking_heads.systems import images as images_lib
 from talking_heads.systems.fd2talk import features
 from talking_heads.systems.fd2talk import lip_expert as lip_expert_lib
@@ -72,7 +72,6 @@ from talking_heads.training.state import TrainState
 
 STAGE = "fd2talk_motion"
 POSE_DIM = 6
-MIN_STD = 1e-6      # a dimension constant over the train split keeps unit scale
 
 PyTree = Any
 
@@ -162,11 +161,8 @@ class MotionStage(LossStage):
     if not d.root:
       return np.zeros(self.motion_dim, np.float32), np.ones(self.motion_dim, np.float32)
     features.check_dataset(d.root, self.face_model)
-    _, clips = base.open_split(d.root, "train", parse_identities(d.identities) or None)
-    values = np.concatenate([np.concatenate([c.expression, c.pose], axis=-1)
-                             for c in clips]).astype(np.float64)[:, self._columns]  # [T, D]
-    return (values.mean(0).astype(np.float32),
-            np.maximum(values.std(0), MIN_STD).astype(np.float32))
+    mean, std = features.motion_statistics(d.root, parse_identities(d.identities) or None)
+    return mean[self._columns], std[self._columns]
 
   @staticmethod
   def normalise(model_state: PyTree, x: jax.Array) -> jax.Array:

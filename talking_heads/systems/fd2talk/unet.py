@@ -12,7 +12,7 @@ true motion, spec §8 item 1's default `cond_source = gt`):
   J_t = sqrt(abar_t) J0 + sqrt(1 - abar_t) eps,  t ~ U{0 .. T - 1}
   L   = mean (J0 - UNet(J_t, t, (m - mu) / sigma, x))^2        (Eq. 16: x0 prediction)
 with (mu, sigma) the per-dimension mean and standard deviation of m over the train frames
-(spec §8 item 8: pose is ~0.1 rad against expression ~1), computed when the stage is built and
+(`features.motion_statistics`, as stage 1's), computed when the stage is built and
 kept in the train state's `model_state` (`motion_mean`, `motion_std`), so a checkpoint carries
 them and sampling takes raw motion. `model.conditioning` = "two_attentions" (phi1 on the motion
 tokens, then phi2 on the reference tokens) or "concatenated" (Table 2's ablation: one
@@ -45,7 +45,7 @@ Dimensions: B batch (frames), S frame size, h latent size, d latent channels, D 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -60,9 +60,9 @@ from talking_heads.io.dataset import parse_identities
 from talking_heads.metrics import image as image_metrics
 from talking_heads.metrics import reduce
 from talking_heads.models import fd2talk_unet
-from talking_heads.pipelines import base
 from talking_heads.pipelines import frames as frames_pipeline
 from talking_heads.systems.fd2talk import autoencoder as autoencoder_lib
+from talking_heads.systems.fd2talk import features
 from talking_heads.systems.fd2talk import sizes as sizes_lib
 from talking_heads.systems.images import to_model_range, to_unit_range
 from talking_heads.training.optimizers import build_optimizer
@@ -71,20 +71,7 @@ from talking_heads.training.state import TrainState
 
 STAGE = "fd2talk_unet"
 KEYS = ("image", "reference", "expression", "pose")
-_STD_FLOOR = 1e-6
 _EVAL_RNG_SALT = 23
-
-
-def motion_statistics(root: str, identities: Sequence[str] | None,
-                      split: str = "train") -> tuple[np.ndarray, np.ndarray]:
-  """Per-dimension mean and standard deviation [E + 6] (float32) of [expression, pose] over every
-  frame of the split's clips (of `identities`); the std is floored at 1e-6."""
-  _, clips = base.open_split(root, split, identities)
-  motion = np.concatenate([np.concatenate([np.asarray(c.expression, np.float64),
-                                           np.asarray(c.pose, np.float64)], axis=1)
-                           for c in clips])
-  return (motion.mean(0).astype(np.float32),
-          np.maximum(motion.std(0), _STD_FLOOR).astype(np.float32))
 
 
 class UNetStage(LossStage):
@@ -128,7 +115,7 @@ class UNetStage(LossStage):
     self.tx = build_optimizer(config.optimizer, config.total_steps)
     if motion_stats is None and d.root:
       self._check_motion_width()
-      motion_stats = motion_statistics(d.root, self._identities())
+      motion_stats = features.motion_statistics(d.root, self._identities())
     if motion_stats is None:
       motion_stats = (np.zeros(self.motion_dim, np.float32), np.ones(self.motion_dim, np.float32))
     mean, std = (np.asarray(s, np.float32) for s in motion_stats)
