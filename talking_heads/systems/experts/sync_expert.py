@@ -47,8 +47,10 @@ PUBLIC_FILE = "wav2lip_lipsync_expert"   # third_party.weights key of lipsync_ex
 EVAL_STAGE = "syncnet_eval"
 EVAL_PUBLIC_FILE = "syncnet_v2"          # third_party.weights key of syncnet_v2.model
 # A trained independent expert scores LSE only when its held-out per-window offset accuracy is at
-# least this multiple of chance; see `lse_scorer` and experiments/results/syncnet_eval_demo.
-MIN_OFFSET_ACCURACY_OVER_CHANCE = 4.0
+# least this multiple of chance. Measured on the demo corpus (experiments/results/syncnet_eval_demo):
+# experts at 1.0-1.1x chance recovered 0 % of planted shifts on whole clips (LSE-C in sync below
+# foreign audio's); the weakest one above it, at 2.0x, recovered 92-100 % (LSE-C ratio 2.8-3.0).
+MIN_OFFSET_ACCURACY_OVER_CHANCE = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
