@@ -112,20 +112,23 @@ def default_identity(corpus_root: str) -> str:
 
 def stage_config(stage: str, variant: str, corpus_root: str):
   """The stage's config of `variant` on the corpus: its system's declared `configs` entry, else
-  `experiments/configs/<system>/<stage>.py` (or `configs/<stage>.py`)."""
+  `experiments/configs/<system>/<stage>.py`, the same without the stage's "<system>_" prefix
+  (`configs/pir/audio2exp.py` for `pir_audio2exp`), or `configs/<stage>.py`."""
   owner = next((s for s in api.systems().values() if stage in s.stages), None)
   if owner is not None and stage in owner.configs:
     config = api.resolve(owner.configs[stage])(variant)
     config.data.root = corpus_root
     return config
   candidates = [f"experiments.configs.{owner.name}.{stage}"] if owner else []
+  if owner and stage.startswith(f"{owner.name}_"):
+    candidates.append(f"experiments.configs.{owner.name}.{stage[len(owner.name) + 1:]}")
   candidates.append(f"experiments.configs.{stage}")
   for name in candidates:
     try:
       module = importlib.import_module(name)
     except ModuleNotFoundError as e:
-      if e.name != name:
-        raise
+      if e.name is None or not (name == e.name or name.startswith(e.name + ".")):
+        raise   # a missing import inside an existing config file
       continue
     config = module.get_config(variant)
     config.data.root = corpus_root

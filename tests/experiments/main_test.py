@@ -194,3 +194,11 @@ def test_a_second_launch_on_a_held_workdir_fails_at_once(tmp_path):
   assert result.stderr.strip().splitlines()[-1].startswith(
       f"main: {tmp_path} is in use: process {os.getpid()} on {socket.gethostname()} (since ")
   assert not (tmp_path / "corpus").exists()
+
+
+def test_every_declared_stage_has_a_config_the_main_job_finds():
+  from experiments import main as main_command  # pylint: disable=g-import-not-at-top
+  for system in systems_api.systems().values():
+    for stage in system.stages:
+      config = main_command.stage_config(stage, "tiny", "/corpus")
+      assert config.stage == stage and config.data.root == "/corpus", (system.name, stage)
