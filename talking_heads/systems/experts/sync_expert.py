@@ -10,7 +10,8 @@ error naming it, never random weights.
 Which expert scores LSE (`lse_scorer`), in order: syncnet_python's official S when its file is
 given (the only numbers comparable with papers); else the independent expert, S's architecture
 trained here by the `syncnet_eval` stage, which no generator trains against, provided it tells
-offsets apart on held-out clips (`MIN_OFFSET_ACCURACY_OVER_CHANCE`: a weak judge would make every
+offsets apart on held-out clips (its config's `judge_min_over_chance`, default
+`MIN_OFFSET_ACCURACY_OVER_CHANCE`: a weak judge would make every
 system look alike); else the colour expert above, which Wav2Lip trains against (reported as
 such, with the reason: it can reward training against the judge). Every report names the expert
 it used (`describe()`).
@@ -47,7 +48,7 @@ PUBLIC_FILE = "wav2lip_lipsync_expert"   # third_party.weights key of lipsync_ex
 EVAL_STAGE = "syncnet_eval"
 EVAL_PUBLIC_FILE = "syncnet_v2"          # third_party.weights key of syncnet_v2.model
 # A trained independent expert scores LSE only when its held-out per-window offset accuracy is at
-# least this multiple of chance. Measured on the demo corpus (experiments/results/syncnet_eval_demo):
+# least this multiple of chance (or its config's `judge_min_over_chance`). Measured on the demo corpus (experiments/results/syncnet_eval_demo):
 # experts at 1.0-1.1x chance recovered 0 % of planted shifts on whole clips (LSE-C in sync below
 # foreign audio's); the weakest one above it, at 2.0x, recovered 92-100 % (LSE-C ratio 2.8-3.0).
 MIN_OFFSET_ACCURACY_OVER_CHANCE = 2.0
@@ -183,8 +184,8 @@ def _has_checkpoint(workdir: str) -> bool:
 
 def independent_expert_quality(workdir: str) -> dict[str, float]:
   """How well a `syncnet_eval` workdir's expert tells offsets apart on clips it never trained on:
-  its last eval's per-window offset accuracy, the chance level 1 / (2K + 1) and their ratio
-  ({} when the run has no eval record)."""
+  its last eval's per-window offset accuracy, the chance level 1 / (2K + 1), their ratio and the
+  ratio its config requires to judge ({} when the run has no eval record)."""
   _, evaluation = html_report.read_metrics(os.path.join(workdir, "metrics.jsonl"))
   evaluation = [r for r in evaluation if "eval/offset_accuracy" in r]
   if not evaluation:
@@ -193,15 +194,16 @@ def independent_expert_quality(workdir: str) -> dict[str, float]:
   chance = 1.0 / (2 * int(config.data.max_offset) + 1)
   accuracy = float(evaluation[-1]["eval/offset_accuracy"])
   return {"step": int(evaluation[-1]["step"]), "offset_accuracy": accuracy, "chance": chance,
-          "over_chance": accuracy / chance}
+          "over_chance": accuracy / chance,
+          "required": float(config.get("judge_min_over_chance", MIN_OFFSET_ACCURACY_OVER_CHANCE))}
 
 
 def lse_scorer(*, sync_eval_workdir: str = "", weights_dir: str = "", syncnet_workdir: str = "",
-               min_over_chance: float = MIN_OFFSET_ACCURACY_OVER_CHANCE
-               ) -> sync_experts.SyncExpert:
+               min_over_chance: float | None = None) -> sync_experts.SyncExpert:
   """The expert that scores LSE (module docstring): the official S when `weights_dir` holds
   syncnet_v2.model, else the `syncnet_eval` workdir when it has checkpoints and its held-out
-  offset accuracy reaches `min_over_chance` x chance (`independent_expert_quality`), else the
+  offset accuracy reaches `min_over_chance` x chance (default: the ratio its config requires,
+  `independent_expert_quality`), else the
   colour expert of `syncnet_workdir` (logged and named as such: generators trained against it).
 
   Raises:
@@ -218,6 +220,8 @@ def lse_scorer(*, sync_eval_workdir: str = "", weights_dir: str = "", syncnet_wo
            f"sync_eval_workdir {sync_eval_workdir!r})"
   if _has_checkpoint(sync_eval_workdir):
     quality = independent_expert_quality(sync_eval_workdir)
+    if quality and min_over_chance is None:
+      min_over_chance = quality["required"]
     if quality and quality["over_chance"] >= min_over_chance:
       return independent_expert(sync_eval_workdir)
     reason = (f"the independent expert of {sync_eval_workdir} is too weak to judge: held-out "
