@@ -149,7 +149,7 @@ def test_main_job_tiny(tmp_path):
   # Nor FD2Talk (issue 19); tests/systems/fd2talk/stages_test.py checks its stage-1 images.
   outside_main_job = {"frame_autoencoder", "wav2vec2_pretrain", "radio", "radio_sync",
                       "pir_audio2exp", "pir_triplane", "pir_renderer", "fd2talk_lip_expert",
-                      "fd2talk_motion"}
+                      "fd2talk_motion", "fd2talk_autoencoder", "fd2talk_unet"}
   assert set(systems_api.stage_paths()) - outside_main_job <= set(boards)
   for stage in set(boards) - {"fake_talker"}:   # the plugin logs neither
     kinds = {kind for tag in boards[stage].values() for kind in tag}
