@@ -37,9 +37,7 @@ METRICS = ("psnr", "psnr_lower_half", "lse_c", "lse_d")
 
 
 def split_clips(dataset: str, identity: str, split: str, max_clips: int) -> list[dataset_lib.Clip]:
-  clips = [c for c in dataset_lib.Dataset(dataset).clips(split) if c.identity == identity]
-  if not clips:
-    raise ValueError(f"dataset {dataset}: no clips of identity {identity!r} in split {split!r}")
+  clips = dataset_lib.Dataset(dataset).identity_clips(split, identity)
   return sorted(clips, key=lambda c: c.id)[:max_clips or None]
 
 

@@ -517,6 +517,13 @@ class Dataset:
     """The clips of `split` (all clips if None), in manifest order."""
     return [c for c in self._clips.values() if split is None or c.split == split]
 
+  def identity_clips(self, split: str, identity: str) -> list[Clip]:
+    """The clips of `identity` in `split`, in manifest order; ValueError when there are none."""
+    clips = [c for c in self.clips(split) if c.identity == identity]
+    if not clips:
+      raise ValueError(f"dataset {self.root}: no clips of identity {identity!r} in split {split!r}")
+    return clips
+
   def clip(self, clip_id: str) -> Clip:
     try:
       return self._clips[clip_id]

@@ -399,3 +399,13 @@ def test_optional_head_mask_round_trips_and_old_clips_stay_readable(small, tmp_p
   np.save(clip.directory / "head_mask.npy", np.full((4, SIZE, SIZE), 3, np.uint8))
   with pytest.raises(ds.DatasetError, match="values other than 0 and 1"):
     ds.Dataset(other).validate(full=True)
+
+
+def test_identity_clips_of_a_split_or_a_named_error(tmp_path):
+  from talking_heads.pipelines import testing  # pylint: disable=g-import-not-at-top
+  testing.write_random_dataset(tmp_path, [6, 6, 6], image_size=16, splits=["train", "train", "val"])
+  data = ds.Dataset(tmp_path)
+  assert [c.id for c in data.identity_clips("train", "id0")] == [
+      c.id for c in data.clips("train") if c.identity == "id0"] != []
+  with pytest.raises(ValueError, match="no clips of identity 'id9' in split 'val'"):
+    data.identity_clips("val", "id9")

@@ -74,9 +74,7 @@ class TestClip:
 def load_clips(dataset: str, identity: str, split: str, count: int, num_frames: int,
                image_size: int) -> list[TestClip]:
   data = dataset_lib.Dataset(dataset)
-  clips = [c for c in data.clips(split) if c.identity == identity][:count]
-  if not clips:
-    raise ValueError(f"dataset {dataset}: no clips of identity {identity!r} in split {split!r}")
+  clips = data.identity_clips(split, identity)[:count]
   out = []
   for clip in clips:
     n = min(num_frames, clip.num_frames, clip.num_samples // SAMPLES_PER_FRAME)

@@ -145,10 +145,7 @@ def run(dataset: str, identity: str, splits: list[str], wav2lip_workdir: str, so
   data = dataset_lib.Dataset(dataset)
   out = {}
   for split in splits:
-    clips = [c for c in data.clips(split) if c.identity == identity]
-    if not clips:
-      raise ValueError(f"dataset {dataset}: no clips of identity {identity!r} in split {split!r}")
-    clips = clips[:max_clips] if max_clips else clips
+    clips = data.identity_clips(split, identity)[:max_clips or None]
     logging.info("%s: %d clips", split, len(clips))
     out[split] = evaluate_split(clips, wav2lip, sovqae, expert, extractor, options, second)
   return {"identity": identity, "lse_expert": sync_expert.scorer_label(expert),

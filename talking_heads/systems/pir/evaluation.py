@@ -173,10 +173,7 @@ def run(dataset: str, identity: str, audio2exp_workdir: str, renderer_workdir: s
   data = dataset_lib.Dataset(dataset)
   out = {}
   for split in splits:
-    clips = [c for c in data.clips(split) if c.identity == identity]
-    if not clips:
-      raise ValueError(f"dataset {dataset}: no clips of identity {identity!r} in split {split!r}")
-    clips = clips[:max_clips] if max_clips else clips
+    clips = data.identity_clips(split, identity)[:max_clips or None]
     logging.info("%s: %d clips", split, len(clips))
     out[split] = evaluate_split(model, data, clips, scorer, truth_scorer, options, max_frames)
   return {"identity": identity, "lse_expert": sync_expert.scorer_label(expert),
