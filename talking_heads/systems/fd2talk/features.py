@@ -20,7 +20,7 @@ Dimensions: B batch, T frames, R mel frames per video frame, M mel bins, A featu
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +33,7 @@ from talking_heads.face import morphable
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.io.dataset import parse_identities
 from talking_heads.pipelines import base
+from talking_heads.pipelines import sequences
 
 FRONTENDS = ("mel", "wav2vec2")
 MIN_STD = 1e-6      # a dimension constant over the train split keeps unit scale
@@ -120,6 +121,27 @@ def sequence_options(data: ml_collections.ConfigDict, audio: AudioFeatures, spli
   identities = parse_identities(data.identities) or None
   return dict(identities=identities, min_length=data.window, max_length=data.window, split=split,
               **audio.pipeline_options(data.root, (split,), identities))
+
+
+def train_sequences(config: ml_collections.ConfigDict, audio: AudioFeatures,
+                    model: morphable.MorphableModel, batch_size: int, shard_index: int,
+                    shard_count: int):
+  """Stage 1's shuffled training windows (`sequence_options` of the train split)."""
+  d = config.data
+  return sequences.make_sequence_iterator(
+      d.root, batch_size=batch_size, shard_index=shard_index, shard_count=shard_count,
+      seed=config.seed, num_workers=d.num_workers, **sequence_options(d, audio, "train", model))
+
+
+def eval_sequences(config: ml_collections.ConfigDict, audio: AudioFeatures,
+                   model: morphable.MorphableModel, keys: Sequence[str], batch_size: int,
+                   shard_index: int, shard_count: int) -> Iterator[dict[str, Any]]:
+  """Stage 1's evaluation windows of `data.eval_split`, reduced to `keys` (plus the audio)."""
+  d = config.data
+  it = sequences.make_sequence_eval_iterator(
+      d.root, batch_size=batch_size, shard_index=shard_index, shard_count=shard_count,
+      seed=d.eval_seed, num_workers=0, **sequence_options(d, audio, d.eval_split, model))
+  yield from ({k: b[k] for k in (audio.batch_key, *keys)} for b in it)
 
 
 def motion_statistics(root: str, identities: Sequence[str] | None,

@@ -61,7 +61,6 @@ from talking_heads.diffusion import samplers, schedules
 from talking_heads.face import morphable
 from talking_heads.io.dataset import parse_identities
 from talking_heads.models import fd2talk_lip_expert, fd2talk_motion
-from talking_heads.pipelines import sequences
 from talking_heads.systems import images as images_lib
 from talking_heads.systems.fd2talk import features
 from talking_heads.systems.fd2talk import lip_expert as lip_expert_lib
@@ -275,24 +274,16 @@ class MotionStage(LossStage):
 
   # --------------------------------------------------------------------------------- data
 
-  def _options(self, split: str) -> dict[str, Any]:
-    return features.sequence_options(self.config.data, self.audio, split, self.face_model)
-
   def train_iterator(self, batch_size: int, shard_index: int, shard_count: int):
-    d = self.config.data
     if self.sync_weight > 0:
       self.lip_expert()   # a missing or mismatched expert fails before any data is read
-    return sequences.make_sequence_iterator(
-        d.root, batch_size=batch_size, shard_index=shard_index, shard_count=shard_count,
-        seed=self.config.seed, num_workers=d.num_workers, **self._options("train"))
+    return features.train_sequences(self.config, self.audio, self.face_model, batch_size,
+                                    shard_index, shard_count)
 
   def eval_batches(self, batch_size: int, shard_index: int, shard_count: int):
-    d = self.config.data
-    it = sequences.make_sequence_eval_iterator(
-        d.root, batch_size=batch_size, shard_index=shard_index, shard_count=shard_count,
-        seed=d.eval_seed, num_workers=0, **self._options(d.eval_split))
-    keys = (self.audio.batch_key, "alpha", "expression", "pose", "valid")
-    yield from ({k: b[k] for k in keys} for b in it)
+    return features.eval_sequences(self.config, self.audio, self.face_model,
+                                   ("alpha", "expression", "pose", "valid"), batch_size,
+                                   shard_index, shard_count)
 
   # ---------------------------------------------------------------------------- benchmark
 
