@@ -296,6 +296,8 @@ class Inputs:
     order: [T] source frame of each output frame.
     fps: frame rate.
     image_size: S, the side of the face crops the first network takes.
+    conditions: [T, ...] a system's own per-output-frame conditions (e.g. FD2Talk's motion),
+      sliced with each chunk as `mel_chunks` is; None when the system has none.
   """
   audio: np.ndarray
   mel_chunks: np.ndarray
@@ -304,6 +306,7 @@ class Inputs:
   order: np.ndarray
   fps: int
   image_size: int
+  conditions: np.ndarray | None = None
 
   @property
   def num_frames(self) -> int:
@@ -404,8 +407,10 @@ def chunk_inputs(inputs: Inputs, start: int, stop: int) -> Inputs:
   """The inputs of output frames [start, stop), each with its own source frame (read here: the
   chunk's [c, H, W, 3] are all of the video that is in memory)."""
   order = inputs.order[start:stop]
+  conditions = None if inputs.conditions is None else inputs.conditions[start:stop]
   return Inputs(inputs.audio, inputs.mel_chunks[start:stop], inputs.frames[order],
-                inputs.boxes[order], np.arange(stop - start), inputs.fps, inputs.image_size)
+                inputs.boxes[order], np.arange(stop - start), inputs.fps, inputs.image_size,
+                conditions)
 
 
 @dataclasses.dataclass(frozen=True)

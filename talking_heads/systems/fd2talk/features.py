@@ -20,6 +20,7 @@ Dimensions: B batch, T frames, R mel frames per video frame, M mel bins, A featu
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Iterator, Mapping, Sequence
 
 import jax
@@ -81,6 +82,25 @@ class AudioFeatures:
     mel = batch["mel"].astype(jnp.float32)                                      # [B, R T, M]
     return mel.reshape(mel.shape[0], -1, self.dim)
 
+  def of_audio(self, audio: np.ndarray, num_frames: int, weights_dir: str | None = None, *,
+               weights: str = "", layer: int = -1, clip_id: str = "audio") -> np.ndarray:
+    """[T, A] float32 features of 16 kHz mono audio [N] for T = `num_frames` video frames, as
+    the pipeline gives them in training: the R mel frames of each video frame (the last mel
+    frame repeated where the audio ends inside a frame), or the wav2vec2 features of
+    `weights` (hidden state `layer`) interpolated to 25 fps."""
+    if self.cache_name is None:
+      mel = mel_lib.mel_spectrogram_time_major(np.asarray(audio, np.float32), MEL,
+                                               clip_id=clip_id)                 # [F', M]
+      rows = MEL_PER_FRAME * num_frames
+      mel = np.pad(mel[:rows], ((0, max(0, rows - mel.shape[0])), (0, 0)), mode="edge")
+      return mel.reshape(num_frames, self.dim)
+    extractor = _wav2vec2_extractor(weights, weights_dir, layer)
+    out = extractor.video_features(np.asarray(audio, np.float32), num_frames, ALIGNMENT)
+    if out.shape[1] != self.dim:
+      raise ValueError(f"{clip_id}: wav2vec2 {weights!r} gives {out.shape[1]}-d features but "
+                       f"audio.dim is {self.dim}")
+    return out
+
   def pipeline_options(self, root: str, splits: Sequence[str],
                        identities: Sequence[str] | None) -> dict[str, Any]:
     """`pipelines.sequences` keyword arguments (mel or cached features), after checking that the
@@ -99,6 +119,15 @@ class AudioFeatures:
         raise ValueError(f"audio.dim is {self.dim} but the cached features "
                          f"{self.cache_name!r} are {info['dim']}-d")
     return dict(mel=MEL if self.cache_name is None else None, audio_features=self.cache_name)
+
+
+@functools.lru_cache(maxsize=2)
+def _wav2vec2_extractor(weights: str, weights_dir: str | None,
+                        layer: int) -> wav2vec2_features.FeatureExtractor:
+  # Imported here: only the wav2vec2 front end needs the converters.
+  from talking_heads.pretrained import wav2vec2 as wav2vec2_pretrained  # pylint: disable=g-import-not-at-top
+  config, variables, source = wav2vec2_pretrained.load_encoder(weights, weights_dir)
+  return wav2vec2_features.FeatureExtractor(config, variables, source, layer=layer)
 
 
 def check_dataset(root: str, model: morphable.MorphableModel) -> dataset_lib.Dataset:

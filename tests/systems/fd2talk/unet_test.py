@@ -16,7 +16,7 @@ from talking_heads.io import dataset as dataset_lib
 from talking_heads.models import fd2talk_unet
 from talking_heads.systems.fd2talk import unet
 
-from tests.systems.fd2talk.autoencoder_test import check_resume_and_learning, full_and_resumed
+from tests.systems.fd2talk.autoencoder_test import check_resume_and_learning
 
 
 def _tiny(module, root, **fields):
@@ -39,14 +39,9 @@ def _unet_config(dataset, autoencoder_workdir, **fields):
 
 
 @pytest.fixture(scope="module")
-def trained(dataset, autoencoder_workdir, tmp_path_factory):
-  """(config, uninterrupted result, resumed result) of 14 steps; evaluation and images are run
-  once by the tests (each trainer run would compile them again)."""
-  tmp_path = tmp_path_factory.mktemp("fd2talk_unet")
-  config = _unet_config(dataset, autoencoder_workdir, total_steps=14, log_every=1,
-                        checkpoint_every=100, eval_every=0, image_every=0)
-  full, resumed = full_and_resumed(config, tmp_path, 6)
-  return config, full, resumed
+def trained(unet_runs):
+  """(config, uninterrupted result, resumed result) of the session's tiny UNet run."""
+  return unet_runs[:3]
 
 
 def test_unet_trains_resumes_and_evaluates(trained):

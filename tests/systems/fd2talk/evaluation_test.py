@@ -1,0 +1,64 @@
+"""FD2Talk's tables on the tiny trained workdirs: every Table 1 column and stage 1's checks are
+finite numbers for the ground truth and the model (an ablation row from its own workdir too),
+FID is reported unavailable without Inception weights, and `experiments.reproduce` sets the rows
+beside the paper's."""
+
+import json
+
+import numpy as np
+import pytest
+
+from experiments import reproduce
+from experiments.configs.experts import syncnet as syncnet_config
+from talking_heads.systems.experts.syncnet import SyncNetStage
+from talking_heads.systems.fd2talk import evaluation
+from tests.systems.pir.inference_test import _random_workdir
+
+
+def test_tables_are_finite_and_reach_the_paper_tables(dataset, motion_workdirs, unet_runs,
+                                                      tmp_path):
+  syncnet = syncnet_config.get_config("tiny")
+  full = evaluation.Workdirs(motion_workdirs["expression"], motion_workdirs["pose"], unet_runs[3])
+  results = evaluation.run(
+      dataset, full, syncnet_workdir=_random_workdir(tmp_path / "syncnet", SyncNetStage(syncnet),
+                                                     syncnet),
+      no_sync_expression_workdir=motion_workdirs["expression"], sets=("test",), clips=1,
+      frames=8, ddim_steps=2, seeds=2, batch_size=8)
+  rows = results["sets"]["test"]["rows"]
+  assert set(rows) == {"Ground truth", "FD2Talk", "w/o L_sync"}
+  assert set(results["not_run"]) == {"Single Diffusion Transformer",
+                                     "Concatenate UNet Conditions", "w/o alignment mask"}
+  for key in ("lse_c", "lse_d", "diversity"):
+    assert np.isfinite(rows["Ground truth"][key]), key
+  for name in ("FD2Talk", "w/o L_sync"):
+    for key in ("lse_c", "lse_d", "psnr", "ssim_wang", "diversity", "expression_mse",
+                "mouth_opening_corr", "pose_seed_std"):
+      assert np.isfinite(rows[name][key]), (name, key)
+    assert rows[name]["fid"].startswith("unavailable: no Inception weights")
+    assert rows[name]["pose_seed_std"] > 0          # two seeds, two head motions
+    assert -1 <= rows[name]["mouth_opening_corr"] <= 1
+  # The same networks and seed make the same row (the ablation row reuses the full DiT here).
+  assert rows["w/o L_sync"]["psnr"] == rows["FD2Talk"]["psnr"]
+  beat = rows["FD2Talk"]["beat_align"]
+  assert (isinstance(beat, float) and 0 <= beat <= 1) or beat.startswith("unavailable")
+  assert "| test (1 clips) | FD2Talk |" in evaluation.markdown(results)
+
+  results["machine"] = "test"
+  (tmp_path / "tables.json").write_text(json.dumps(results))
+  tables = {t["table"]: t for t in evaluation.paper_rows(str(tmp_path))}
+  assert "the heldout_voice set was not evaluated" in str(tables["table_1_hdtf"]["unavailable"])
+  table_3 = {r["method"]: r["values"] for r in tables["table_3"]["measured"]}
+  assert set(table_3) == {"w/o L_sync", "Full (FD2Talk)"}
+  assert set(table_3["Full (FD2Talk)"]) == {"LSE-C"}
+  missing = {u["method_or_column"] for u in tables["table_2"]["unavailable"]}
+  assert {"Single Diffusion Transformer", "Concatenate UNet Conditions"} <= missing
+  table_2 = {r["method"]: r["values"] for r in tables["table_2"]["measured"]}
+  assert set(table_2["Full (FD2Talk)"]) >= {"LSE-C", "Diversity", "PSNR", "SSIM"}
+  markdown, data = reproduce.reproduce("fd2talk", str(tmp_path))
+  assert data["system"] == "fd2talk" and "Full (FD2Talk)" in markdown
+
+
+@pytest.mark.parametrize("split", ["heldout_voice"])
+def test_a_missing_set_is_named(dataset, split):
+  with pytest.raises(ValueError, match=f"no clips in split '{split}'"):
+    evaluation.load_clips(dataset, split, 1, 8, 32)
