@@ -75,9 +75,9 @@ def test_main_job_tiny(tmp_path):
   assert report["pending"] == []
   parts = {p["system"]: p for p in report["parts"]}
   assert list(parts)[0] == "experts" and set(parts) == {"experts", "ladtalk", "dae_talker",
-                                                        "fake_talker"}
+                                                        "fd2talk", "fake_talker"}
   # One progress display for the whole job, with the parts done and an ETA.
-  assert "[main job: 0/5 parts done] synthetic corpus" in first.stderr
+  assert "[main job: 0/6 parts done] synthetic corpus" in first.stderr
   assert "parts done]" in first.stderr and "ETA" in first.stderr
   md = (tmp_path / "report.md").read_text()
   assert md.startswith("# talking_heads main job report")
@@ -128,9 +128,24 @@ def test_main_job_tiny(tmp_path):
   assert set(tables["pose"]) == {"test", "heldout_voice"}
   assert (tmp_path / "dae_talker" / "dae_talker_tables.md").exists()
 
+  stages = [t["stage"] for t in parts["fd2talk"]["trainings"]]
+  assert stages == ["fd2talk_lip_expert", "fd2talk_motion", "fd2talk_motion",
+                    "fd2talk_autoencoder", "fd2talk_unet"]
+  fd2talk_video = parts["fd2talk"]["summary"]["video"]
+  assert (tmp_path / fd2talk_video["video"]).stat().st_size > 0 and fd2talk_video["frames"] > 0
+  fd2talk_tables = json.loads((tmp_path / "fd2talk" / "fd2talk_tables.json").read_text())
+  assert set(fd2talk_tables["sets"]) == {"heldout_voice", "heldout_identity"}
+  for rows in fd2talk_tables["sets"].values():
+    assert set(rows["rows"]) == {"Ground truth", "FD2Talk"}
+    assert all(isinstance(rows["rows"]["FD2Talk"][k], float)
+               for k in ("lse_c", "psnr", "ssim_wang", "diversity", "pose_seed_std"))
+  assert "FD2Talk" in parts["fd2talk"]["paper_markdown"]
+
   # The tiny stages learned: each lowered its loss from its first logged window to its last.
+  # (FD2Talk's tiny stages run 10 steps here; their learning is checked in tests/systems/fd2talk.)
   runs = logged_training(tmp_path)
-  assert set(runs) == set(LEARNED) | {"syncnet", "syncnet_eval"}
+  assert set(runs) == set(LEARNED) | {"syncnet", "syncnet_eval", "fd2talk_lip_expert",
+                                      "fd2talk_motion", "fd2talk_autoencoder", "fd2talk_unet"}
   for stage, (key, fraction) in LEARNED.items():
     first, last = runs[stage][0][key], runs[stage][-1][key]
     assert last < (1 - fraction) * first, f"{stage}: {key} {first:.4g} -> {last:.4g}"
@@ -146,10 +161,8 @@ def test_main_job_tiny(tmp_path):
   # (the systems' declared stages: registry.names() also holds stages other tests registered)
   # RADIO has no main-job part yet (issue 17); tests/systems/radio/stages_test.py (slow) checks its images.
   # PIR has none yet either (issue 18); tests/systems/pir/stages_test.py checks its images.
-  # Nor FD2Talk (issue 19); tests/systems/fd2talk/stages_test.py checks its stage-1 images.
   outside_main_job = {"frame_autoencoder", "wav2vec2_pretrain", "radio", "radio_sync",
-                      "pir_audio2exp", "pir_triplane", "pir_renderer", "fd2talk_lip_expert",
-                      "fd2talk_motion", "fd2talk_autoencoder", "fd2talk_unet"}
+                      "pir_audio2exp", "pir_triplane", "pir_renderer"}
   assert set(systems_api.stage_paths()) - outside_main_job <= set(boards)
   for stage in set(boards) - {"fake_talker"}:   # the plugin logs neither
     kinds = {kind for tag in boards[stage].values() for kind in tag}
@@ -161,13 +174,14 @@ def test_main_job_tiny(tmp_path):
   # report.html: each generated video beside its true clip (the corpus preview of the clip
   # whose speech drove it), curves of every training, links only to files that exist.
   page = (tmp_path / "report.html").read_text()
-  for generated in (videos["wav2lip"]["video"], videos["ladtalk"]["video"], video["video"]):
+  for generated in (videos["wav2lip"]["video"], videos["ladtalk"]["video"], video["video"],
+                    fd2talk_video["video"]):
     assert f'src="{generated}"' in page
-  truths = [videos["audio_clip"]] * 2 + [video["audio_clip"]]
+  truths = [videos["audio_clip"]] * 2 + [video["audio_clip"], fd2talk_video["audio_clip"]]
   for clip in set(truths):
     assert page.count(f'src="corpus/clips/{clip}/preview.mp4"') == truths.count(clip)
   trainings = [t for p in parts.values() for t in p["trainings"]]
-  assert page.count("_curves.png") == len(trainings) == 8
+  assert page.count("_curves.png") == len(trainings) == 13
   assert [p for p in html_report.referenced_files(str(tmp_path / "report.html"))
           if not (tmp_path / p).is_file()] == []
 
@@ -183,7 +197,7 @@ def test_main_job_tiny(tmp_path):
   screenshot = browser.artefact_path(tmp_path, "main_job_tiny_report.png")
   checked = browser.check_page(tmp_path / "report.html", screenshot)
   print(f"screenshot of the tiny main job's report.html: {screenshot}")
-  assert len(checked["videos"]) == 6   # Wav2Lip, LaDTalk, DAE-Talker, each beside the truth
+  assert len(checked["videos"]) == 8   # Wav2Lip, LaDTalk, DAE-Talker, FD2Talk, each beside the truth
   browser.assert_media_play(checked)
 
 

@@ -25,7 +25,9 @@ Inference entry `fd2talk` (`inference`): one face (an image or a video) and any-
 expression and pose from the DiTs in overlapping windows -> each frame by the latent UNet's DDIM
 from one shared x_T, decoded with the reference latent -> pasted back by the shared video
 module. Tables 1-3 at small scale with stage 1 checked against the corpus's truth
-(`evaluation`; `experiments.fd2talk.tables`, `experiments.reproduce --paper=fd2talk`).
+(`evaluation`; `experiments.fd2talk.tables`, `experiments.reproduce --paper=fd2talk`). Main-job
+part (`main_part`): the four stages at the main job's step counts, a held-out-voice video and
+Table 1; the notebook comes later.
 
 Sampling is the shared `diffusion` toolkit: Eq. 5 is `samplers.sample(...,
 config=StepConfig(prediction="x0"), eta=0)` over `schedules.make_timesteps("leading", 50, 1000)`
@@ -33,7 +35,7 @@ config=StepConfig(prediction="x0"), eta=0)` over `schedules.make_timesteps("lead
 `range(0, 1000, 20) + 1` on a schedule padded with abar = 1 (tests/models/fd2talk_motion_test.py).
 """
 
-from talking_heads.systems.api import Generator, System
+from talking_heads.systems.api import Generator, MainPart, System
 
 SYSTEM = System(
     name="fd2talk",
@@ -73,5 +75,12 @@ SYSTEM = System(
             load="talking_heads.systems.fd2talk.inference:load_generator",
             check="talking_heads.systems.fd2talk.inference:check_request"),
     ),
+    # Minutes: demo is the budget the step counts were chosen for (main_part's docstring, from
+    # the stages' measured demo speeds); tiny is estimated from the tests' tiny trainings.
+    main_part=MainPart(
+        title="FD2Talk: lip expert, DiTs, autoencoder, UNet, video and Table 1",
+        run="talking_heads.systems.fd2talk.main_part:run",
+        after=("experts",),
+        minutes={"tiny": 3, "demo": 25}),
     reproduce="talking_heads.systems.fd2talk.evaluation:paper_rows",
 )

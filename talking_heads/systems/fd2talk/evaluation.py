@@ -262,8 +262,11 @@ def run(dataset: str, full: Workdirs, *, syncnet_workdir: str = "", sync_eval_wo
   """Tables 1-3 and stage 1's checks; returns the JSON-ready results (no command/machine)."""
   rows = row_workdirs(full, joint_workdir, concatenated_unet_workdir, no_mask_expression_workdir,
                       no_mask_pose_workdir, no_sync_expression_workdir)
-  models = {name: inference.load(w.expression, w.pose, w.unet, steps=ddim_steps)
-            for name, w in rows.items() if w is not None}
+  loaded: dict[Workdirs, inference.FD2TalkModel] = {}   # rows of the same workdirs share one
+  for w in rows.values():
+    if w is not None and w not in loaded:
+      loaded[w] = inference.load(w.expression, w.pose, w.unet, steps=ddim_steps)
+  models = {name: loaded[w] for name, w in rows.items() if w is not None}
   size = models["FD2Talk"].image_size
   expert, second, extractor, fid_reason = _lse_and_fid(weights_dir, sync_eval_workdir,
                                                       syncnet_workdir)
