@@ -13,6 +13,10 @@ r"""Generates a talking-head mp4 from speech (and an identity video) with any tr
   python -m experiments.generate --system=pir --audio=speech.wav --out=out.mp4 \
       --target_clip=runs/main/corpus:<clip id> --pir_audio2exp_workdir=runs/pir_audio2exp_demo \
       --pir_renderer_workdir=runs/pir_renderer_demo [--pose=yaw=15,pitch=0,roll=0]
+  python -m experiments.generate --system=fd2talk --face=face.png --audio=speech.wav \
+      --out=out.mp4 --fd2talk_expression_workdir=runs/fd2talk_expression_demo \
+      --fd2talk_pose_workdir=runs/fd2talk_pose_demo \
+      --fd2talk_unet_workdir=runs/fd2talk_unet_demo [--seed=N]   # another seed, another head motion
 
 `--system` is any inference entry a system package declares (`talking_heads.systems.api`:
 `SYSTEM.generators`); each entry's weights (trained workdirs or public files) and own options

@@ -197,7 +197,7 @@ def test_main_job_tiny(tmp_path):
   screenshot = browser.artefact_path(tmp_path, "main_job_tiny_report.png")
   checked = browser.check_page(tmp_path / "report.html", screenshot)
   print(f"screenshot of the tiny main job's report.html: {screenshot}")
-  assert len(checked["videos"]) == 8   # Wav2Lip, LaDTalk, DAE-Talker, FD2Talk, each beside the truth
+  assert len(checked["videos"]) == 8   # Wav2Lip, LaDTalk, DAE-Talker, FD2Talk, each with the truth
   browser.assert_media_play(checked)
 
 

@@ -82,12 +82,13 @@ class AudioFeatures:
     mel = batch["mel"].astype(jnp.float32)                                      # [B, R T, M]
     return mel.reshape(mel.shape[0], -1, self.dim)
 
-  def of_audio(self, audio: np.ndarray, num_frames: int, weights_dir: str | None = None, *,
-               weights: str = "", layer: int = -1, clip_id: str = "audio") -> np.ndarray:
+  def of_audio(self, audio: np.ndarray, num_frames: int, *, weights: str = "", layer: int = -1,
+               weights_dir: str | None = None, clip_id: str = "audio") -> np.ndarray:
     """[T, A] float32 features of 16 kHz mono audio [N] for T = `num_frames` video frames, as
     the pipeline gives them in training: the R mel frames of each video frame (the last mel
     frame repeated where the audio ends inside a frame), or the wav2vec2 features of
-    `weights` (hidden state `layer`) interpolated to 25 fps."""
+    `weights` (the `audio` config's; hidden state `layer`, hub names looked up in
+    `weights_dir`) interpolated to 25 fps."""
     if self.cache_name is None:
       mel = mel_lib.mel_spectrogram_time_major(np.asarray(audio, np.float32), MEL,
                                                clip_id=clip_id)                 # [F', M]

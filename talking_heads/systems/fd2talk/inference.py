@@ -396,7 +396,8 @@ def run_arrays(model: FD2TalkModel, audio: np.ndarray, face_frames: np.ndarray,
   chunks = list(generation.video.chunks)
   return Result(np.concatenate([c.frames for c in chunks]),
                 np.concatenate([c.faces for c in chunks]), generation.expression,
-                generation.pose, generation.sampled_pose, generation.audio, generation.fps, generation.seconds)
+                generation.pose, generation.sampled_pose, generation.audio, generation.fps,
+                generation.seconds)
 
 
 # ------------------------------------------------------------------------------ entry

@@ -1,7 +1,8 @@
-"""FD2Talk inference on the tiny trained workdirs: `experiments.generate --system=fd2talk` writes
-an mp4 as long as its audio (longer than one motion window), different seeds give different head
-motion (the same seed the same video), windows cross-fade linearly, and missing workdirs, silent
-or short audio and a face source without a face are errors naming them."""
+"""FD2Talk inference on the tiny trained workdirs: the DiTs hear the audio features they trained
+on; `experiments.generate --system=fd2talk` writes an mp4 as long as its audio (longer than one
+motion window); different seeds give different head motion (the same seed the same video);
+windows cross-fade linearly; missing workdirs, silent or short audio and a face source without a
+face are errors naming them."""
 
 import cv2
 import numpy as np
@@ -12,8 +13,9 @@ from talking_heads.audio import windows
 from talking_heads.io import audio as audio_io
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.io import video as video_io
+from talking_heads.pipelines import base
 from talking_heads.systems import video_inference
-from talking_heads.systems.fd2talk import inference
+from talking_heads.systems.fd2talk import features, inference
 
 SAMPLES = 640   # per 25 fps frame at 16 kHz
 OPTIONS = video_inference.Options(box="full", batch_size=8, chunk_frames=8)
@@ -49,13 +51,24 @@ def test_windows_cover_the_audio_and_cross_fade_linearly():
   np.testing.assert_array_equal(inference.window_starts(21, 8, 2), [0, 6, 12, 13])
   with pytest.raises(ValueError, match="overlap must be in"):
     inference.window_starts(20, 8, 8)
-  np.testing.assert_allclose(inference.blend_weights(8, 2), [1 / 3, 2 / 3, 1, 1, 1, 1, 2 / 3, 1 / 3])
+  np.testing.assert_allclose(inference.blend_weights(8, 2),
+                             [1 / 3, 2 / 3, 1, 1, 1, 1, 2 / 3, 1 / 3])
   # Two windows overlapping by O: a linear ramp from one to the other; constants stay constant.
   values = np.stack([np.zeros((8, 1)), np.ones((8, 1))])
   blended = inference.blend_windows(values, np.array([0, 6]), 14, 2)[:, 0]
   np.testing.assert_allclose(blended, [0] * 6 + [1 / 3, 2 / 3] + [1] * 6, atol=1e-6)
   starts = inference.window_starts(21, 8, 2)
   np.testing.assert_allclose(inference.blend_windows(np.full((4, 8, 3), 2.5), starts, 21, 2), 2.5)
+
+
+def test_inference_audio_features_are_the_training_ones(dataset):
+  """Each frame's 4 RADIO mel frames, as `pipelines.sequences` gives them to the DiTs."""
+  clip = dataset_lib.Dataset(dataset).clip("clip000")
+  mel = base.ClipReader(dataset, [clip.id]).mel(0, features.MEL)                # [F', 80]
+  audio = features.AudioFeatures("mel", 320, None)
+  out = audio.of_audio(np.asarray(clip.audio), clip.num_frames)
+  assert out.shape == (clip.num_frames, 320)
+  np.testing.assert_allclose(out, mel[:4 * clip.num_frames].reshape(-1, 320), rtol=1e-6)
 
 
 def test_generate_writes_the_audios_frames_and_seeds_change_the_pose(dataset, weights, model,
