@@ -277,7 +277,8 @@ def run(dataset: str, full: Workdirs, *, syncnet_workdir: str = "", sync_eval_wo
       "ddim_steps": ddim_steps, "seed": seed, "seeds": seeds, "clips_per_set": clips,
       "frames_per_clip": frames, "lse_expert": sync_expert.scorer_label(expert),
       "second_lse_expert": sync_expert.scorer_label(second) if second else None,
-      "sources": {name: m.sources for name, m in models.items()},
+      # Not "sources": the main job keys its cached results by that name.
+      "model_sources": {name: m.sources for name, m in models.items()},
       "not_run": [name for name, w in rows.items() if w is None], "sets": {}}
   for split in sets:
     set_clips = load_clips(dataset, split, clips, frames, size)
@@ -351,7 +352,7 @@ _ROW_MISSING = "not run: no separately trained workdir given to `experiments.fd2
 def _label(results: dict[str, Any], split: str) -> str:
   s = results["sets"][split]
   steps = ", ".join(f"{k} {v.rpartition(' step ')[2]} steps"
-                    for k, v in results["sources"]["FD2Talk"].items())
+                    for k, v in results["model_sources"]["FD2Talk"].items())
   return (f"{_SET_TEXT.get(split, split)}: {s['clips']} clips / {s['frames']} frames; {steps}; "
           f"{results['ddim_steps']} DDIM steps, true head pose in the videos, Diversity / Beat "
           f"Align of the sampled pose (degrees); {results.get('machine', '')}; LSE: "
