@@ -5,8 +5,8 @@ r"""The main job: every system, end to end, on the built-in default data.
 
 Parts: first the synthetic talking-face corpus (`data.synthetic`, preset = the variant) in
 <workdir>/corpus with its mel features; then the main-job part of every system package
-(`talking_heads.systems.api`: `SYSTEM.main_part`), each after the parts it needs (LaDTalk and
-DAE-Talker after the experts' lip-sync expert). `--systems` picks a subset (the parts they need
+(`talking_heads.systems.api`: `SYSTEM.main_part`), each after the parts it needs (LaDTalk,
+DAE-Talker and FD2Talk after the experts' lip-sync expert). `--systems` picks a subset (the parts they need
 run too). Every part resumes from what an earlier launch finished (checkpoints, videos and
 tables made from the same checkpoints), writes under <workdir>/<system>/, and the report
 (<workdir>/report.md + report.json, with each paper's tables beside ours from

@@ -8,8 +8,9 @@ add up to more than the part's 25 minutes on 2 cores (measured alone: lip expert
 min, Exp Transformer 3000 steps 8.4 min, autoencoder 300 steps 4.7 min, UNet 400 steps 5.3 min,
 plus the Pose Transformer), so the part overrides them (`DEMO_OVERRIDES`): the lip expert and
 both DiTs at 2000 / 1500 / 1500 steps, each evaluated once at its end (the autoencoder and the
-UNet keep their demo settings); about 20 minutes of training, then the video and the tables.
-The demo configs keep the longer runs for `experiments.train`.
+UNet keep their demo settings): about 20 minutes of training estimated from those speeds, then
+the video and the tables (20 DDIM steps on 2 clips x 40 frames per set: a few minutes, also
+estimated). The demo configs keep the longer runs for `experiments.train`.
 
 Tables 2 and 3 need four more trainings (the joint DiT, the concatenated-conditions UNet, the
 Exp Transformer without the mask and without L_sync): they are left to
@@ -40,7 +41,7 @@ DEMO_OVERRIDES = {"fd2talk_lip_expert": dict(total_steps=2000, eval_every=2000),
                   "pose": dict(total_steps=1500, eval_every=1500)}
 # Small-scale evaluation per variant: clips per set, frames per clip, DDIM steps, seeds.
 EVAL_SETTINGS = {"tiny": dict(clips=1, frames=12, ddim_steps=2, seeds=2),
-                 "demo": dict(clips=2, frames=50, ddim_steps=25, seeds=3)}
+                 "demo": dict(clips=2, frames=40, ddim_steps=20, seeds=3)}
 
 
 def _config(ctx: MainContext, stage: str, key: str | None = None):
