@@ -75,9 +75,9 @@ def test_main_job_tiny(tmp_path):
   assert report["pending"] == []
   parts = {p["system"]: p for p in report["parts"]}
   assert list(parts)[0] == "experts" and set(parts) == {"experts", "ladtalk", "dae_talker",
-                                                        "fake_talker"}
+                                                        "radio", "fake_talker"}
   # One progress display for the whole job, with the parts done and an ETA.
-  assert "[main job: 0/5 parts done] synthetic corpus" in first.stderr
+  assert "[main job: 0/6 parts done] synthetic corpus" in first.stderr
   assert "parts done]" in first.stderr and "ETA" in first.stderr
   md = (tmp_path / "report.md").read_text()
   assert md.startswith("# talking_heads main job report")
@@ -111,6 +111,18 @@ def test_main_job_tiny(tmp_path):
     assert split["expert_agreement"]["pairs"] == 3 * split["clips"]
   assert "LaDTalk" in parts["ladtalk"]["paper_markdown"]   # the paper's tables beside ours
 
+  # RADIO on its own many-identity corpus: one-shot video of a held-out identity, Table 1.
+  sync_d, generator = parts["radio"]["trainings"]
+  assert (sync_d["stage"], generator["stage"]) == ("radio_sync", "radio")
+  radio_video = parts["radio"]["summary"]["video"]
+  assert radio_video["identity"].startswith("heldout") and radio_video["frames"] > 0
+  assert (tmp_path / radio_video["video"]).stat().st_size > 0
+  assert (tmp_path / "corpus_radio" / "manifest.json").exists()
+  radio_table = parts["radio"]["summary"]["table_1"]
+  assert set(radio_table) == {"radio", "ground_truth"} and radio_table["radio"]["psnr"] > 0
+  assert "independent of the generators" in parts["radio"]["summary"]["lse_expert"]
+  assert "RADIO (Ours)" in parts["radio"]["paper_markdown"]
+
   dae, speech2latent, regressor = parts["dae_talker"]["trainings"]
   assert (dae["stage"], speech2latent["stage"], regressor["stage"]) == (
       "dae", "speech2latent", "face_regressor")
@@ -130,7 +142,8 @@ def test_main_job_tiny(tmp_path):
 
   # The tiny stages learned: each lowered its loss from its first logged window to its last.
   runs = logged_training(tmp_path)
-  assert set(runs) == set(LEARNED) | {"syncnet", "syncnet_eval"}
+  # (RADIO's 4-step tiny stages are left out too: tests/systems/radio checks they train.)
+  assert set(runs) == set(LEARNED) | {"syncnet", "syncnet_eval", "radio_sync", "radio"}
   for stage, (key, fraction) in LEARNED.items():
     first, last = runs[stage][0][key], runs[stage][-1][key]
     assert last < (1 - fraction) * first, f"{stage}: {key} {first:.4g} -> {last:.4g}"
@@ -144,10 +157,9 @@ def test_main_job_tiny(tmp_path):
   # tests/systems/frame_autoencoder/stage_test.py and tests/systems/wav2vec2/pretrain_test.py).
   boards = tensorboard_by_stage(tmp_path)
   # (the systems' declared stages: registry.names() also holds stages other tests registered)
-  # RADIO has no main-job part yet (issue 17); tests/systems/radio/stages_test.py (slow) checks its images.
-  # PIR has none yet either (issue 18); tests/systems/pir/stages_test.py checks its images.
+  # PIR has no main-job part yet (issue 18); tests/systems/pir/stages_test.py checks its images.
   # Nor FD2Talk (issue 19); tests/systems/fd2talk/stages_test.py checks its stage-1 images.
-  outside_main_job = {"frame_autoencoder", "wav2vec2_pretrain", "radio", "radio_sync",
+  outside_main_job = {"frame_autoencoder", "wav2vec2_pretrain",
                       "pir_audio2exp", "pir_triplane", "pir_renderer", "fd2talk_lip_expert",
                       "fd2talk_motion", "fd2talk_autoencoder", "fd2talk_unet"}
   assert set(systems_api.stage_paths()) - outside_main_job <= set(boards)
@@ -167,7 +179,7 @@ def test_main_job_tiny(tmp_path):
   for clip in set(truths):
     assert page.count(f'src="corpus/clips/{clip}/preview.mp4"') == truths.count(clip)
   trainings = [t for p in parts.values() for t in p["trainings"]]
-  assert page.count("_curves.png") == len(trainings) == 8
+  assert page.count("_curves.png") == len(trainings) == 10
   assert [p for p in html_report.referenced_files(str(tmp_path / "report.html"))
           if not (tmp_path / p).is_file()] == []
 
@@ -178,12 +190,13 @@ def test_main_job_tiny(tmp_path):
   again_parts = {p["system"]: p for p in again["parts"]}
   assert again_parts["experts"]["trainings"][0]["train"] == expert["train"]
   assert json.loads((tmp_path / "dae_talker" / "dae_talker_tables.json").read_text()) == tables
+  assert again_parts["radio"]["summary"] == parts["radio"]["summary"]
 
   # The rewritten report.html opens from disk in Chromium with every video playing.
   screenshot = browser.artefact_path(tmp_path, "main_job_tiny_report.png")
   checked = browser.check_page(tmp_path / "report.html", screenshot)
   print(f"screenshot of the tiny main job's report.html: {screenshot}")
-  assert len(checked["videos"]) == 6   # Wav2Lip, LaDTalk, DAE-Talker, each beside the truth
+  assert len(checked["videos"]) == 8   # Wav2Lip, LaDTalk, DAE-Talker, RADIO, each beside the truth
   browser.assert_media_play(checked)
 
 
