@@ -125,6 +125,47 @@ def test_ms_ssim_upsamples_small_frames_both_alike():
   assert 0.0 < evaluation.ms_ssim(noisy, truth) < 0.99
 
 
+def test_entry_dubber_passes_the_clip_through_files_to_a_declared_entry(monkeypatch):
+  from talking_heads.io import audio as audio_io  # pylint: disable=g-import-not-at-top
+  from talking_heads.io import video as video_io  # pylint: disable=g-import-not-at-top
+  seen = {}
+
+  def load(weights, options):
+    seen.update(weights=weights, options=options)
+
+    def generate(audio_path, video_path, video_options):
+      seen["box"] = video_options.box
+      return types.SimpleNamespace(frames=video_io.read_video(video_path)[0],
+                                   audio=audio_io.load_audio(audio_path), fps=25, seconds={})
+    return api.LoadedGenerator(generate, {})
+
+  echo = types.SimpleNamespace(loader=lambda: load, options={"gain": ("1.0", "help")})
+  monkeypatch.setattr(api, "generators", lambda: {"echo": echo})
+  dub = evaluation.entry_dubber("echo", {"echo_workdir": "w"})
+  assert seen == {"weights": {"echo_workdir": "w"}, "options": {"gain": "1.0"}}
+  truth = np.full((8, 32, 32, 3), 120, np.uint8)
+  out = dub(truth, np.random.default_rng(0).normal(0, 0.1, 8 * 640).astype(np.float32), None,
+            "clip0")
+  assert seen["box"] == "full" and out.shape == truth.shape
+  assert np.abs(out.astype(int) - 120).max() <= 3          # H.264 of a flat frame
+  with pytest.raises(ValueError, match="echo: the inference entry takes no controlled reference"):
+    dub(truth, np.zeros(8 * 640, np.float32), truth[0], "clip0")
+
+
+def test_tables_command_parses_named_workdirs_and_baselines():
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from experiments.radio import tables  # pylint: disable=g-import-not-at-top
+  assert tables.named_workdirs(["ViT(1,2)=runs/a", "A=b=c"], "table_3") == [
+      ("ViT(1,2)", "runs/a"), ("A", "b=c")]
+  with pytest.raises(app.UsageError, match="expected NAME=WORKDIR"):
+    tables.named_workdirs(["runs/a"], "table_2")
+  assert tables.baselines("w", "s") == {
+      "wav2lip": {"wav2lip_workdir": "w"},
+      "ladtalk": {"wav2lip_workdir": "w", "sovqae_workdir": "s"}}
+  with pytest.raises(app.UsageError, match="needs --wav2lip_workdir"):
+    tables.baselines("", "s")
+
+
 def test_paper_rows_without_results_name_the_commands(tmp_path):
   rows = {t["table"]: t for t in evaluation.paper_rows(str(tmp_path))}
   assert set(rows) == {"table_1_hdtf", "table_1_voxceleb2", "table_2", "table_3"}
