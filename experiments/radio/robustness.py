@@ -3,7 +3,8 @@ r"""RADIO's reference robustness, measured against ground truth, and the mouth-c
   python -m experiments.radio.robustness --dataset=runs/radio_corpus \
       --workdir=D=runs/radio_demo --workdir=A=runs/radio_A \
       --regressor_workdir=runs/face_regressor_radio \
-      --sync_eval_workdir=runs/main/experts/syncnet_eval --syncnet_workdir=runs/main/experts/syncnet \
+      --sync_eval_workdir=runs/main/experts/syncnet_eval \
+      --syncnet_workdir=runs/main/experts/syncnet \
       --yaw=-20,-10,0,10,20 --mouth_opening=0,0.05,0.1,0.15,0.2 --smile=0,0.5,1 \
       --max_clips=10 --out=experiments/results/radio_demo/robustness.json
 
@@ -97,9 +98,11 @@ def study(dataset: str, workdirs: Sequence[tuple[str, str]], levels: Mapping[str
 
 
 def markdown(results: Mapping[str, object]) -> str:
+  """Each studied system's tables (`evaluation.robustness_markdown`)."""
   head = {k: results.get(k) for k in ("command", "machine", "duration_s", "lse_expert")}
-  return "\n".join(evaluation.robustness_markdown({**head, **r, "system": f"{name} ({r['source']})"})
-                   for name, r in results["systems"].items())
+  return "\n".join(
+      evaluation.robustness_markdown({**head, **r, "system": f"{name} ({r['source']})"})
+      for name, r in results["systems"].items())
 
 
 def main(argv):

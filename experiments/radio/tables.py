@@ -1,4 +1,4 @@
-r"""RADIO Tables 1-3 at small scale on held-out identities (`talking_heads.systems.radio.evaluation`).
+r"""RADIO Tables 1-3 at small scale on held-out identities (`systems.radio.evaluation`).
 
   python -m experiments.radio.tables --dataset=runs/radio_corpus \
       --radio_workdir=runs/radio_demo --sync_eval_workdir=runs/main/experts/syncnet_eval \

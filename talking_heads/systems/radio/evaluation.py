@@ -190,23 +190,24 @@ def _means(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
   return {k: float(np.mean([r[k] for r in rows])) for k in keys}
 
 
-def heldout_clips(dataset: str, max_clips: int = 0, max_frames: int = 0,
-                  identities: Sequence[str] = ()) -> list[dataset_lib.Clip]:
-  """The clips of split "heldout_identity" (of `identities` when given), each cut to its first
-  `max_frames` frames (0: all) and their audio; at most `max_clips` (0: all), one identity after
-  another.
+def heldout_clips(dataset: str, max_clips: int = 0, max_frames: int = 0) -> list[EvalClip]:
+  """The clips of split "heldout_identity", every identity's first clip, then every identity's
+  second, ... (so that a few clips cover many identities), at most `max_clips` (0: all), each cut
+  to its first `max_frames` frames and their audio (0: whole).
 
   Raises:
     ValueError: the corpus has no such clips.
   """
-  data = dataset_lib.Dataset(dataset)
-  clips = sorted(data.clips(SPLIT), key=lambda c: c.id)
-  if identities:
-    clips = [c for c in clips if c.identity in identities]
+  clips = sorted(dataset_lib.Dataset(dataset).clips(SPLIT), key=lambda c: c.id)
   if not clips:
-    raise ValueError(f"dataset {dataset}: no {SPLIT} clips{' of ' + str(list(identities)) if identities else ''}"
-                     " (RADIO is evaluated one-shot on identities it never trained on)")
-  clips = clips[:max_clips or None]
+    raise ValueError(f"dataset {dataset}: no {SPLIT} clips (RADIO is evaluated one-shot on "
+                     "identities it never trained on)")
+  rank: dict[str, int] = {}
+  ranked = []
+  for clip in clips:
+    rank[clip.identity] = rank.get(clip.identity, -1) + 1
+    ranked.append((rank[clip.identity], clip.identity, clip))
+  clips = [c for _, _, c in sorted(ranked, key=lambda r: r[:2])][:max_clips or None]
   return [cut_clip(c, max_frames) for c in clips] if max_frames else clips
 
 
