@@ -411,27 +411,35 @@ _TABLE_1 = {"PSNR": "psnr", "MS-SSIM": "ms_ssim", "LPIPS": "lpips", "LSE-C": "ls
 _ABLATION = {"PSNR": "psnr", "LPIPS": "lpips", "Sync": "sync"}
 
 
+def _cell(value: Any) -> str:
+  """A table cell: numbers as `suite.format_value`, an unavailable metric as "n/a" (the reason
+  stands in the table's heading)."""
+  if isinstance(value, str) and value.startswith("unavailable"):
+    return "n/a"
+  return suite.format_value(value)
+
+
 def markdown(results: Mapping[str, Any]) -> str:
-  """Tables 1-3 of `run`'s results (and the robustness study's, when present)."""
+  """Tables 1-3 of `run`'s results."""
   t1 = results["table_1"]
   lines = ["# RADIO Tables 1-3 at small scale (held-out identities, one-shot)", "",
            f"Command: `{results.get('command', '-')}`  ",
            f"Machine: {results.get('machine', '-')}  ",
            f"Duration: {results.get('duration_s', '-')} s; {t1['clips']} {results['split']} "
            f"clips / {t1['frames']} frames of {', '.join(results['identities'])}; LSE expert: "
-           f"{results['lse_expert']}; MS-SSIM: {results['ms_ssim']}; LMD: {results['lmd']}", "",
+           f"{results['lse_expert']}; MS-SSIM: {results['ms_ssim']}; LPIPS: {results['lpips']}; "
+           f"LMD: {results['lmd']}", "",
            "| system | " + " | ".join(_TABLE_1) + " |", "|---|" + "---|" * len(_TABLE_1)]
   for name, s in t1["summary"].items():
-    lines.append(f"| {name} | " + " | ".join(suite.format_value(s.get(k, "-"))
-                                             for k in _TABLE_1.values()) + " |")
+    lines.append(f"| {name} | " + " | ".join(_cell(s.get(k, "-")) for k in _TABLE_1.values())
+                 + " |")
   for table_id in ("table_2", "table_3"):
     if table_id in results:
       lines += ["", f"{table_id} (sync: {results['sync_discriminator']}):", "",
                 "| variant | " + " | ".join(_ABLATION) + " | workdir |",
                 "|---|" + "---|" * (len(_ABLATION) + 1)]
       for name, s in results[table_id].items():
-        lines.append(f"| {name} | " + " | ".join(suite.format_value(s.get(k, "-"))
-                                                 for k in _ABLATION.values())
+        lines.append(f"| {name} | " + " | ".join(_cell(s.get(k, "-")) for k in _ABLATION.values())
                      + f" | {s['source']} |")
   return "\n".join(lines) + "\n"
 
@@ -449,7 +457,7 @@ def robustness_markdown(results: Mapping[str, Any]) -> str:
     lines += [f"| {factor} | clips | " + " | ".join(columns) + " |",
               "|---|---|" + "---|" * len(columns)]
     lines += [f"| {r['level']:g} | {r['clips']} | "
-              + " | ".join(suite.format_value(r.get(c, "-")) for c in columns) + " |"
+              + " | ".join(_cell(r.get(c, "-")) for c in columns) + " |"
               for r in levels]
     lines.append("")
   copy = results["mouth_copy"]
