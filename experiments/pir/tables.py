@@ -106,7 +106,7 @@ def main(argv):
         FLAGS.dataset, FLAGS.identity, FLAGS.audio2exp_workdir, FLAGS.renderer_workdir,
         triplane_workdir=FLAGS.triplane_workdir, splits=tuple(FLAGS.splits), **experts, **common))
   if "context" in FLAGS.parts:
-    results["context"] = evaluation.context_table(
+    results["context_length"] = evaluation.context_table(
         FLAGS.dataset, FLAGS.identity, parse_contexts(FLAGS.contexts), FLAGS.renderer_workdir,
         triplane_workdir=FLAGS.triplane_workdir, split=FLAGS.context_split, **experts, **common)
   if "ablations" in FLAGS.parts:

@@ -1,5 +1,6 @@
-"""PIR's Tables 1 and 2 at small scale on one corpus identity, and the check of component A's
-expressions against the corpus's true ones.
+"""PIR's Tables 1 and 2 and supplementary Table 1 at small scale on one corpus identity, the
+ablations the paper shows only in figures with numbers, and geometric checks against the corpus's
+ground truth (A's expressions, landmarks of renders under a changed pose).
 
 Command: `python -m experiments.pir.tables` (flags named after `run`'s arguments).
 
@@ -32,6 +33,19 @@ frames and the E coefficients between A's expressions (autoregressive in windows
 inference) and the clip's true ones, beside `expression_variance`, the true expressions'
 variance over the clip's frames (the error of predicting their per-clip mean: an A that ignored
 the audio would score about this or worse).
+
+Supplementary Table 1 (`context_table`): LMD and AVConf of PIR with components A trained with
+context lengths k (the paper's 1, 10, 50, 100), the same B and C, on the test clips.
+
+Ablations and checks (`run_ablations`), on the test clips, landmark errors with the face
+regressor (`metrics.landmarks.point_error`, pixels: placement counts, unlike LMD):
+  without_rendering  B trained on the whole frame (`loss.region` = "frame") as the output:
+                     PSNR outside the head against C's frames (`without_rendering`);
+  without_jitter     renderers trained with s = 3 and s = 0 under K as fitted and perturbed at
+                     test time: PSNR and landmark misalignment (`without_jitter`);
+  geometry           A's expression error and the landmark error of renders under the target's
+                     pose and a changed one against the morphable model's projection
+                     (`pose_check`).
 """
 
 from __future__ import annotations
@@ -202,8 +216,8 @@ _COLUMNS = {"SSIM": "ssim_wang", "PSNR": "psnr", "PSNR inpainted": "psnr_inpaint
 
 
 def markdown(results: dict[str, Any]) -> str:
-  """Tables 1/2 ("splits"), supplementary Table 1 ("context") and the ablations ("ablations"),
-  whichever `results` holds."""
+  """Tables 1/2 ("splits"), supplementary Table 1 ("context_length") and the ablations
+  ("ablations"), whichever `results` holds."""
   lines = [f"# PIR at small scale ({results['identity']})", "",
            f"Command: `{results.get('command', '-')}`  ",
            f"Machine: {results.get('machine', '-')}  ",
@@ -221,8 +235,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", "Expression check: A's autoregressive expressions against the corpus's true "
                   "ones (mean squared error per coefficient) beside the true expressions' "
                   "variance (the error of their per-clip mean)."]
-  if "context" in results:
-    lines += context_markdown(results["context"])
+  if "context_length" in results:
+    lines += context_markdown(results["context_length"])
   if "ablations" in results:
     lines += ablation_markdown(results["ablations"])
   return "\n".join(lines) + "\n"
@@ -350,8 +364,8 @@ def paper_rows(results_dir: str) -> list[dict[str, Any]]:
          reproduction.not_produced("table_1_testset2", _NO_REAL_DATA.format("Testset 2",
                                                                             "FACIAL")),
          reproduction.not_produced("table_3", "user study (15 volunteers): not run")]
-  if found is not None and "context" in found[1]:
-    out.append(_context_rows(found[0], found[1]["context"]))
+  if found is not None and "context_length" in found[1]:
+    out.append(_context_rows(found[0], found[1]["context_length"]))
   else:
     out.append(reproduction.not_produced(
         "supp_table_1", "the context-length sweep is not run: `python -m experiments.pir.tables "

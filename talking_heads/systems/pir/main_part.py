@@ -4,11 +4,13 @@ first in a whole job), a video of the identity re-enacted by held-out-voice spee
 1/2 at small scale (`evaluation.run`).
 
 Steps per variant (`STEPS`): tiny keeps the tiny configs'; demo is budgeted to about 25 minutes
-on 2 shared cores from timed demo steps (A 0.042 s, B 3.2 s, C 1.3 s per step, each after a
-first step of 11 s / 44 s / 40 s with compilation; a 128 px corpus, the cores shared with
-another training): A 1000 steps (its config's), B 240, C 360, and the evaluation bounded
-(`EVAL_SETTINGS`). B and C are far from converged at these steps (the configs' demo runs are
-3000 steps each); the README's demo results come from those.
+on 2 cores from demo steps timed on a 128 px dataset with the cores shared (load average about
+8: two other trainings and a test run beside it), after the first step (compilation cached;
+cold: A 11 s, B 44 s, C 91 s): A 0.042 s, B 2.9 s, C 6.2 s per step. Chosen: A 1000 steps (its
+config's, under a minute), B 160 (about 8 min), C 100 (about 10 min), and the evaluation bounded
+by `EVAL_SETTINGS` (the video and two clips of 50 frames per split, about 5 min). B and C are far
+from converged at these steps (the configs' demo runs are 3000 steps each, about 2.4 and 5 hours
+at these speeds); on an unshared machine the steps take less and the part finishes sooner.
 """
 
 from __future__ import annotations
@@ -30,13 +32,13 @@ from talking_heads.systems.pir import inference
 
 # Training steps per stage and variant (None: the config's own).
 STEPS = {"tiny": {"pir_audio2exp": None, "pir_triplane": None, "pir_renderer": None},
-         "demo": {"pir_audio2exp": None, "pir_triplane": 240, "pir_renderer": 360}}
+         "demo": {"pir_audio2exp": None, "pir_triplane": 160, "pir_renderer": 100}}
 # Small-scale evaluation per variant: clips per split, frames per clip, frames per renderer call.
 EVAL_SETTINGS = {"tiny": dict(max_clips=1, max_frames=12, batch_size=4),
                  "demo": dict(max_clips=2, max_frames=50, batch_size=16)}
 # Where each stage's training falls in the part's progress.
-SPANS = {"pir_audio2exp": (0.0, 0.05), "pir_triplane": (0.05, 0.5),
-         "pir_renderer": (0.5, 0.8)}
+SPANS = {"pir_audio2exp": (0.0, 0.05), "pir_triplane": (0.05, 0.4),
+         "pir_renderer": (0.4, 0.8)}
 
 
 def stage_config(ctx: MainContext, stage: str, **fields: Any) -> Any:
@@ -114,9 +116,13 @@ def run(ctx: MainContext) -> PartReport:
     ctx.progress(0.85, "PIR video")
     made = video(ctx, out, model, settings["batch_size"])
     ctx.progress(0.9, "PIR Tables 1/2")
+    data = dataset_lib.Dataset(ctx.corpus_root)
+    splits = tuple(s for s in evaluation.SPLITS
+                   if any(c.identity == ctx.identity for c in data.clips(s)))
     start = time.perf_counter()
     tables = evaluation.run(ctx.corpus_root, ctx.identity, workdirs["pir_audio2exp"],
-                            workdirs["pir_renderer"], syncnet_workdir=syncnet_workdir,
+                            workdirs["pir_renderer"], splits=splits,
+                            syncnet_workdir=syncnet_workdir,
                             sync_eval_workdir=sync_eval_workdir,
                             regressor_workdir=regressor_workdir, **settings)
     tables.update(command="experiments.main (talking_heads.systems.pir.evaluation.run)",

@@ -64,14 +64,14 @@ def test_context_table_gives_each_k_its_row(dataset64, workdirs, ablation_workdi
     evaluation.context_table(dataset64, "id0", [(1, a8)], workdirs["pir_renderer_workdir"],
                              syncnet_workdir=experts["syncnet"], max_frames=FRAMES)
   # As supplementary Table 1's rows beside the paper's; the k values not swept are named.
-  (tmp_path / "tables.json").write_text(json.dumps({"identity": "id0", "context": context}))
+  (tmp_path / "tables.json").write_text(json.dumps({"identity": "id0", "context_length": context}))
   supp = {t["table"]: t for t in evaluation.paper_rows(str(tmp_path))}["supp_table_1"]
   rows = {r["method"]: r["values"] for r in supp["measured"]}
   assert set(rows) == {"PIR, k = 8", "PIR, k = 4", "Ground truth (not in the paper)"}
   assert set(rows["PIR, k = 4"]) == {"k", "LMD", "AVConf"} and rows["PIR, k = 4"]["k"] == 4
   assert {u["method_or_column"] for u in supp["unavailable"]} == {
       f"PIR, k = {k}" for k in (1, 10, 50, 100, 200)}
-  assert "Supplementary Table 1" in evaluation.markdown({"identity": "id0", "context": context})
+  assert "Supplementary Table 1" in evaluation.markdown({"identity": "id0", "context_length": context})
   assert tables.parse_contexts(["1:/a", "100:/b"]) == [(1, "/a"), (100, "/b")]
 
 
