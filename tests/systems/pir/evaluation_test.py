@@ -141,7 +141,7 @@ def test_main_part_trains_makes_the_video_and_tables(dataset64, tiny, experts, t
   assert pair.generated == made["video"] and os.path.isfile(tmp_path / pair.truth)
   # Tables 1/2 reach experiments.reproduce from the part's folder.
   markdown, data = reproduce.reproduce("pir", str(tmp_path / "pir"))
-  measured = {t["table"]: t["measured"] for t in data["tables"]}
+  measured = {t["table_id"]: t["measured_rows"] for t in data["tables"]}
   assert {r["method"] for r in measured["table_1_hdtf"]} == {"Ground Truth", "PIR (Ours)"}
   # A rerun keeps the finished trainings and tables.
   again = main_part.run(ctx)
