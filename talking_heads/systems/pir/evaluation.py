@@ -372,7 +372,8 @@ def paper_rows(results_dir: str) -> list[dict[str, Any]]:
                         "--parts=context --contexts=1:A1,10:A10,50:A50,100:A100 ...`"))
   if found is None or "splits" not in found[1]:
     missing = (f"no results in {results_dir}: run `python -m experiments.pir.tables "
-               f"--out={results_dir}/tables.json`")
+               f"--out={results_dir}/tables.json`" if found is None else
+               f"{found[0]} has no Tables 1/2 results (`--parts=tables`)")
     return out + [reproduction.not_produced(t, missing)
                   for t in ("table_1_hdtf", "table_2_adnerf", "table_2_facial")]
   source, results = found
