@@ -45,11 +45,7 @@ def stage_config(ctx: MainContext, stage: str, **fields: Any) -> Any:
   """`stage`'s config of the job's variant on the identity, at the part's steps."""
   config = ctx.config(stage)
   config.data.identities = ctx.identity
-  steps = STEPS[ctx.variant][stage]
-  if steps is not None:
-    config.total_steps = steps
-    config.checkpoint_every = min(config.checkpoint_every, steps)
-    config.eval_every = config.image_every = steps
+  main_part.with_steps(config, STEPS[ctx.variant][stage])
   for key, value in fields.items():
     config[key].update(value)
   return config
