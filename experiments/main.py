@@ -6,7 +6,9 @@ r"""The main job: every system, end to end, on the built-in default data.
 Parts: first the synthetic talking-face corpus (`data.synthetic`, preset = the variant) in
 <workdir>/corpus with its mel features; then the main-job part of every system package
 (`talking_heads.systems.api`: `SYSTEM.main_part`), each after the parts it needs (LaDTalk,
-DAE-Talker and FD2Talk after the experts' lip-sync expert). `--systems` picks a subset (the parts they need
+DAE-Talker and FD2Talk after the experts' lip-sync expert); a part that declares a corpus of its own
+(`MainPart.corpus`, e.g. RADIO's many-identity preset) runs on that one, built in
+<workdir>/corpus_<system>. `--systems` picks a subset (the parts they need
 run too). Every part resumes from what an earlier launch finished (checkpoints, videos and
 tables made from the same checkpoints), writes under <workdir>/<system>/, and the report
 (<workdir>/report.md + report.json, with each paper's tables beside ours from
@@ -101,6 +103,22 @@ def corpus_part(workdir: str, preset: str, workers: int) -> tuple[str, dict[str,
                 "splits": summary["splits"], "identities": summary["identities"],
                 "feature_files_written": summary["features_written"],
                 "seconds": round(time.perf_counter() - start, 1)}
+
+
+def part_context(ctx: api.MainContext, system: api.System, part: api.MainPart,
+                 workers: int) -> api.MainContext:
+  """The context a part runs with: the job's, or, when the part declares its own corpus for the
+  variant (`MainPart.corpus`), one on that corpus, built (or resumed) under
+  <workdir>/corpus_<system>."""
+  settings = dict(part.corpus.get(ctx.variant, {}))
+  if not settings:
+    return ctx
+  preset = settings.pop("preset")
+  root = os.path.join(ctx.workdir, f"corpus_{system.name}")
+  ctx.progress(0.0, f"{system.name}: synthetic corpus {preset!r}")
+  synthetic.build_corpus(root, preset, workers=workers, **settings)
+  return dataclasses.replace(ctx, corpus_root=root, identity=default_identity(root),
+                             config=lambda stage: stage_config(stage, ctx.variant, root))
 
 
 def default_identity(corpus_root: str) -> str:
@@ -216,7 +234,7 @@ def run_job(workdir: str, variant: str, systems: list[str], workers: int) -> Non
   for i, (system, part) in enumerate(parts):
     progress.start_part(part.title, part.minutes.get(variant, 0.0))
     start = time.perf_counter()
-    result = api.resolve(part.run)(ctx)
+    result = api.resolve(part.run)(part_context(ctx, system, part, workers))
     ctx.artefacts.update(result.artefacts)
     section = {"system": system.name, "title": part.title, "markdown": result.markdown,
                "summary": result.summary, "trainings": result.trainings,

@@ -364,7 +364,8 @@ class VideoWriter:
   or width is padded by repeating the last row or column), so memory holds one chunk, never
   the video. The encoder writes a silent mp4 into a hidden folder beside `path`; `close` (a
   clean exit from the `with` block) waits for it, muxes `audio` (mono float [N] in [-1, 1] at
-  `sample_rate`, AAC; the mp4 is as long as the shorter stream) and renames the result to
+  `sample_rate`, AAC; the mp4 is as long as the shorter stream, except that audio ending
+  inside the last frame is padded with silence to keep that frame) and renames the result to
   `path`. `abort` (an exception in the `with` block) stops the encoder; either way the folder
   goes, so a failure leaves no partial file at `path`. Errors name `path`.
 
@@ -456,11 +457,25 @@ class VideoWriter:
       out = self._dir / "video.mp4"
       if self._audio is not None:
         out = self._dir / f"out{self.path.suffix}"
-        _mux(self._dir / "video.mp4", self._audio, self._sample_rate, out, self.path)
+        _mux(self._dir / "video.mp4", self._end_padded_audio(), self._sample_rate, out,
+             self.path)
       os.replace(out, self.path)
     finally:
       self.abort()
     return self.path
+
+  def _end_padded_audio(self) -> np.ndarray:
+    """The audio, with silence up to the video's end when it stops inside the last frame.
+
+    Generators make ceil(seconds x fps) frames for their audio; muxing to the shorter stream
+    would drop that last, partly voiced frame. Audio shorter by a frame or more is left to
+    `-shortest`.
+    """
+    video_samples = int(np.ceil(self.num_frames * self._sample_rate / self._fps))
+    missing = video_samples - self._audio.shape[0]
+    if 0 < missing < self._sample_rate / self._fps:
+      return np.pad(self._audio, (0, missing))
+    return self._audio
 
   def abort(self) -> None:
     """Stops the encoder and removes the temporary folder; nothing is written to `path`."""

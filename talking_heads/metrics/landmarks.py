@@ -13,6 +13,10 @@ variants differ in two explicit choices:
 `LMD_VARIANTS` names the four combinations: lmd_mouth_sum, lmd_mouth_mean, lmd_mouth_sum_iod,
 lmd_mouth_mean_iod. Centring removes head translation but not scale or rotation (as ATVGnet).
 
+Point error (`point_error`): the mean over frames and all 68 points of the Euclidean distance
+between generated and reference landmarks, not centred: it counts where the face sits (a shifted or
+rescaled face), which LMD's centring removes.
+
 Landmark jitter: the mean over frames t = 1..T-2 and points of the norm of the second temporal
 difference l[t+1] - 2 l[t] + l[t-1] (frame-to-frame acceleration; constant-velocity motion scores 0,
 a landmark shaking by +-e each frame scores 4e). With a reference, the same norm is taken of the
@@ -114,6 +118,14 @@ LMD_VARIANTS: dict[str, Callable[[npt.ArrayLike, npt.ArrayLike], jax.Array]] = {
     "lmd_mouth_sum_iod": functools.partial(lmd, reduction="sum", normalise=True),
     "lmd_mouth_mean_iod": functools.partial(lmd, reduction="mean", normalise=True),
 }
+
+
+def point_error(generated: npt.ArrayLike, reference: npt.ArrayLike) -> jax.Array:
+  """Mean uncentred distance over frames and points per video: `[..., T, P, D]` x 2 -> `[...]`
+  float32 (the units of the landmarks, e.g. pixels)."""
+  generated, reference = _check_pair("point_error", generated, reference, 1)
+  d = jnp.asarray(generated, jnp.float32) - jnp.asarray(reference, jnp.float32)
+  return jnp.linalg.norm(d, axis=-1).mean(axis=(-2, -1))
 
 
 def _second_difference(x: jax.Array) -> jax.Array:

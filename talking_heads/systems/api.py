@@ -184,11 +184,17 @@ class MainPart:
     run: "module:function" (MainContext) -> PartReport; reruns keep finished work.
     after: systems whose parts must run first (their artefacts are needed).
     minutes: expected minutes per variant on 2 CPU cores (the progress display's ETA).
+    corpus: variant -> the synthetic corpus the part needs when the job's does not serve: a
+      `data.synthetic` preset and its settings ({"preset": "radio", "identities": 3, ...}). The
+      launcher builds (or resumes) it under <workdir>/corpus_<system> and runs the part with a
+      context on it (`corpus_root`, `identity` and `config` point there). Variants not named
+      use the job's corpus.
   """
   title: str
   run: str
   after: tuple[str, ...] = ()
   minutes: Mapping[str, float] = dataclasses.field(default_factory=dict)
+  corpus: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------ the system

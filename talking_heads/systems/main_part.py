@@ -60,6 +60,17 @@ def train(ctx: MainContext, title: str, config: ml_collections.ConfigDict, workd
           if images else None}
 
 
+def with_steps(config: ml_collections.ConfigDict, steps: int | None) -> ml_collections.ConfigDict:
+  """`config` trained for `steps` (None: its own), evaluated, imaged and checkpointed at the end
+  at the latest: a main-job budget shorter than the config's demo schedule."""
+  if steps is not None:
+    config.total_steps = steps
+    config.checkpoint_every = min(config.checkpoint_every, steps)
+    config.eval_every = min(config.eval_every, steps)
+    config.image_every = min(config.image_every, steps)
+  return config
+
+
 def load_cached(path: str, sources: Mapping[str, str]) -> dict[str, Any] | None:
   """The results at `path` when they were made from the same checkpoints (`sources`)."""
   if not os.path.exists(path):

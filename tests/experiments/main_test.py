@@ -36,10 +36,13 @@ def run_main(workdir):
 # switches on mid-run, so its reconstruction term is the one checked. The tiny lip-sync expert is
 # absent: it does not learn in its 10 steps (train loss 0.79 -> 0.84, eval accuracy 0.57 on 30
 # pairs; 100 steps at a 10x learning rate still stay at chance), so its learning is left to
-# tests/systems/experts/syncnet_test.py (overfitting a batch) and the demo run.
+# tests/systems/experts/syncnet_test.py (overfitting a batch) and the demo run. PIR's tiny stages
+# (measured in a tiny job of the experts' and PIR's parts alone): A 0.048 -> 0.035, B's masked L2
+# 0.064 -> 0.038, C's L2 0.249 -> 0.233 (its total loss is mostly the GAN terms).
 LEARNED = {"wav2lip": ("l1", 0.01), "dae": ("loss", 0.01), "sovqae": ("reconstruction", 0.2),
            "speech2latent": ("loss", 0.2), "face_regressor": ("loss", 0.3),
-           "fake_talker": ("loss", 0.9)}
+           "pir_audio2exp": ("loss", 0.15), "pir_triplane": ("loss", 0.25),
+           "pir_renderer": ("l2", 0.03), "fake_talker": ("loss", 0.9)}
 
 
 def logged_training(workdir: pathlib.Path) -> dict[str, list[dict[str, float]]]:
@@ -75,9 +78,10 @@ def test_main_job_tiny(tmp_path):
   assert report["pending"] == []
   parts = {p["system"]: p for p in report["parts"]}
   assert list(parts)[0] == "experts" and set(parts) == {"experts", "ladtalk", "dae_talker",
-                                                        "fd2talk", "fake_talker"}
+                                                        "pir", "radio", "fd2talk",
+                                                        "fake_talker"}
   # One progress display for the whole job, with the parts done and an ETA.
-  assert "[main job: 0/6 parts done] synthetic corpus" in first.stderr
+  assert "[main job: 0/8 parts done] synthetic corpus" in first.stderr
   assert "parts done]" in first.stderr and "ETA" in first.stderr
   md = (tmp_path / "report.md").read_text()
   assert md.startswith("# talking_heads main job report")
@@ -111,6 +115,18 @@ def test_main_job_tiny(tmp_path):
     assert split["expert_agreement"]["pairs"] == 3 * split["clips"]
   assert "LaDTalk" in parts["ladtalk"]["paper_markdown"]   # the paper's tables beside ours
 
+  # RADIO on its own many-identity corpus: one-shot video of a held-out identity, Table 1.
+  sync_d, generator = parts["radio"]["trainings"]
+  assert (sync_d["stage"], generator["stage"]) == ("radio_sync", "radio")
+  radio_video = parts["radio"]["summary"]["video"]
+  assert radio_video["identity"].startswith("heldout") and radio_video["frames"] > 0
+  assert (tmp_path / radio_video["video"]).stat().st_size > 0
+  assert (tmp_path / "corpus_radio" / "manifest.json").exists()
+  radio_table = parts["radio"]["summary"]["table_1"]
+  assert set(radio_table) == {"radio", "ground_truth"} and radio_table["radio"]["psnr"] > 0
+  assert "independent of the generators" in parts["radio"]["summary"]["lse_expert"]
+  assert "RADIO (Ours)" in parts["radio"]["paper_markdown"]
+
   dae, speech2latent, regressor = parts["dae_talker"]["trainings"]
   assert (dae["stage"], speech2latent["stage"], regressor["stage"]) == (
       "dae", "speech2latent", "face_regressor")
@@ -128,6 +144,16 @@ def test_main_job_tiny(tmp_path):
   assert set(tables["pose"]) == {"test", "heldout_voice"}
   assert (tmp_path / "dae_talker" / "dae_talker_tables.md").exists()
 
+  audio2exp, triplane, renderer = parts["pir"]["trainings"]   # the regressor is DAE-Talker's
+  assert (audio2exp["stage"], triplane["stage"], renderer["stage"]) == (
+      "pir_audio2exp", "pir_triplane", "pir_renderer")
+  pir_video = parts["pir"]["summary"]["video"]
+  assert (tmp_path / pir_video["video"]).stat().st_size > 0 and pir_video["frames"] > 0
+  for summary in parts["pir"]["summary"]["tables"].values():
+    assert summary["pir"]["psnr"] > 0
+  assert (tmp_path / "pir" / "pir_tables.md").exists()
+  assert "PIR (Ours)" in parts["pir"]["paper_markdown"]
+
   stages = [t["stage"] for t in parts["fd2talk"]["trainings"]]
   assert stages == ["fd2talk_lip_expert", "fd2talk_motion", "fd2talk_motion",
                     "fd2talk_autoencoder", "fd2talk_unet"]
@@ -144,8 +170,11 @@ def test_main_job_tiny(tmp_path):
   # The tiny stages learned: each lowered its loss from its first logged window to its last.
   # (FD2Talk's tiny stages run 10 steps here; their learning is checked in tests/systems/fd2talk.)
   runs = logged_training(tmp_path)
-  assert set(runs) == set(LEARNED) | {"syncnet", "syncnet_eval", "fd2talk_lip_expert",
-                                      "fd2talk_motion", "fd2talk_autoencoder", "fd2talk_unet"}
+  # (RADIO's 4-step tiny stages are left out too: tests/systems/radio checks they train; and
+  # FD2Talk's 10-step ones: tests/systems/fd2talk does.)
+  assert set(runs) == set(LEARNED) | {"syncnet", "syncnet_eval", "radio_sync", "radio",
+                                      "fd2talk_lip_expert", "fd2talk_motion",
+                                      "fd2talk_autoencoder", "fd2talk_unet"}
   for stage, (key, fraction) in LEARNED.items():
     first, last = runs[stage][0][key], runs[stage][-1][key]
     assert last < (1 - fraction) * first, f"{stage}: {key} {first:.4g} -> {last:.4g}"
@@ -159,10 +188,7 @@ def test_main_job_tiny(tmp_path):
   # tests/systems/frame_autoencoder/stage_test.py and tests/systems/wav2vec2/pretrain_test.py).
   boards = tensorboard_by_stage(tmp_path)
   # (the systems' declared stages: registry.names() also holds stages other tests registered)
-  # RADIO has no main-job part yet (issue 17); tests/systems/radio/stages_test.py (slow) checks its images.
-  # PIR has none yet either (issue 18); tests/systems/pir/stages_test.py checks its images.
-  outside_main_job = {"frame_autoencoder", "wav2vec2_pretrain", "radio", "radio_sync",
-                      "pir_audio2exp", "pir_triplane", "pir_renderer"}
+  outside_main_job = {"frame_autoencoder", "wav2vec2_pretrain"}
   assert set(systems_api.stage_paths()) - outside_main_job <= set(boards)
   for stage in set(boards) - {"fake_talker"}:   # the plugin logs neither
     kinds = {kind for tag in boards[stage].values() for kind in tag}
@@ -175,13 +201,14 @@ def test_main_job_tiny(tmp_path):
   # whose speech drove it), curves of every training, links only to files that exist.
   page = (tmp_path / "report.html").read_text()
   for generated in (videos["wav2lip"]["video"], videos["ladtalk"]["video"], video["video"],
-                    fd2talk_video["video"]):
+                    pir_video["video"], fd2talk_video["video"]):
     assert f'src="{generated}"' in page
-  truths = [videos["audio_clip"]] * 2 + [video["audio_clip"], fd2talk_video["audio_clip"]]
+  truths = [videos["audio_clip"]] * 2 + [video["audio_clip"], pir_video["audio_clip"],
+                                         fd2talk_video["audio_clip"]]
   for clip in set(truths):
     assert page.count(f'src="corpus/clips/{clip}/preview.mp4"') == truths.count(clip)
   trainings = [t for p in parts.values() for t in p["trainings"]]
-  assert page.count("_curves.png") == len(trainings) == 13
+  assert page.count("_curves.png") == len(trainings) == 18
   assert [p for p in html_report.referenced_files(str(tmp_path / "report.html"))
           if not (tmp_path / p).is_file()] == []
 
@@ -192,12 +219,14 @@ def test_main_job_tiny(tmp_path):
   again_parts = {p["system"]: p for p in again["parts"]}
   assert again_parts["experts"]["trainings"][0]["train"] == expert["train"]
   assert json.loads((tmp_path / "dae_talker" / "dae_talker_tables.json").read_text()) == tables
+  assert again_parts["radio"]["summary"] == parts["radio"]["summary"]
 
   # The rewritten report.html opens from disk in Chromium with every video playing.
   screenshot = browser.artefact_path(tmp_path, "main_job_tiny_report.png")
   checked = browser.check_page(tmp_path / "report.html", screenshot)
   print(f"screenshot of the tiny main job's report.html: {screenshot}")
-  assert len(checked["videos"]) == 8   # Wav2Lip, LaDTalk, DAE-Talker, FD2Talk, each with the truth
+  assert len(checked["videos"]) == 12   # Wav2Lip, LaDTalk, DAE-Talker, PIR, RADIO, FD2Talk, each
+                                        # beside the truth
   browser.assert_media_play(checked)
 
 

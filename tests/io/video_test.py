@@ -208,6 +208,17 @@ def test_writer_streams_batches_into_the_same_mp4(tmp_path):
   assert sorted(os.listdir(tmp_path)) == ["streamed.mp4", "whole.mp4"]
 
 
+def test_audio_ending_inside_the_last_frame_keeps_that_frame(tmp_path):
+  """ceil(seconds x fps) frames for 30.5 frames of audio: all 31 frames stay in the mp4."""
+  frames = _smooth_frames(31, 32, 32)
+  path = video.write_video_with_audio(tmp_path / "v.mp4", frames, _speechlike(640 * 30 + 320))
+  decoded, _ = video.read_video(path)
+  assert decoded.shape[0] == 31 and video.probe(path).has_audio
+  # Audio short by whole frames still ends the video (the shorter stream).
+  short = video.write_video_with_audio(tmp_path / "short.mp4", frames, _speechlike(640 * 25))
+  assert video.read_video(short)[0].shape[0] <= 26
+
+
 def test_writer_failure_leaves_no_partial_file(tmp_path):
   frames = _smooth_frames(10, 32, 32)
   old = video.write_video(tmp_path / "out.mp4", frames[:3])

@@ -1,4 +1,5 @@
-"""Spearman's rank correlation against scipy (hand-computed cases when scipy is absent)."""
+"""Spearman's rank correlation against scipy (hand-computed cases when scipy is absent); Pearson's
+against numpy."""
 
 import numpy as np
 import pytest
@@ -14,6 +15,17 @@ def test_hand_computed_cases():
   np.testing.assert_array_equal(agreement.average_ranks([3.0, 1.0, 3.0, 2.0]), [3.5, 1, 3.5, 2])
   assert np.isnan(agreement.spearman([1, 1, 1], [1, 2, 3]))
   assert np.isnan(agreement.spearman([1], [2]))
+
+
+def test_pearson_matches_numpy_and_is_nan_for_a_constant_side():
+  rng = np.random.default_rng(1)
+  x, y = rng.normal(size=30), rng.normal(size=30)
+  assert agreement.pearson(x, 2 * x + y) == pytest.approx(np.corrcoef(x, 2 * x + y)[0, 1],
+                                                          abs=1e-12)
+  assert agreement.pearson(x, 3 - x) == pytest.approx(-1.0)
+  assert np.isnan(agreement.pearson(np.ones(5), x[:5]))
+  with pytest.raises(ValueError, match="one length"):
+    agreement.pearson([1, 2], [1, 2, 3])
 
 
 def test_matches_scipy_with_ties():

@@ -1,4 +1,4 @@
-"""LMD variants and landmark jitter on hand-computed cases."""
+"""LMD variants, the point error and landmark jitter on hand-computed cases."""
 
 import numpy as np
 import pytest
@@ -77,6 +77,20 @@ def test_lmd_bad_input():
     lm.lmd(ref, degenerate, normalise=True)
   with pytest.raises(ValueError, match="reduction"):
     lm.lmd(ref, ref, reduction="median")
+
+
+def test_point_error_counts_the_translation_lmd_removes():
+  ref = _face(2)
+  gen = ref + [3.0, 4.0]                               # every point 5 px off
+  np.testing.assert_allclose(lm.point_error(gen, ref), 5.0, rtol=1e-6)
+  np.testing.assert_allclose(lm.lmd(gen, ref), 0.0, atol=1e-4)
+  gen = ref.copy()
+  gen[1, 0] += [6.0, 8.0]                              # one point of one of 4 frames, 10 px
+  np.testing.assert_allclose(lm.point_error(gen, ref), 10.0 / (4 * 68), rtol=1e-5)
+  both = lm.point_error(np.stack([ref + [3.0, 4.0], ref]), np.stack([ref, ref]))
+  np.testing.assert_allclose(both, [5.0, 0.0], atol=1e-5)   # per video
+  with pytest.raises(ValueError, match="point_error generated: frame 0 has non-finite"):
+    lm.point_error(np.full_like(ref, np.nan), ref)
 
 
 def test_jitter_hand_computed():

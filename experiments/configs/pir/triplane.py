@@ -7,6 +7,7 @@ Launch:
   python -m experiments.train --config=experiments/configs/pir/triplane.py:paper \
       --config.data.root=datasets/hdtf_person --config.data.identities=person \
       --config.perceptual.weights_dir=~/weights --workdir=runs/pir_triplane_person
+Ablation "without rendering" (B's upsampler learns the whole frame): --config.loss.region=frame.
 Variants (network sizes: `talking_heads.systems.pir.sizes`):
   tiny   32 px frames, I_F 4 x 8 x 8, planes 3 x 4 x 16 x 16, 6 + 6 samples, identity id0 of a test
          dataset (tests, CI); the perceptual term off (no VGG16 weights here).
@@ -36,7 +37,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict({"sizes": variant, "dtype": "float32"})
   c.data.update({"root": "", "identities": "", "image_size": sizes.sizes(variant).image_size,
                  "eval_split": "val", "eval_stride": 5, "eval_seed": 0})
-  c.loss = ml_collections.ConfigDict({"l2_weight": 1.0, "perceptual_weight": 1.0})
+  c.loss = ml_collections.ConfigDict({"l2_weight": 1.0, "perceptual_weight": 1.0,
+                                      "region": "head"})
   c.perceptual = ml_collections.ConfigDict({"weights_dir": ""})
   c.optimizer.learning_rate = 1e-4
   if variant == "tiny":

@@ -42,7 +42,8 @@ Beyond the paper, stage 1 against the corpus's truth (per set, for every model r
   expression_mse      mean square error of the sampled expression against the true one (the
                       morphable model's units);
   mouth_opening_corr  Pearson correlation over the set's frames of the mouth opening of (clip
-                      alpha, sampled expression) and of (clip alpha, true expression);
+                      alpha, sampled expression) and of (clip alpha, true expression) (NaN
+                      when either is constant);
   pose_seed_std       head-pose diversity across seeds for the same audio: the std over
                       `seeds` seeds (seed, seed + 1, ..) of the sampled pose angles (degrees),
                       averaged over frames, angles and clips.
@@ -60,6 +61,7 @@ from absl import logging
 
 from talking_heads.face import morphable
 from talking_heads.io import dataset as dataset_lib
+from talking_heads.metrics import agreement
 from talking_heads.metrics import fid as fid_lib
 from talking_heads.metrics import suite
 from talking_heads.metrics import sync_experts
@@ -124,13 +126,6 @@ def mouth_opening(model: morphable.MorphableModel, alpha: np.ndarray,
   return np.asarray(morphable.mouth_opening(morphable.shape(model, alpha[None], expression)))
 
 
-def pearson(x: np.ndarray, y: np.ndarray) -> float:
-  """Pearson correlation; 0 when either side is constant."""
-  x, y = x - x.mean(), y - y.mean()
-  denominator = np.sqrt(np.sum(x * x) * np.sum(y * y))
-  return float(np.sum(x * y) / denominator) if denominator > 0 else 0.0
-
-
 def _mean(values: list[float], what: str) -> float | str:
   finite = [v for v in values if np.isfinite(v)]
   return float(np.mean(finite)) if finite else f"unavailable: {what}"
@@ -186,7 +181,7 @@ def stage1_row(model: inference.FD2TalkModel, clips: list[TestClip], samples: li
                           for k in range(1, seeds)]
     spreads.append(float(np.mean(np.std(np.stack([degrees(p) for p in poses]), axis=0))))
   return {"expression_mse": float(np.mean(np.square(sampled - true))),
-          "mouth_opening_corr": pearson(opening([m[:, :e] for m in samples]),
+          "mouth_opening_corr": agreement.pearson(opening([m[:, :e] for m in samples]),
                                         opening([c.expression for c in clips])),
           "pose_seed_std": float(np.mean(spreads)), "seeds": seeds}
 

@@ -6,11 +6,11 @@ sampled from the audio) and Table 1 at small scale with stage 1's checks (`evalu
 Steps: the tiny variant trains each stage's tiny config as it is. The demo configs' step counts
 add up to more than the part's 25 minutes on 2 cores (measured alone: lip expert 3000 steps 4.6
 min, Exp Transformer 3000 steps 8.4 min, autoencoder 300 steps 4.7 min, UNet 400 steps 5.3 min,
-plus the Pose Transformer), so the part overrides them (`DEMO_OVERRIDES`): the lip expert and
-both DiTs at 2000 / 1500 / 1500 steps, each evaluated once at its end (the autoencoder and the
-UNet keep their demo settings): about 20 minutes of training estimated from those speeds, then
-the video and the tables (20 DDIM steps on 2 clips x 40 frames per set: a few minutes, also
-estimated). The demo configs keep the longer runs for `experiments.train`.
+plus the Pose Transformer), so the part shortens them (`STEPS`, through the shared
+`main_part.with_steps`): the lip expert and both DiTs at 2000 / 1500 / 1500 steps (the
+autoencoder and the UNet keep their demo settings): about 20 minutes of training estimated
+from those speeds, then the video and the tables (20 DDIM steps on 2 clips x 40 frames per set:
+a few minutes, also estimated). The demo configs keep the longer runs for `experiments.train`.
 
 Tables 2 and 3 need four more trainings (the joint DiT, the concatenated-conditions UNet, the
 Exp Transformer without the mask and without L_sync): they are left to
@@ -35,20 +35,15 @@ from talking_heads.systems.api import MainContext, PartReport
 from talking_heads.systems.fd2talk import evaluation
 from talking_heads.systems.fd2talk import inference
 
-# Demo step counts of the main job (module docstring); eval_every = total_steps: one evaluation.
-DEMO_OVERRIDES = {"fd2talk_lip_expert": dict(total_steps=2000, eval_every=2000),
-                  "expression": dict(total_steps=1500, eval_every=1500),
-                  "pose": dict(total_steps=1500, eval_every=1500)}
+# The main job's steps per variant and run (module docstring; None: the config's own).
+STEPS = {"tiny": {}, "demo": {"lip_expert": 2000, "expression": 1500, "pose": 1500}}
 # Small-scale evaluation per variant: clips per set, frames per clip, DDIM steps, seeds.
 EVAL_SETTINGS = {"tiny": dict(clips=1, frames=12, ddim_steps=2, seeds=2),
                  "demo": dict(clips=2, frames=40, ddim_steps=20, seeds=3)}
 
 
-def _config(ctx: MainContext, stage: str, key: str | None = None):
-  config = ctx.config(stage)
-  if ctx.variant == "demo":
-    config.update(DEMO_OVERRIDES.get(key or stage, {}))
-  return config
+def _config(ctx: MainContext, stage: str, run: str):
+  return main_part.with_steps(ctx.config(stage), STEPS[ctx.variant].get(run))
 
 
 def video(ctx: MainContext, out: str, model: inference.FD2TalkModel,
@@ -76,13 +71,13 @@ def run(ctx: MainContext) -> PartReport:
   out = ctx.system_dir("fd2talk")
   workdirs = {name: os.path.join(out, name)
               for name in ("lip_expert", "expression", "pose", "autoencoder", "unet")}
-  expert = _config(ctx, "fd2talk_lip_expert")
+  expert = _config(ctx, "fd2talk_lip_expert", "lip_expert")
   expression = _config(ctx, "fd2talk_motion", "expression")
   expression.lip_expert.workdir = workdirs["lip_expert"]
   pose = _config(ctx, "fd2talk_motion", "pose")
   pose.model.motion = "pose"
-  autoencoder = _config(ctx, "fd2talk_autoencoder")
-  unet = _config(ctx, "fd2talk_unet")
+  autoencoder = _config(ctx, "fd2talk_autoencoder", "autoencoder")
+  unet = _config(ctx, "fd2talk_unet", "unet")
   unet.autoencoder.workdir = workdirs["autoencoder"]
   plan = [("FD2Talk lip expert", expert, "lip_expert", (0.0, 0.15)),
           ("FD2Talk Exp Transformer (L_sync on the lip expert)", expression, "expression",

@@ -10,11 +10,14 @@ Stages, one model set per person (`data.identities`):
 The networks are `talking_heads.models.pir_audio2exp`, `models.triplane`, `models.pir_renderer`
 with the geometry of `talking_heads.rendering`; their sizes per variant are `sizes`. Inference
 entry `pir` (a target clip with its morphable fit re-enacted by speech, optionally under a
-changed head pose: `inference`); Tables 1 and 2 at small scale with the expression check
-(`evaluation`). The main-job part and the notebook come later.
+changed head pose: `inference`); Tables 1 and 2 at small scale with the expression check,
+supplementary Table 1 (context length k) and the ablations "without rendering" and "without
+jitter" with numbers, with the geometric checks (`evaluation`); the main-job part trains the
+three components on the job's identity, re-enacts its held-out-voice clip and fills Tables 1/2
+(`main_part`). The notebook comes later.
 """
 
-from talking_heads.systems.api import Generator, System
+from talking_heads.systems.api import Generator, MainPart, System
 
 SYSTEM = System(
     name="pir",
@@ -44,5 +47,12 @@ SYSTEM = System(
             load="talking_heads.systems.pir.inference:load_generator",
             check="talking_heads.systems.pir.inference:check_request"),
     ),
+    main_part=MainPart(
+        title="PIR: components A, B, C, a held-out-voice video and Tables 1/2",
+        run="talking_heads.systems.pir.main_part:run",
+        after=("experts",),
+        # demo: budgeted from timed demo steps (main_part.STEPS); tiny: measured 3.5 min with
+        # the 2 cores shared by other trainings (the face regressor's 6 s included).
+        minutes={"tiny": 3, "demo": 25}),
     reproduce="talking_heads.systems.pir.evaluation:paper_rows",
 )

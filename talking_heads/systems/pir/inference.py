@@ -159,6 +159,32 @@ def load(audio2exp_workdir: PathLike | None, renderer_workdir: PathLike | None,
                    "pir_renderer": c_source})
 
 
+def with_audio2exp(model: PirModel, audio2exp_workdir: PathLike) -> PirModel:
+  """`model` with component A from another trained workdir (B and C kept: the context-length
+  sweep swaps A alone)."""
+  stage, state, source = _restore(audio2exp_workdir, "audio2exp", audio2exp.STAGE)
+  return dataclasses.replace(model, audio2exp=stage,
+                             audio2exp_params=jax.device_get(state.eval_params),
+                             sources={**model.sources, "pir_audio2exp": source})
+
+
+def with_renderer(model: PirModel, renderer_workdir: PathLike) -> PirModel:
+  """`model` with component C from another trained workdir against the same B (the jitter
+  ablation swaps C alone).
+
+  Raises:
+    ValueError: that C trained against another B.
+  """
+  stage, state, source = _restore(renderer_workdir, "renderer", renderer_lib.STAGE)
+  b_workdir = model.sources["pir_triplane"].rpartition(" step ")[0]
+  if os.path.realpath(stage.config.triplane.workdir) != os.path.realpath(b_workdir):
+    raise ValueError(f"{WEIGHT_FLAGS['renderer']}={renderer_workdir} trained against component "
+                     f"B {stage.config.triplane.workdir}, not {b_workdir}")
+  return dataclasses.replace(model, renderer=stage,
+                             renderer_params=stage.variables(state)["params"],
+                             sources={**model.sources, "pir_renderer": source})
+
+
 # ------------------------------------------------------------------------------ target
 
 
@@ -322,6 +348,20 @@ def expressions(stage: audio2exp.Audio2ExpressionStage, params: Any, features: n
 # ------------------------------------------------------------------------------ frames
 
 
+def head_mask(target: Target, v: int, image_size: int) -> np.ndarray:
+  """The head mask float32 [S, S, 1] of target frame v: the recorded one resized (nearest, as
+  `pipelines.heads`), else the landmark approximation."""
+  if target.head_mask is not None:
+    return cv2.resize(np.asarray(target.head_mask[v]), (image_size, image_size),
+                      interpolation=cv2.INTER_NEAREST).astype(np.float32)[..., None]
+  landmarks = pipelines_base.rescale_pixels(target.landmarks[v],
+                                            image_size / target.frames.shape[1])
+  try:
+    return landmark_head_mask(landmarks, image_size, image_size)
+  except ValueError as e:
+    raise ValueError(f"target {target.id}: frame {v}: {e}") from None
+
+
 def masked_frames(target: Target, indices: np.ndarray, image_size: int
                   ) -> tuple[np.ndarray, np.ndarray]:
   """(I_M uint8 [n, S, S, 3], inpaint masks float32 [n, S, S, 1]) of target frames `indices`,
@@ -330,17 +370,8 @@ def masked_frames(target: Target, indices: np.ndarray, image_size: int
   for v in indices:
     frame = np.asarray(target.frames[v])
     image = pipelines_base.resize_frames(frame, image_size)
-    scale = image_size / frame.shape[0]
-    landmarks = pipelines_base.rescale_pixels(target.landmarks[v], scale)
-    if target.head_mask is not None:   # nearest, as `pipelines.heads`
-      head = cv2.resize(np.asarray(target.head_mask[v]), (image_size, image_size),
-                        interpolation=cv2.INTER_NEAREST).astype(np.float32)[..., None]
-    else:
-      try:
-        head = landmark_head_mask(landmarks, image_size, image_size)
-      except ValueError as e:
-        raise ValueError(f"target {target.id}: frame {v}: {e}") from None
-    inpaint = heads.inpainting_mask(head, landmarks)
+    landmarks = pipelines_base.rescale_pixels(target.landmarks[v], image_size / frame.shape[0])
+    inpaint = heads.inpainting_mask(head_mask(target, v, image_size), landmarks)
     masked.append((image * (1 - inpaint.astype(np.uint8))).astype(np.uint8))
     masks.append(inpaint)
   return np.stack(masked), np.stack(masks)
@@ -365,8 +396,8 @@ def paste(rendered: np.ndarray, masks: np.ndarray, frames: np.ndarray) -> np.nda
 def _render_fn(generator: Any, renderer: renderer_lib.RendererStage) -> Callable[..., jax.Array]:
   size = renderer.image_size
 
-  def render(b_params, c_params, masked, alpha, expression, pose, K):  # pylint: disable=invalid-name
-    camera = triplane.frame_camera(pose, K, size)
+  def render(b_params, c_params, masked, alpha, expression, pose, K, jitter):  # pylint: disable=invalid-name
+    camera = triplane.frame_camera(pose, K, size, jitter)
     features = triplane.feature_image(generator, b_params, alpha, expression, camera).image
     out = to_unit_range(renderer.render(c_params, masked, features))     # [B, S, S, 3]
     return jnp.clip(jnp.round(out * 255.0), 0, 255).astype(jnp.uint8)
@@ -436,8 +467,8 @@ class Result:
 
 
 def _render_chunk(model: PirModel, target: Target, stream_pose: np.ndarray, order: np.ndarray,
-                  expression: np.ndarray, start: int, stop: int, batch_size: int,
-                  seconds: dict[str, float]) -> Chunk:
+                  expression: np.ndarray, jitter: np.ndarray, start: int, stop: int,
+                  batch_size: int, seconds: dict[str, float]) -> Chunk:
   begin = time.perf_counter()
   masked, masks = masked_frames(target, order[start:stop], model.image_size)
   scale = model.image_size / target.frames.shape[1]
@@ -448,7 +479,8 @@ def _render_chunk(model: PirModel, target: Target, stream_pose: np.ndarray, orde
     n = index.shape[0]
     return (model.triplane.params, model.renderer_params, masked[index],
             np.broadcast_to(target.alpha, (n,) + target.alpha.shape), expression[start + index],
-            stream_pose[start + index], np.broadcast_to(K, (n, 3, 3)))
+            stream_pose[start + index], np.broadcast_to(K, (n, 3, 3)),
+            jitter[start + index] * scale)
 
   first = (lambda s: seconds.update(render_first_batch=s)) if start == 0 else None
   rendered = video_inference.batched(fn, make_batch, stop - start, batch_size,
@@ -460,26 +492,29 @@ def _render_chunk(model: PirModel, target: Target, stream_pose: np.ndarray, orde
 
 
 def _chunks(model: PirModel, target: Target, pose: np.ndarray, order: np.ndarray,
-            expression: np.ndarray, options: video_inference.Options,
+            expression: np.ndarray, jitter: np.ndarray, options: video_inference.Options,
             seconds: dict[str, float]) -> Iterator[Chunk]:
   seconds["render"] = 0.0
   for start, stop in video_inference.chunk_bounds(order.shape[0], options.chunk_frames,
                                                   options.batch_size):
     # Made by a function: this generator keeps no chunk's arrays while the next one is made.
-    yield _render_chunk(model, target, pose, order, expression, start, stop, options.batch_size,
-                        seconds)
+    yield _render_chunk(model, target, pose, order, expression, jitter, start, stop,
+                        options.batch_size, seconds)
 
 
 def stream_arrays(model: PirModel, target: Target, audio: np.ndarray,
                   options: video_inference.Options = video_inference.Options(), *,
-                  pose_offset: np.ndarray | None = None, audio_id: str = "audio") -> Stream:
+                  pose_offset: np.ndarray | None = None, k_jitter: np.ndarray | None = None,
+                  audio_id: str = "audio") -> Stream:
   """Re-enacts `target` with 16 kHz mono `audio` [N]: T = ceil(N / 640) frames, rendered as the
   stream is consumed; `pose_offset` [T, 3] radians (yaw, pitch, roll) is added to the target's
-  pose. The expressions are generated here, at once.
+  pose; `k_jitter` [T, 3] (x1, x2, x3) pixels of the target's frames perturbs K per frame as
+  PIR's Eq. 1 does in training (the jitter ablation's test-time mismatch of I_F and I_M). The
+  expressions are generated here, at once.
 
   Raises:
-    ValueError: bad audio (`check_audio`), a frame rate other than the target's, an offset of
-      another shape, or a target whose frames are not square RGB.
+    ValueError: bad audio (`check_audio`), a frame rate other than the target's, an offset or
+      jitter of another shape, or a target whose frames are not square RGB.
   """
   audio = check_audio(audio, audio_id=audio_id, silence_db=options.silence_db)
   if options.fps != target.fps or options.fps != windows.VIDEO_FPS:
@@ -502,16 +537,23 @@ def stream_arrays(model: PirModel, target: Target, audio: np.ndarray,
       raise ValueError(f"{audio_id}: pose offset must be [T, 3] = [{num_frames}, 3] radians, "
                        f"got {pose_offset.shape}")
     pose[:, :3] += pose_offset
-  return Stream(_chunks(model, target, pose, order, expression, options, seconds), audio,
-                expression, pose, order, options.fps, seconds)
+  if k_jitter is None:
+    k_jitter = np.zeros((num_frames, 3), np.float32)
+  k_jitter = np.asarray(k_jitter, np.float32)
+  if k_jitter.shape != (num_frames, 3):
+    raise ValueError(f"{audio_id}: K jitter must be [T, 3] = [{num_frames}, 3] pixels, got "
+                     f"{k_jitter.shape}")
+  return Stream(_chunks(model, target, pose, order, expression, k_jitter, options, seconds),
+                audio, expression, pose, order, options.fps, seconds)
 
 
 def run_arrays(model: PirModel, target: Target, audio: np.ndarray,
                options: video_inference.Options = video_inference.Options(), *,
-               pose_offset: np.ndarray | None = None, audio_id: str = "audio") -> Result:
+               pose_offset: np.ndarray | None = None, k_jitter: np.ndarray | None = None,
+               audio_id: str = "audio") -> Result:
   """`stream_arrays` with every frame kept in memory (tests, evaluation)."""
   generation = stream_arrays(model, target, audio, options, pose_offset=pose_offset,
-                             audio_id=audio_id)
+                             k_jitter=k_jitter, audio_id=audio_id)
   chunks = list(generation.chunks)
   cat = lambda name: np.concatenate([getattr(c, name) for c in chunks])
   return Result(cat("frames"), cat("rendered"), cat("inpaint_masks"), generation.audio,

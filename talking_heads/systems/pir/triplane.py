@@ -14,15 +14,19 @@ phi = VGG16 relu1_2 .. relu4_3 (Johnson; `losses.perceptual`, p = 2). As printed
 term compares the unmasked I_face with the masked frame, so I_face learns a black background.
 The upsampler is only the proxy's decoder: the renderer (`pir_renderer`) and inference use I_F.
 
+`loss.region` = "head" (the paper's, above) or "frame": M_h = 1, so I_face learns the whole
+frame, torso and background included: the ablation "without rendering" (paper Fig. 7, B
+generating the output frame directly; `evaluation.without_rendering`).
+
 Evaluation on `data.eval_split` frames of the person: `masked_l2` (w1's term), `psnr_head`
-(PSNR of M_h I_face against M_h I_GT, [0, 1]) and `opacity` (mean accumulated density of I_F's
-rays).
+(PSNR of M_h I_face against M_h I_GT, [0, 1]; the whole frame's under `loss.region` = "frame")
+and `opacity` (mean accumulated density of I_F's rays).
 
 Frozen network: VGG16 (`perceptual.weights_dir`, the public torchvision file; required when
 `loss.perceptual_weight` > 0, loaded on first use before any step).
 
 Config fields: model{sizes, dtype}, data{root, identities, image_size, eval_split, eval_stride,
-eval_seed, num_workers}, loss{l2_weight, perceptual_weight}, perceptual{weights_dir},
+eval_seed, num_workers}, loss{l2_weight, perceptual_weight, region}, perceptual{weights_dir},
 optimizer{...}, plus the trainer fields.
 
 Dimensions: B batch, S frame size, r I_F size, C I_F channels, A identity and E expression
@@ -51,6 +55,7 @@ from talking_heads.training.stage import LossStage
 from talking_heads.training.state import TrainState
 
 STAGE = "pir_triplane"
+REGIONS = ("head", "frame")
 KEYS = ("image", "head_mask", "alpha", "expression", "pose", "K")
 
 PyTree = Any
@@ -101,6 +106,8 @@ class TriplaneStage(LossStage):
                perceptual_variables: Mapping[str, Any] | None = None):
     """`perceptual_variables` overrides loading VGG16 from `perceptual.weights_dir` (tests)."""
     super().__init__(config)
+    if self.region not in REGIONS:
+      raise ValueError(f"loss.region must be one of {REGIONS}, got {self.region!r}")
     self.image_size = int(config.data.image_size)
     self.generator, self.upsampler = build_networks(config)
     self.tx = build_optimizer(config.optimizer, config.total_steps)
@@ -114,6 +121,16 @@ class TriplaneStage(LossStage):
           "vgg16", self.config.perceptual.weights_dir, p=2).variables
       logging.info("PIR B: VGG16 from %s.", self.config.perceptual.weights_dir)
     return self._perceptual_variables
+
+  @property
+  def region(self) -> str:
+    """What I_face reconstructs: "head" (the paper's) or "frame" (module docstring)."""
+    return self.config.loss.get("region", "head")
+
+  def region_mask(self, batch: Mapping[str, jax.Array]) -> jax.Array:
+    """M_h [B, S, S, 1]: the head mask, or ones under `loss.region` = "frame"."""
+    mask = batch["head_mask"].astype(jnp.float32)
+    return jnp.ones_like(mask) if self.region == "frame" else mask
 
   # -------------------------------------------------------------------------------- model
 
@@ -143,7 +160,7 @@ class TriplaneStage(LossStage):
              ) -> tuple[jax.Array, dict[str, jax.Array]]:
     loss_cfg = self.config.loss
     target = batch["image"].astype(jnp.float32) / 255.0
-    mask = batch["head_mask"].astype(jnp.float32)
+    mask = self.region_mask(batch)
     masked_l2 = jnp.mean(jnp.square(mask * (face - target)))
     loss, metrics = loss_cfg.l2_weight * masked_l2, {"masked_l2": masked_l2}
     if loss_cfg.perceptual_weight > 0:
@@ -162,7 +179,7 @@ class TriplaneStage(LossStage):
   # --------------------------------------------------------------------------- evaluation
 
   def _psnr_head(self, face: jax.Array, batch: Mapping[str, jax.Array]) -> jax.Array:
-    mask = batch["head_mask"].astype(jnp.float32)
+    mask = self.region_mask(batch)
     target = batch["image"].astype(jnp.float32) / 255.0
     return image_metrics.psnr(mask * jnp.clip(face, 0.0, 1.0), mask * target, data_range=1.0)
 
@@ -171,7 +188,7 @@ class TriplaneStage(LossStage):
     valid = batch["valid"].astype(jnp.float32)
     rendered, face = self.forward(state.eval_params, batch)
     target = batch["image"].astype(jnp.float32) / 255.0
-    mask = batch["head_mask"].astype(jnp.float32)
+    mask = self.region_mask(batch)
     mean = lambda x: jnp.sum(x * valid) / jnp.maximum(jnp.sum(valid), 1.0)
     return {"masked_l2": mean(jnp.mean(jnp.square(mask * (face - target)), axis=(1, 2, 3))),
             "psnr_head": mean(self._psnr_head(face, batch)),
@@ -187,7 +204,7 @@ class TriplaneStage(LossStage):
     rendered, face = self.forward(state.eval_params, small)
     s = self.image_size
     resize = lambda x: jax.image.resize(x, (n, s, s, x.shape[-1]), "nearest")
-    panels = [small["head_mask"] * small["image"].astype(jnp.float32) / 255.0,
+    panels = [self.region_mask(small) * small["image"].astype(jnp.float32) / 255.0,
               jnp.clip(face, 0.0, 1.0),
               resize(jnp.clip((rendered.image[..., :3] + 1.0) * 0.5, 0.0, 1.0)),
               jnp.repeat(resize(rendered.opacity[..., None]), 3, axis=-1)]

@@ -5,10 +5,23 @@ against the StyleGAN2 discriminator and the frozen sync discriminator, `radio`);
 `radio` (one reference frame, any-length audio, through the shared video module: `inference`).
 The networks are `talking_heads.models.radio` (generator) and `talking_heads.models.radio_sync`
 (sync discriminator), the StyleGAN2 discriminator `talking_heads.nn.stylegan`'s; their sizes per
-variant are `sizes`. Tables, the main-job part and the notebook come later.
+variant are `sizes`. Tables 1-3 and the reference-robustness scoring on held-out identities:
+`evaluation` (commands `experiments.radio.tables` and `experiments.radio.robustness`); the
+main-job part (`main_part`) trains both stages on its own `radio` preset corpus. The notebook
+comes later.
 """
 
-from talking_heads.systems.api import Generator, System
+from talking_heads.systems.api import Generator, MainPart, System
+
+# The main-job part's corpus: the person-agnostic preset (demo: as published, 50 + 10 identities
+# at 96 px); tiny: 3 + 1 identities at 32 px (the tiny stages' size), about 20 s to build.
+# Minutes, measured on the shared 2 cores at load ~10 (December 2026): tiny 4.0 (the whole part,
+# tests/systems/radio/evaluation_test.py; the radio stage's compilation takes most of it); demo
+# estimated from timed steps on a 3-identity 96 px radio corpus (the corpus at 76 frames/s, about
+# 22.7k frames: 5 min; radio_sync 0.5 s and radio 7.5 s a step) at the main job's budgeted steps
+# (`main_part.STEPS`: 1200 and 80), plus compiles and evaluation: about 30 min.
+_TINY_CORPUS = dict(preset="radio", identities=3, heldout_identities=1, minutes=0.08,
+                    heldout_minutes=0.05, heldout_voice_clips=1, size=32)
 
 SYSTEM = System(
     name="radio",
@@ -26,4 +39,11 @@ SYSTEM = System(
             needs_video=False,
             load="talking_heads.systems.radio.inference:load_generator",
             check="talking_heads.systems.radio.inference:check_request"),
-    ))
+    ),
+    main_part=MainPart(
+        title="RADIO: sync discriminator + one-shot generator, video and Table 1",
+        run="talking_heads.systems.radio.main_part:run",
+        after=("experts",),
+        minutes={"tiny": 4.0, "demo": 30},
+        corpus={"tiny": _TINY_CORPUS, "demo": dict(preset="radio")}),
+    reproduce="talking_heads.systems.radio.evaluation:paper_rows")

@@ -91,22 +91,43 @@ def read_image(path: str) -> np.ndarray:
   return image[None, ..., ::-1].copy()
 
 
-def prepare(audio_path: str, face_path: str, image_size: int,
-            options: video_inference.Options) -> video_inference.Inputs:
+def with_mel_windows(inputs: video_inference.Inputs, options: video_inference.Options,
+                     audio_id: str) -> video_inference.Inputs:
   """The shared module's inputs with RADIO's mel windows in place of Wav2Lip's chunks."""
-  if is_image(face_path):
-    audio = audio_io.load_audio(audio_path, sample_rate=windows.SAMPLE_RATE)
-    inputs = video_inference.prepare_arrays(audio, read_image(face_path), image_size, options,
-                                            audio_id=audio_path, video_id=face_path)
-  else:
-    inputs = video_inference.prepare(audio_path, face_path, image_size, options)
-  mels = mel_windows(inputs.audio, inputs.num_frames, options.fps, clip_id=audio_path)
+  mels = mel_windows(inputs.audio, inputs.num_frames, options.fps, clip_id=audio_id)
   return dataclasses.replace(inputs, mel_chunks=mels)
 
 
-def reference_crop(inputs: video_inference.Inputs) -> np.ndarray:
-  """The crop of the source's first frame, uint8 [S, S, 3]."""
-  return crop_lib.crop_faces(inputs.frames[:1], inputs.boxes[:1], inputs.image_size)[0]
+def prepare(audio_path: str, face_path: str, image_size: int,
+            options: video_inference.Options) -> video_inference.Inputs:
+  """RADIO's inputs (`with_mel_windows`) from an audio file and an image or video file."""
+  if is_image(face_path):
+    audio = audio_io.load_audio(audio_path, sample_rate=windows.SAMPLE_RATE)
+    return prepare_arrays(audio, read_image(face_path), image_size, options,
+                          audio_id=audio_path, video_id=face_path)
+  inputs = video_inference.prepare(audio_path, face_path, image_size, options)
+  return with_mel_windows(inputs, options, audio_path)
+
+
+def prepare_arrays(audio: np.ndarray, frames: np.ndarray, image_size: int,
+                   options: video_inference.Options, *, audio_id: str = "audio",
+                   video_id: str = "video") -> video_inference.Inputs:
+  """RADIO's inputs from 16 kHz audio [N] and RGB uint8 source frames [V, H, W, 3]."""
+  inputs = video_inference.prepare_arrays(audio, frames, image_size, options, audio_id=audio_id,
+                                          video_id=video_id)
+  return with_mel_windows(inputs, options, audio_id)
+
+
+def reference_crop(inputs: video_inference.Inputs, frame: np.ndarray | None = None) -> np.ndarray:
+  """The crop of the source's first frame (or of `frame` [H, W, 3], an image of the source's size,
+  in the first frame's box), uint8 [S, S, 3]."""
+  first = np.asarray(inputs.frames[:1])
+  if frame is not None:
+    if np.shape(frame) != first.shape[1:]:
+      raise ValueError(f"reference frame {np.shape(frame)} differs from the source frames "
+                       f"{first.shape[1:]}")
+    first = np.asarray(frame, np.uint8)[None]
+  return crop_lib.crop_faces(first, inputs.boxes[:1], inputs.image_size)[0]
 
 
 @functools.lru_cache(maxsize=8)

@@ -35,6 +35,7 @@ import numpy as np
 
 from talking_heads.audio import mel as mel_lib
 from talking_heads.audio import windows as windows_lib
+from talking_heads.metrics import lse as lse_lib
 from talking_heads.metrics import reduce
 from talking_heads.metrics import sync_experts
 from talking_heads.models import radio_sync
@@ -233,6 +234,7 @@ class RadioSyncExpert:
                                     method=radio_sync.SyncDiscriminator.embed_audio))
 
     self._faces, self._mels = jax.jit(faces), jax.jit(mels)
+    self._rule = rule
 
   def describe(self) -> dict[str, Any]:
     return {"name": self.name, "source": self.source, "comparable_with_papers": False}
@@ -260,6 +262,17 @@ class RadioSyncExpert:
     windows = np.ascontiguousarray(windows.transpose(0, 2, 1))                   # [N, 80, 20]
     return video_inference.batched(self._mels, lambda index: (windows[index],), n,
                                    self.batch_size)
+
+
+  def in_sync_probability(self, frames: np.ndarray, audio: np.ndarray, *,
+                          clip_id: str = "clip") -> float:
+    """The discriminator's sync score of a video (Table 2's "Sync"): the mean p over its in-sync
+    windows, faces v .. v+4 of frames [T, H, W, 3] uint8 with the mel window of frame v of the
+    16 kHz audio [N], for every start v syncnet_python scores (`lse.num_windows`)."""
+    n = lse_lib.num_windows(np.shape(frames)[0], np.shape(audio)[0], clip_id=clip_id)
+    cos = np.sum(self.embed_video(frames, n, clip_id=clip_id)
+                 * self.embed_audio(audio, n, clip_id=clip_id), axis=1)   # the embeddings' cosine
+    return float(np.mean(cos if self._rule == "relu" else (cos + 1.0) / 2.0))
 
 
 def lse_expert(workdir: str, step: int | None = None, **kwargs: Any) -> RadioSyncExpert:

@@ -429,3 +429,20 @@ def test_paper_config_names_xlsr53_and_fails_clearly_without_it(dataset, tmp_pat
   predictor = s2l_system.Speech2LatentPredictor(stage, {}, np.zeros(Z), np.ones(Z), "test")
   with pytest.raises(weights.MissingWeightsError, match="wav2vec2-large-xlsr-53/model.safetensors"):
     predictor.predict_from_audio(np.zeros(6400, np.float32))
+
+
+def test_spacing_comparison_scores_one_autoencoder_under_both_spacings(dataset, dae_workdir):
+  """Same frames, seeds and parameters; only the DDIM timesteps differ (t = T - 1 vs diffae's)."""
+  from experiments.dae_talker import spacing_comparison  # pylint: disable=g-import-not-at-top
+  workdir, _, _ = dae_workdir
+  results = spacing_comparison.compare(dataset, "id0", workdir, [2], stride=10, batch_size=4,
+                                       seed=0)
+  linspace, ddim = (results["spacings"][s]["2"] for s in ("linspace", "ddim"))
+  assert linspace["first_timesteps"] == [99, 0] and ddim["first_timesteps"] == [50, 0]
+  assert results["frames"] == 3                                 # clip002's 30 frames, every 10th
+  for rows in (linspace, ddim):
+    for name in ("DAE latent, random x_T", "DAE latent, inverted x_T"):
+      assert np.isfinite(rows[name]["psnr"]) and rows[name]["frames"] == 3
+  assert linspace["DAE latent, random x_T"]["psnr"] != ddim["DAE latent, random x_T"]["psnr"]
+  results.update(command="test", machine="test", duration_s=0.0)
+  assert "| ddim | 2 | [50, 0] | DAE latent, inverted x_T |" in spacing_comparison.markdown(results)

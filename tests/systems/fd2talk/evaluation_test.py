@@ -11,7 +11,7 @@ from experiments.configs.experts import syncnet as syncnet_config
 from talking_heads.systems import main_part
 from talking_heads.systems.experts.syncnet import SyncNetStage
 from talking_heads.systems.fd2talk import evaluation
-from tests.systems.pir.inference_test import _random_workdir
+from tests.systems.pir.conftest import _random_workdir
 
 
 def test_tables_are_finite_and_reach_the_paper_tables(dataset, motion_workdirs, unet_runs,

@@ -1,8 +1,23 @@
-"""PIR's test dataset and tiny configs, shared by the stage and the inference tests."""
+"""PIR's test datasets, tiny configs and tiny trained components, shared by the stage, inference
+and evaluation tests (package scope: each is written or trained once per run)."""
 
+import json
+import os
+
+import jax
+import numpy as np
 import pytest
 
+from experiments.configs.pir import audio2exp as audio2exp_config
+from experiments.configs.pir import renderer as renderer_config
+from experiments.configs.pir import triplane as triplane_config
 from talking_heads.pipelines import base, testing
+from talking_heads.systems.pir import audio2exp
+from talking_heads.training import loop
+from talking_heads.training.checkpoint import Checkpointer
+from talking_heads.training.state import TrainState
+
+SIZE64 = 64   # the evaluation's frames: the tiny networks' 32 px is below CPBD's 64 px block
 
 
 def _write_dataset(root, image_size):
@@ -16,19 +31,25 @@ def _write_dataset(root, image_size):
   return str(root)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def write_dataset():
   """(root, image size) -> the clips of `_write_dataset` written there; returns the root."""
   return _write_dataset
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def dataset(tmp_path_factory):
   """The clips at the tiny networks' 32 px."""
   return _write_dataset(tmp_path_factory.mktemp("pir_ds"), 32)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
+def dataset64(tmp_path_factory):
+  """The same clips at 64 px: the networks see them resized to 32 px."""
+  return _write_dataset(tmp_path_factory.mktemp("pir_ds64"), SIZE64)
+
+
+@pytest.fixture(scope="package")
 def tiny():
   """config module, dataset root, **fields -> the module's tiny config on that dataset, one
   device (8 fake devices on 2 cores only slow the run down), no progress bar."""
@@ -39,3 +60,63 @@ def tiny():
     c.update(fields)
     return c
   return make
+
+
+SHORT = dict(total_steps=2, log_every=1, checkpoint_every=100, eval_every=0, image_every=0)
+
+
+@pytest.fixture(scope="package")
+def audio2exp_run(dataset64, tiny, tmp_path_factory):
+  """(stage, workdir, train result) of component A trained for 12 steps (its loss falls)."""
+  workdir = str(tmp_path_factory.mktemp("pir_a"))
+  config = tiny(audio2exp_config, dataset64, total_steps=12, log_every=1, checkpoint_every=100,
+                eval_every=0, image_every=0)
+  result = loop.train_and_evaluate(config, workdir)
+  return audio2exp.Audio2ExpressionStage(config), workdir, result
+
+
+@pytest.fixture(scope="package")
+def workdirs(dataset64, tiny, audio2exp_run, tmp_path_factory):
+  """The three components on `dataset64`: A (12 steps), B and C (2 steps each: shapes, not
+  quality), as `experiments.generate`'s weight flags."""
+  root = tmp_path_factory.mktemp("pir_runs")
+  loop.train_and_evaluate(tiny(triplane_config, dataset64, **SHORT), str(root / "b"))
+  config = tiny(renderer_config, dataset64, **SHORT)
+  config.triplane.workdir = str(root / "b")
+  loop.train_and_evaluate(config, str(root / "c"))
+  return {"pir_audio2exp_workdir": audio2exp_run[1], "pir_renderer_workdir": str(root / "c"),
+          "pir_triplane_workdir": str(root / "b")}
+
+
+def _random_workdir(path, stage, config, seed=0):
+  """A stage workdir with random weights at step 3 (no compiled init: it costs 20+ s)."""
+  abstract = jax.eval_shape(stage.init_state, jax.random.PRNGKey(0))
+  rng = np.random.default_rng(seed)
+  random = lambda x: jax.numpy.asarray(rng.normal(scale=0.2, size=x.shape) + (x.ndim == 1),
+                                       x.dtype)
+  stats = jax.tree_util.tree_map(lambda x: jax.numpy.ones(x.shape, x.dtype), abstract.model_state)
+  state = TrainState.create(jax.tree_util.tree_map(random, abstract.params), stage.tx,
+                            rng=jax.random.PRNGKey(0), model_state=stats)
+  os.makedirs(path, exist_ok=True)
+  with open(os.path.join(path, "config.json"), "w") as f:
+    json.dump(config.to_dict(), f)
+  checkpointer = Checkpointer(str(path), async_save=False)
+  checkpointer.save(3, state)
+  checkpointer.close()
+  return str(path)
+
+
+@pytest.fixture(scope="package")
+def experts(tmp_path_factory):
+  """Random-weight tiny `syncnet` and `face_regressor` workdirs (LSE and LMD run; their values
+  mean nothing)."""
+  from experiments.configs.experts import face_regressor as regressor_config  # pylint: disable=g-import-not-at-top
+  from experiments.configs.experts import syncnet as syncnet_config  # pylint: disable=g-import-not-at-top
+  from talking_heads.systems.experts.face_regressor import FaceRegressorStage  # pylint: disable=g-import-not-at-top
+  from talking_heads.systems.experts.syncnet import SyncNetStage  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp("pir_experts")
+  syncnet = syncnet_config.get_config("tiny")
+  regressor = regressor_config.get_config("tiny")
+  return {"syncnet": _random_workdir(root / "syncnet", SyncNetStage(syncnet), syncnet),
+          "regressor": _random_workdir(root / "regressor", FaceRegressorStage(regressor),
+                                       regressor)}

@@ -6,17 +6,11 @@ through `experiments.generate`, re-render the head under a pose offset, and fill
 import json
 import os
 
-import jax
 import numpy as np
 import pytest
 
 from experiments import generate
 from experiments import reproduce
-from experiments.configs.experts import face_regressor as regressor_config
-from experiments.configs.experts import syncnet as syncnet_config
-from experiments.configs.pir import audio2exp as audio2exp_config
-from experiments.configs.pir import renderer as renderer_config
-from experiments.configs.pir import triplane as triplane_config
 from talking_heads.audio import mel as mel_lib
 from talking_heads.face import morphable
 from talking_heads.io import audio as audio_io
@@ -25,35 +19,20 @@ from talking_heads.io import video as video_io
 from talking_heads.pipelines import testing
 from talking_heads.systems import video_inference
 from talking_heads.systems.head_pose import parse_pose
-from talking_heads.systems.experts.face_regressor import FaceRegressorStage
-from talking_heads.systems.experts.syncnet import SyncNetStage
 from talking_heads.systems.pir import audio2exp, evaluation, inference
-from talking_heads.training import loop
-from talking_heads.training.checkpoint import Checkpointer
-from talking_heads.training.state import TrainState
 
 SAMPLES = inference.SAMPLES_PER_FRAME
-SIZE = 64     # the target's frames: the tiny networks' 32 px is below CPBD's 64 px block
+SIZE = 64     # conftest's dataset64
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory, write_dataset):
+def dataset(dataset64):
   """The stage tests' clips (conftest) at 64 px: the networks see them resized to 32 px."""
-  return write_dataset(tmp_path_factory.mktemp("pir_ds64"), SIZE)
+  return dataset64
 
 
 def _speech(num_samples, seed):
   return np.random.default_rng(seed).uniform(-0.5, 0.5, num_samples).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def audio2exp_run(dataset, tiny, tmp_path_factory):
-  """(stage, workdir, train result) of component A trained for 12 steps (its loss falls)."""
-  workdir = str(tmp_path_factory.mktemp("pir_a"))
-  config = tiny(audio2exp_config, dataset, total_steps=12, log_every=1, checkpoint_every=100,
-                eval_every=0, image_every=0)
-  result = loop.train_and_evaluate(config, workdir)
-  return audio2exp.Audio2ExpressionStage(config), workdir, result
 
 
 def test_expressions_are_causal_at_inference(audio2exp_run):
@@ -133,18 +112,6 @@ def test_targets_and_missing_inputs_are_named(dataset, tmp_path):
 # ------------------------------------------------------------------------------ end to end
 
 
-@pytest.fixture(scope="module")
-def workdirs(dataset, tiny, audio2exp_run, tmp_path_factory):
-  """The three components: A (12 steps), B and C (2 steps each: shapes, not quality)."""
-  root = tmp_path_factory.mktemp("pir_runs")
-  short = dict(total_steps=2, log_every=1, checkpoint_every=100, eval_every=0, image_every=0)
-  loop.train_and_evaluate(tiny(triplane_config, dataset, **short), str(root / "b"))
-  config = tiny(renderer_config, dataset, **short)
-  config.triplane.workdir = str(root / "b")
-  loop.train_and_evaluate(config, str(root / "c"))
-  return {"pir_audio2exp_workdir": audio2exp_run[1], "pir_renderer_workdir": str(root / "c")}
-
-
 @pytest.mark.slow
 def test_generate_reenacts_the_target_for_the_whole_audio(dataset, workdirs, tmp_path):
   wav = tmp_path / "speech.wav"
@@ -194,34 +161,11 @@ def test_pose_offset_rerenders_the_head_region_only(dataset, workdirs):
   assert change[~inside].max() == 0
 
 
-def _random_workdir(path, stage, config, seed=0):
-  """A stage workdir with random weights at step 3 (no compiled init: it costs 20+ s)."""
-  abstract = jax.eval_shape(stage.init_state, jax.random.PRNGKey(0))
-  rng = np.random.default_rng(seed)
-  random = lambda x: jax.numpy.asarray(rng.normal(scale=0.2, size=x.shape) + (x.ndim == 1),
-                                       x.dtype)
-  stats = jax.tree_util.tree_map(lambda x: jax.numpy.ones(x.shape, x.dtype), abstract.model_state)
-  state = TrainState.create(jax.tree_util.tree_map(random, abstract.params), stage.tx,
-                            rng=jax.random.PRNGKey(0), model_state=stats)
-  os.makedirs(path, exist_ok=True)
-  with open(os.path.join(path, "config.json"), "w") as f:
-    json.dump(config.to_dict(), f)
-  checkpointer = Checkpointer(str(path), async_save=False)
-  checkpointer.save(3, state)
-  checkpointer.close()
-  return str(path)
-
-
 @pytest.mark.slow
-def test_evaluation_fills_tables_1_and_2(dataset, workdirs, tmp_path):
-  syncnet = syncnet_config.get_config("tiny")
-  regressor = regressor_config.get_config("tiny")
+def test_evaluation_fills_tables_1_and_2(dataset, workdirs, experts, tmp_path):
   results = evaluation.run(
       dataset, "id0", workdirs["pir_audio2exp_workdir"], workdirs["pir_renderer_workdir"],
-      syncnet_workdir=_random_workdir(tmp_path / "syncnet", SyncNetStage(syncnet), syncnet),
-      regressor_workdir=_random_workdir(tmp_path / "regressor", FaceRegressorStage(regressor),
-                                        regressor),
-      batch_size=4)
+      syncnet_workdir=experts["syncnet"], regressor_workdir=experts["regressor"], batch_size=4)
   pir = results["splits"]["test"]["summary"]["pir"]
   for key in ("ssim_wang", "psnr", "psnr_inpainted", "cpbd", "lmd", "lse_c", "expression_mse",
               "expression_variance"):

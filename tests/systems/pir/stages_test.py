@@ -12,7 +12,7 @@ import pytest
 from experiments.configs.pir import audio2exp as audio2exp_config
 from experiments.configs.pir import renderer as renderer_config
 from experiments.configs.pir import triplane as triplane_config
-from talking_heads.systems.pir import audio2exp, renderer
+from talking_heads.systems.pir import audio2exp, renderer, triplane
 from talking_heads.pipelines import base
 from talking_heads.training import checkpoint, loop
 
@@ -108,6 +108,19 @@ def test_renderer_needs_a_trained_triplane(dataset, tiny, tmp_path):
   config.loss.gan = "hinge"
   with pytest.raises(ValueError, match="loss.gan must be one of"):
     renderer.RendererStage(config)
+
+
+def test_triplane_region_frame_makes_b_reconstruct_the_whole_frame(dataset, tiny):
+  """The "without rendering" ablation's B: its mask is the whole frame, the paper's the head."""
+  batch = {"head_mask": np.zeros((2, 32, 32, 1), np.float32)}
+  config = tiny(triplane_config, dataset)
+  assert config.loss.region == "head"
+  np.testing.assert_array_equal(triplane.TriplaneStage(config).region_mask(batch), 0.0)
+  config.loss.region = "frame"
+  np.testing.assert_array_equal(triplane.TriplaneStage(config).region_mask(batch), 1.0)
+  config.loss.region = "torso"
+  with pytest.raises(ValueError, match="loss.region must be one of"):
+    triplane.TriplaneStage(config)
 
 
 def test_audio2exp_batches_hold_each_frames_mel_and_expression(dataset, tiny):
