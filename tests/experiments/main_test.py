@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from talking_heads.io import html_report
 from talking_heads.systems import api as systems_api
 from talking_heads.training import workdir_lock
@@ -26,7 +28,7 @@ def run_main(workdir):
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", TALKING_HEADS_SYSTEMS="fake_systems",
              PYTHONPATH=os.pathsep.join([str(FIXTURES), os.environ.get("PYTHONPATH", "")]))
   cmd = [sys.executable, "-m", "experiments.main", f"--workdir={workdir}", "--variant=tiny", "--workers=1"]
-  return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+  return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=2700)
 
 
 # What each tiny stage must lower from its first logged training window to its last, and by at
@@ -69,6 +71,7 @@ def failure_text(result):
   return result.stderr[crash:crash + 6000] if crash >= 0 else result.stderr[-3000:]
 
 
+@pytest.mark.main_job
 def test_main_job_tiny(tmp_path):
   first = run_main(tmp_path)
   assert first.returncode == 0, failure_text(first)
