@@ -14,8 +14,6 @@ spacing (`evaluation.reconstruction_table`, Table 3's two rows). Writes JSON and
 
 from __future__ import annotations
 
-import pathlib
-import time
 import types
 
 from absl import app, flags
@@ -85,17 +83,9 @@ def markdown(results: dict) -> str:
 
 def main(argv):
   del argv
-  start = time.perf_counter()
-  results = compare(FLAGS.dataset, FLAGS.identity, FLAGS.dae_workdir,
-                    [int(s) for s in FLAGS.steps], FLAGS.stride, FLAGS.batch_size, FLAGS.seed)
-  results.update(command=reports.command_line(), machine=reports.machine_description(),
-                 duration_s=round(time.perf_counter() - start, 1))
-  out = pathlib.Path(FLAGS.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  reports.write_json(out, results)
-  out.with_suffix(".md").write_text(markdown(results))
-  print(markdown(results))
-
+  reports.timed_results(FLAGS.out, lambda: compare(
+      FLAGS.dataset, FLAGS.identity, FLAGS.dae_workdir, [int(s) for s in FLAGS.steps],
+      FLAGS.stride, FLAGS.batch_size, FLAGS.seed), markdown)
 
 if __name__ == "__main__":
   define_flags()

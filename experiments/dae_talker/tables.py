@@ -9,7 +9,6 @@ r"""DAE-Talker's Tables 1-4 at small scale (`talking_heads.systems.dae_talker.ev
 
 from __future__ import annotations
 
-import time
 
 from absl import app, flags
 
@@ -46,19 +45,14 @@ def define_flags() -> None:
 
 def main(argv):
   del argv
-  start = time.time()
-  results = evaluation.run(
+  reports.timed_results(FLAGS.out, lambda: evaluation.run(
       FLAGS.dataset, FLAGS.identity, FLAGS.dae_workdir, FLAGS.speech2latent_workdir,
       FLAGS.fixed_segments_workdir, FLAGS.syncnet_workdir, FLAGS.regressor_workdir,
       tables=tuple(FLAGS.tables), clips=FLAGS.clips, frames=FLAGS.frames,
       recon_stride=FLAGS.recon_stride, sample_steps=FLAGS.sample_steps,
       batch_size=FLAGS.batch_size, yaw_degrees=FLAGS.yaw_degrees, seed=FLAGS.seed,
       weights_dir=FLAGS.weights_dir, rows=tuple(FLAGS.rows),
-      sync_eval_workdir=FLAGS.sync_eval_workdir)
-  results.update(command=reports.command_line(), machine=reports.machine_description(),
-                 duration_s=round(time.time() - start, 1))
-  reports.write_results(FLAGS.out, results, evaluation.markdown(results))
-  print(evaluation.markdown(results))
+      sync_eval_workdir=FLAGS.sync_eval_workdir), evaluation.markdown)
 
 
 if __name__ == "__main__":

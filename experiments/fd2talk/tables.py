@@ -20,7 +20,6 @@ given is reported as not run. `python -m experiments.reproduce --paper=fd2talk
 
 from __future__ import annotations
 
-import time
 
 from absl import app, flags
 
@@ -62,8 +61,7 @@ def define_flags() -> None:
 
 def main(argv):
   del argv
-  start = time.time()
-  results = evaluation.run(
+  reports.timed_results(FLAGS.out, lambda: evaluation.run(
       FLAGS.dataset, evaluation.Workdirs(FLAGS.expression_workdir, FLAGS.pose_workdir,
                                          FLAGS.unet_workdir),
       syncnet_workdir=FLAGS.syncnet_workdir, sync_eval_workdir=FLAGS.sync_eval_workdir,
@@ -73,11 +71,7 @@ def main(argv):
       no_mask_pose_workdir=FLAGS.no_mask_pose_workdir,
       no_sync_expression_workdir=FLAGS.no_sync_expression_workdir, sets=tuple(FLAGS.sets),
       clips=FLAGS.clips, frames=FLAGS.frames, ddim_steps=FLAGS.ddim_steps, seed=FLAGS.seed,
-      seeds=FLAGS.seeds, batch_size=FLAGS.batch_size)
-  results.update(command=reports.command_line(), machine=reports.machine_description(),
-                 duration_s=round(time.time() - start, 1))
-  reports.write_results(FLAGS.out, results, evaluation.markdown(results))
-  print(evaluation.markdown(results))
+      seeds=FLAGS.seeds, batch_size=FLAGS.batch_size), evaluation.markdown)
 
 
 if __name__ == "__main__":

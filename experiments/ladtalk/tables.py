@@ -9,7 +9,6 @@ r"""LaDTalk Tables 1 and 2 at small scale (`talking_heads.systems.ladtalk.evalua
 
 from __future__ import annotations
 
-import time
 
 from absl import app, flags
 
@@ -38,14 +37,10 @@ def define_flags() -> None:
 
 def main(argv):
   del argv
-  start = time.time()
-  results = evaluation.run(FLAGS.dataset, FLAGS.identity, FLAGS.splits, FLAGS.wav2lip_workdir,
-                           FLAGS.sovqae_workdir, FLAGS.syncnet_workdir, FLAGS.weights_dir, FLAGS.max_clips,
-                           sync_eval_workdir=FLAGS.sync_eval_workdir)
-  results.update(command=reports.command_line(),
-                 machine=reports.machine_description(), duration_s=round(time.time() - start, 1))
-  reports.write_results(FLAGS.out, results, evaluation.markdown(results))
-  print(evaluation.markdown(results))
+  reports.timed_results(FLAGS.out, lambda: evaluation.run(
+      FLAGS.dataset, FLAGS.identity, FLAGS.splits, FLAGS.wav2lip_workdir, FLAGS.sovqae_workdir,
+      FLAGS.syncnet_workdir, FLAGS.weights_dir, FLAGS.max_clips,
+      sync_eval_workdir=FLAGS.sync_eval_workdir), evaluation.markdown)
 
 
 if __name__ == "__main__":

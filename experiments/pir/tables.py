@@ -22,7 +22,6 @@ the rows beside the paper's.
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 from absl import app, flags
@@ -95,7 +94,11 @@ def main(argv):
     raise app.UsageError(f"--parts: unknown {unknown}; choose from {PARTS}")
   if set(FLAGS.parts) & {"tables", "ablations"} and not FLAGS.audio2exp_workdir:
     raise app.UsageError("--parts=tables/ablations need --audio2exp_workdir")
-  start = time.time()
+  reports.timed_results(FLAGS.out, compute, evaluation.markdown)
+
+
+def compute() -> dict:
+  """The parts in --parts, from the flags."""
   common = dict(regressor_workdir=FLAGS.regressor_workdir, max_clips=FLAGS.max_clips,
                 max_frames=FLAGS.max_frames, batch_size=FLAGS.batch_size)
   experts = dict(syncnet_workdir=FLAGS.syncnet_workdir, sync_eval_workdir=FLAGS.sync_eval_workdir,
@@ -117,10 +120,7 @@ def main(argv):
         frame_triplane_workdir=FLAGS.frame_triplane_workdir,
         pose_offset=pose_offset_degrees(FLAGS.pose_offset),
         perturbation=FLAGS.perturbation, **common)
-  results.update(command=reports.command_line(),
-                 machine=reports.machine_description(), duration_s=round(time.time() - start, 1))
-  reports.write_results(FLAGS.out, results, evaluation.markdown(results))
-  print(evaluation.markdown(results))
+  return results
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ the mouth-copy index needs a landmark measure on the outputs (the corpus-trained
 
 from __future__ import annotations
 
-import time
 from typing import Mapping, Sequence
 
 from absl import app, flags
@@ -107,7 +106,6 @@ def markdown(results: Mapping[str, object]) -> str:
 
 def main(argv):
   del argv
-  start = time.time()
   levels = {name: [float(v) for v in getattr(FLAGS, name)]
             for name in ("yaw", "pitch", "mouth_opening", "smile") if getattr(FLAGS, name)}
   judges = evaluation.load_judges(weights_dir=FLAGS.weights_dir,
@@ -116,13 +114,9 @@ def main(argv):
                                   regressor_workdir=FLAGS.regressor_workdir,
                                   lse=bool(FLAGS.sync_eval_workdir or FLAGS.syncnet_workdir
                                            or FLAGS.weights_dir))
-  results = study(FLAGS.dataset, tables.named_workdirs(FLAGS.workdir, "workdir"), levels, judges,
-                  FLAGS.max_clips, FLAGS.max_frames, FLAGS.batch_size)
-  results.update(command=reports.command_line(), machine=reports.machine_description(),
-                 duration_s=round(time.time() - start, 1))
-  reports.write_results(FLAGS.out, results, markdown(results))
-  print(markdown(results))
-
+  reports.timed_results(FLAGS.out, lambda: study(
+      FLAGS.dataset, tables.named_workdirs(FLAGS.workdir, "workdir"), levels, judges,
+      FLAGS.max_clips, FLAGS.max_frames, FLAGS.batch_size), markdown)
 
 if __name__ == "__main__":
   define_flags()

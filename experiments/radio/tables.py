@@ -16,7 +16,6 @@ rows beside the paper's.
 
 from __future__ import annotations
 
-import time
 
 from absl import app, flags
 
@@ -78,8 +77,7 @@ def baselines(wav2lip_workdir: str, sovqae_workdir: str) -> dict[str, dict[str, 
 
 def main(argv):
   del argv
-  start = time.time()
-  results = evaluation.run(
+  reports.timed_results(FLAGS.out, lambda: evaluation.run(
       FLAGS.dataset, FLAGS.radio_workdir,
       baselines=baselines(FLAGS.wav2lip_workdir, FLAGS.sovqae_workdir),
       ablations={"table_2": named_workdirs(FLAGS.table_2, "table_2"),
@@ -87,11 +85,7 @@ def main(argv):
       sync_workdir=FLAGS.sync_workdir, syncnet_workdir=FLAGS.syncnet_workdir,
       sync_eval_workdir=FLAGS.sync_eval_workdir, weights_dir=FLAGS.weights_dir,
       regressor_workdir=FLAGS.regressor_workdir, max_clips=FLAGS.max_clips,
-      max_frames=FLAGS.max_frames, batch_size=FLAGS.batch_size)
-  results.update(command=reports.command_line(), machine=reports.machine_description(),
-                 duration_s=round(time.time() - start, 1))
-  reports.write_results(FLAGS.out, results, evaluation.markdown(results))
-  print(evaluation.markdown(results))
+      max_frames=FLAGS.max_frames, batch_size=FLAGS.batch_size), evaluation.markdown)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ import os
 import pathlib
 import platform
 import sys
-from typing import Any
+import time
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -71,3 +72,18 @@ def write_results(path: str | os.PathLike[str], results: dict[str, Any], markdow
   path = pathlib.Path(path)
   write_json(path, results)
   path.with_suffix(".md").write_text(markdown)
+
+
+def timed_results(path: str | os.PathLike[str], compute: Callable[[], dict[str, Any]],
+                  markdown: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
+  """A results command's ending: `compute()` timed, stamped with the command line, machine and
+  duration, written by `write_results` (JSON at `path`, markdown beside it) and the markdown
+  printed. Returns the stamped results."""
+  start = time.perf_counter()
+  results = compute()
+  results.update(command=command_line(), machine=machine_description(),
+                 duration_s=round(time.perf_counter() - start, 1))
+  text = markdown(results)
+  write_results(path, results, text)
+  print(text)
+  return results
