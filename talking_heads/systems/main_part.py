@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import ml_collections
 
@@ -69,6 +69,22 @@ def with_steps(config: ml_collections.ConfigDict, steps: int | None) -> ml_colle
     config.eval_every = min(config.eval_every, steps)
     config.image_every = min(config.image_every, steps)
   return config
+
+
+def timed_tables(path: str, sources: Mapping[str, str], compute: Callable[[], dict[str, Any]],
+                 markdown: Callable[[dict[str, Any]], str], function: str,
+                 **extra: Any) -> dict[str, Any]:
+  """A part's tables: `compute()` timed, stamped (the main job and the evaluation `function` it
+  ran, machine, duration, plus `extra`, e.g. the part's videos), cached by `sources` at `path`
+  (JSON) with `markdown` of them beside it (.md). Returns the stamped results."""
+  start = time.perf_counter()
+  results = compute()
+  results.update(command=f"experiments.main ({function})", machine=reports.machine_description(),
+                 duration_s=round(time.perf_counter() - start, 1), **extra)
+  save_cached(path, results, sources)
+  with open(os.path.splitext(path)[0] + ".md", "w") as f:
+    f.write(markdown(reports.from_json(reports.to_json(results))))   # as read back from the cache
+  return results
 
 
 def load_cached(path: str, sources: Mapping[str, str]) -> dict[str, Any] | None:

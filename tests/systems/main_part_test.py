@@ -1,5 +1,5 @@
 """Shared main-job helpers: the true clip shown beside a generated video, a part's report.html
-section."""
+section, the cached tables."""
 
 import numpy as np
 
@@ -39,3 +39,16 @@ def test_report_section_of_a_finished_part():
   assert [(c.title, c.metrics, c.image) for c in section.curves] == [
       ("base (wav2lip)", "s/run/metrics.jsonl", "s/run/images/a.png")]
   assert section.videos[0].truth == "c/p.mp4" and section.paper_tables == [{"table_id": "x"}]
+
+
+def test_timed_tables_caches_by_sources_and_writes_the_markdown_beside(tmp_path):
+  path = str(tmp_path / "x_tables.json")
+  sources = {"model": "runs/x step 10"}
+  results = main_part.timed_tables(path, sources, lambda: {"psnr": float("inf")},
+                                   lambda r: f"PSNR {r['psnr']:.1f}\n", "pkg.evaluation.run",
+                                   video={"frames": 3})
+  assert results["command"] == "experiments.main (pkg.evaluation.run)"
+  assert results["video"] == {"frames": 3} and results["duration_s"] >= 0
+  assert (tmp_path / "x_tables.md").read_text() == "PSNR inf\n"   # floats, as read from the cache
+  assert main_part.load_cached(path, sources)["psnr"] == float("inf")
+  assert main_part.load_cached(path, {"model": "runs/x step 20"}) is None

@@ -14,7 +14,6 @@ from absl import logging
 from talking_heads.audio import windows
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.io import html_report
-from talking_heads.io import reports
 from talking_heads.io import video as video_io
 from talking_heads.systems import main_part
 from talking_heads.systems.api import MainContext, PartReport
@@ -80,16 +79,12 @@ def run(ctx: MainContext) -> PartReport:
     ctx.progress(0.8, "DAE-Talker video")
     made = video(ctx, out, model, settings["sample_steps"])
     ctx.progress(0.85, "DAE-Talker Tables 1-4")
-    start = time.perf_counter()
-    tables = evaluation.run(ctx.corpus_root, ctx.identity, dae_workdir, s2l_workdir, "",
-                            syncnet_workdir, regressor_workdir,
-                            sync_eval_workdir=sync_eval_workdir, **settings)
-    tables.update(command="experiments.main (talking_heads.systems.dae_talker.evaluation.run)",
-                  machine=reports.machine_description(),
-                  duration_s=round(time.perf_counter() - start, 1), video=made)
-    main_part.save_cached(path, tables, sources)
-    with open(os.path.join(out, "dae_talker_tables.md"), "w") as f:
-      f.write(evaluation.markdown(reports.to_json(tables)))
+    tables = main_part.timed_tables(
+        path, sources, lambda: evaluation.run(
+            ctx.corpus_root, ctx.identity, dae_workdir, s2l_workdir, "",
+            syncnet_workdir, regressor_workdir,
+            sync_eval_workdir=sync_eval_workdir, **settings),
+        evaluation.markdown, "talking_heads.systems.dae_talker.evaluation.run", video=made)
   made = tables["video"]
   lines = main_part.training_table(trainings) + [
       "", f"Identity {made['identity']}: [video]({made['video']}) driven by the held-out-voice "

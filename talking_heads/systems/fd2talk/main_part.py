@@ -27,7 +27,6 @@ import numpy as np
 
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.io import html_report
-from talking_heads.io import reports
 from talking_heads.pipelines import base as pipelines_base
 from talking_heads.systems import main_part
 from talking_heads.systems import video_inference
@@ -100,17 +99,12 @@ def run(ctx: MainContext) -> PartReport:
     ctx.progress(0.9, "FD2Talk video")
     made = video(ctx, out, model, settings)
     ctx.progress(0.93, "FD2Talk Table 1")
-    start = time.perf_counter()
-    tables = evaluation.run(
-        ctx.corpus_root, evaluation.Workdirs(workdirs["expression"], workdirs["pose"],
-                                             workdirs["unet"]),
-        syncnet_workdir=syncnet_workdir, sync_eval_workdir=sync_eval_workdir, **settings)
-    tables.update(command="experiments.main (talking_heads.systems.fd2talk.evaluation.run)",
-                  machine=reports.machine_description(),
-                  duration_s=round(time.perf_counter() - start, 1), video=made)
-    main_part.save_cached(path, tables, sources)
-    with open(os.path.join(out, "fd2talk_tables.md"), "w") as f:
-      f.write(evaluation.markdown(reports.to_json(tables)))
+    tables = main_part.timed_tables(
+        path, sources, lambda: evaluation.run(
+            ctx.corpus_root, evaluation.Workdirs(workdirs["expression"], workdirs["pose"],
+                                                 workdirs["unet"]),
+            syncnet_workdir=syncnet_workdir, sync_eval_workdir=sync_eval_workdir, **settings),
+        evaluation.markdown, "talking_heads.systems.fd2talk.evaluation.run", video=made)
   made = tables["video"]
   lines = main_part.training_table(trainings) + [
       "", f"Identity {made['identity']}: [video]({made['video']}) from the first frame and the "

@@ -9,7 +9,6 @@ from typing import Any
 
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.io import html_report
-from talking_heads.io import reports
 from talking_heads.systems import main_part
 from talking_heads.systems import video_inference
 from talking_heads.systems.api import MainContext, PartReport
@@ -66,17 +65,13 @@ def run(ctx: MainContext) -> PartReport:
     data = dataset_lib.Dataset(ctx.corpus_root)
     splits = [s for s in ("test", "heldout_voice")
               if any(c.identity == ctx.identity for c in data.clips(s))]
-    start = time.perf_counter()
-    results = evaluation.run(ctx.corpus_root, ctx.identity, splits, wav2lip_workdir,
-                             sovqae_workdir, syncnet_workdir,
-                             max_clips=0 if ctx.variant == "demo" else 1,
-                             sync_eval_workdir=sync_eval_workdir)
-    results.update(command="experiments.main (talking_heads.systems.ladtalk.evaluation.run)",
-                   machine=reports.machine_description(),
-                   duration_s=round(time.perf_counter() - start, 1), videos=made)
-    main_part.save_cached(path, results, sources)
-    with open(os.path.join(out, "ladtalk_tables.md"), "w") as f:
-      f.write(evaluation.markdown(results))
+    results = main_part.timed_tables(
+        path, sources, lambda: evaluation.run(
+            ctx.corpus_root, ctx.identity, splits, wav2lip_workdir,
+            sovqae_workdir, syncnet_workdir,
+            max_clips=0 if ctx.variant == "demo" else 1,
+            sync_eval_workdir=sync_eval_workdir),
+        evaluation.markdown, "talking_heads.systems.ladtalk.evaluation.run", videos=made)
   made = results["videos"]
   summary = {split: r["summary"] for split, r in results["splits"].items()}
   lines = main_part.training_table(trainings) + [

@@ -22,7 +22,6 @@ from typing import Any
 from talking_heads.audio import windows
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.io import html_report
-from talking_heads.io import reports
 from talking_heads.io import video as video_io
 from talking_heads.systems import main_part
 from talking_heads.systems import video_inference
@@ -115,18 +114,14 @@ def run(ctx: MainContext) -> PartReport:
     data = dataset_lib.Dataset(ctx.corpus_root)
     splits = tuple(s for s in evaluation.SPLITS
                    if any(c.identity == ctx.identity for c in data.clips(s)))
-    start = time.perf_counter()
-    tables = evaluation.run(ctx.corpus_root, ctx.identity, workdirs["pir_audio2exp"],
-                            workdirs["pir_renderer"], splits=splits,
-                            syncnet_workdir=syncnet_workdir,
-                            sync_eval_workdir=sync_eval_workdir,
-                            regressor_workdir=regressor_workdir, **settings)
-    tables.update(command="experiments.main (talking_heads.systems.pir.evaluation.run)",
-                  machine=reports.machine_description(),
-                  duration_s=round(time.perf_counter() - start, 1), video=made)
-    main_part.save_cached(path, tables, sources)
-    with open(os.path.join(out, "pir_tables.md"), "w") as f:
-      f.write(evaluation.markdown(reports.to_json(tables)))
+    tables = main_part.timed_tables(
+        path, sources, lambda: evaluation.run(
+            ctx.corpus_root, ctx.identity, workdirs["pir_audio2exp"],
+            workdirs["pir_renderer"], splits=splits,
+            syncnet_workdir=syncnet_workdir,
+            sync_eval_workdir=sync_eval_workdir,
+            regressor_workdir=regressor_workdir, **settings),
+        evaluation.markdown, "talking_heads.systems.pir.evaluation.run", video=made)
   made = tables["video"]
   lines = main_part.training_table(trainings) + [
       "", f"Identity {made['identity']}: [video]({made['video']}), its held-out-voice clip "

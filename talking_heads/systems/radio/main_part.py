@@ -19,7 +19,6 @@ from typing import Any
 
 from talking_heads.io import dataset as dataset_lib
 from talking_heads.io import html_report
-from talking_heads.io import reports
 from talking_heads.systems import main_part
 from talking_heads.systems import video_inference
 from talking_heads.systems.api import MainContext, PartReport
@@ -77,16 +76,12 @@ def run(ctx: MainContext) -> PartReport:
     ctx.progress(0.9, "RADIO video")
     made = video(ctx, out, model)
     ctx.progress(0.93, "RADIO Table 1")
-    start = time.perf_counter()
-    results = evaluation.run(ctx.corpus_root, radio_workdir, sync_workdir=sync_workdir,
-                             syncnet_workdir=experts["syncnet"],
-                             sync_eval_workdir=experts["sync_eval"], **EVAL_SETTINGS[ctx.variant])
-    results.update(command="experiments.main (talking_heads.systems.radio.evaluation.run)",
-                   machine=reports.machine_description(),
-                   duration_s=round(time.perf_counter() - start, 1), video=made)
-    main_part.save_cached(path, results, sources)
-    with open(os.path.join(out, "radio_tables.md"), "w") as f:
-      f.write(evaluation.markdown(results))
+    results = main_part.timed_tables(
+        path, sources, lambda: evaluation.run(
+            ctx.corpus_root, radio_workdir, sync_workdir=sync_workdir,
+            syncnet_workdir=experts["syncnet"],
+            sync_eval_workdir=experts["sync_eval"], **EVAL_SETTINGS[ctx.variant]),
+        evaluation.markdown, "talking_heads.systems.radio.evaluation.run", video=made)
   made = results["video"]
   lines = main_part.training_table(trainings) + [
       "", f"Held-out identity {made['identity']} (clip {made['video_clip']}, its first frame the "
