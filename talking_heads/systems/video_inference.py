@@ -252,6 +252,22 @@ def frame_order(num_frames: int, num_video_frames: int, loop: str = "plain") -> 
   return np.where(j < num_video_frames, j, period - j)
 
 
+def face_source(system: str, video: str | None, options: dict[str, str]) -> str:
+  """The image or video a one-shot generator takes the identity from: `--face`, else `--video`.
+
+  Raises:
+    ValueError: neither is given (the message names `--system=<system>`).
+    FileNotFoundError: the file does not exist.
+  """
+  face = options.get("face") or video
+  if not face:
+    raise ValueError(f"--system={system} needs --face (an image or a video of the identity; "
+                     "--video also serves)")
+  if not os.path.isfile(face):
+    raise FileNotFoundError(f"--face {face} does not exist")
+  return face
+
+
 def read_frames(path: PathLike, max_frames: int, fps: int) -> video_io.FrameFile:
   """The first `max_frames` frames of a video at `fps`, RGB uint8 [V, H, W, 3], kept on disk."""
   # Closing the generator stops ffmpeg once enough frames are read.

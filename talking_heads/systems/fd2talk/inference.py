@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import time
 from typing import Any, Callable, Iterator
 
@@ -421,20 +420,10 @@ def settings(options: dict[str, str]) -> Settings:
   return Settings(seed=_integer(options, "seed", 0), overlap=overlap)
 
 
-def _face_source(video: str | None, options: dict[str, str]) -> str:
-  face = options.get("face") or video
-  if not face:
-    raise ValueError("--system=fd2talk needs --face (an image or a video of the identity; "
-                     "--video also serves)")
-  return face
-
-
 def check_request(audio: str, video: str | None, options: dict[str, str]) -> None:
   """The face source exists and the options parse (before any network loads)."""
   del audio
-  face = _face_source(video, options)
-  if not os.path.isfile(face):
-    raise FileNotFoundError(f"--face {face} does not exist")
+  face = video_inference.face_source("fd2talk", video, options)
   settings(options)
   steps = _integer(options, "ddim_steps", None)
   if steps is not None and steps < 1:
@@ -451,8 +440,8 @@ def load_generator(weights: dict[str, str | None],
 
   def generate(audio: str, video: str | None,
                video_options: video_inference.Options) -> Stream:
-    inputs = video_inference.prepare(audio, _face_source(video, options), model.image_size,
-                                     video_options)
+    face = video_inference.face_source("fd2talk", video, options)
+    inputs = video_inference.prepare(audio, face, model.image_size, video_options)
     return stream_inputs(model, inputs, config, video_options, audio_id=audio)
 
   return api.LoadedGenerator(generate, model.sources)

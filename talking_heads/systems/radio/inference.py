@@ -169,20 +169,10 @@ def run(model: RadioModel, inputs: video_inference.Inputs,
 # ------------------------------------------------------------------------------ entry
 
 
-def _face_source(video: str | None, options: dict[str, str]) -> str:
-  face = options.get("face") or video
-  if not face:
-    raise ValueError("--system=radio needs --face (an image or a video of the identity; "
-                     "--video also serves)")
-  return face
-
-
 def check_request(audio: str, video: str | None, options: dict[str, str]) -> None:
   """The face source exists and, when an image, is readable (before any network loads)."""
   del audio
-  face = _face_source(video, options)
-  if not os.path.isfile(face):
-    raise FileNotFoundError(f"--face {face} does not exist")
+  face = video_inference.face_source("radio", video, options)
   if is_image(face):
     read_image(face)
 
@@ -196,7 +186,8 @@ def load_generator(weights: dict[str, str | None],
 
   def generate(audio: str, video: str | None,
                video_options: video_inference.Options) -> video_inference.Stream:
-    inputs = prepare(audio, _face_source(video, options), model.image_size, video_options)
+    face = video_inference.face_source("radio", video, options)
+    inputs = prepare(audio, face, model.image_size, video_options)
     step = radio_step(model, reference_crop(inputs), video_options.batch_size)
     return video_inference.stream(inputs, [("radio", step)], video_options)
 
