@@ -27,7 +27,7 @@ from one shared x_T, decoded with the reference latent -> pasted back by the sha
 module. Tables 1-3 at small scale with stage 1 checked against the corpus's truth
 (`evaluation`; `experiments.fd2talk.tables`, `experiments.reproduce --paper=fd2talk`). Main-job
 part (`main_part`): the four stages at the main job's step counts, a held-out-voice video and
-Table 1; the notebook comes later.
+Table 1, which `experiments/notebooks/fd2talk.py` runs and shows.
 
 Sampling is the shared `diffusion` toolkit: Eq. 5 is `samplers.sample(...,
 config=StepConfig(prediction="x0"), eta=0)` over `schedules.make_timesteps("leading", 50, 1000)`
