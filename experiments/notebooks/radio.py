@@ -100,6 +100,7 @@ for system in ("experts", "radio"):
   ctx.artefacts.update(result.artefacts)
   display(Markdown(f"### {spec.main_part.title}\n\n" + result.markdown))
 radio_corpus_root = part_ctx.corpus_root   # WORKDIR/corpus_radio
+radio_video_pair = result.videos[0]        # the part's one-shot video and its voice's true clip
 
 # %% [markdown]
 # ## Dub a held-out identity from one reference frame
@@ -132,6 +133,20 @@ print(f"{clip.id} ({clip.split}, identity {clip.identity}): {clip.num_frames} fr
       f"{corpus.image_size} px; the generator works at {model.image_size} px ({model.source})")
 display(HTML("<table><tr>" + "".join(f"<th>{name}</th>" for name in paths) + "</tr><tr>"
              + "".join(f"<td>{video_io.html_video(p, width=256)}</td>" for p in paths.values())
+             + "</tr></table>"))
+
+# %% [markdown]
+# The part's own video: the same held-out identity (its first clip's first frame the reference)
+# driven by a held-out voice's audio. No true video of that face saying those words exists; beside
+# it, that audio's clip as the corpus rendered it (the same speech, another face).
+
+# %%
+print(radio_video_pair.title)
+pair_paths = {"RADIO (one-shot, held-out voice)": radio_video_pair.generated,
+              "the voice's clip": radio_video_pair.truth}   # relative to WORKDIR
+display(HTML("<table><tr>" + "".join(f"<th>{name}</th>" for name in pair_paths) + "</tr><tr>"
+             + "".join(f"<td>{video_io.html_video(os.path.join(workdir, p), width=256)}</td>"
+                       for p in pair_paths.values())
              + "</tr></table>"))
 
 # %% [markdown]
