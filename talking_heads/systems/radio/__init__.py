@@ -7,8 +7,8 @@ The networks are `talking_heads.models.radio` (generator) and `talking_heads.mod
 (sync discriminator), the StyleGAN2 discriminator `talking_heads.nn.stylegan`'s; their sizes per
 variant are `sizes`. Tables 1-3 and the reference-robustness scoring on held-out identities:
 `evaluation` (commands `experiments.radio.tables` and `experiments.radio.robustness`); the
-main-job part (`main_part`) trains both stages on its own `radio` preset corpus. The notebook
-comes later.
+main-job part (`main_part`) trains both stages on its own `radio` preset corpus; the notebook
+`experiments/notebooks/radio.py` runs that part and shows a held-out identity dubbed one-shot.
 """
 
 from talking_heads.systems.api import Generator, MainPart, System
