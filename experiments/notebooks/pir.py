@@ -205,7 +205,9 @@ few = 4
 audio = clip.audio[:few * inference.SAMPLES_PER_FRAME]
 turned = inference.run_arrays(model, target, audio, options, pose_offset=parse_pose(POSE, few),
                               audio_id=clip.id)
+change = np.abs(turned.frames.astype(np.float32) - generated.frames[:few]).mean()
 print(f"yaw, pitch, roll of frame 0: natural {np.degrees(generated.pose[0, :3]).round(1)} deg, "
-      f"turned {np.degrees(turned.pose[0, :3]).round(1)} deg")
+      f"turned {np.degrees(turned.pose[0, :3]).round(1)} deg; mean pixel change {change:.1f}/255 "
+      f"(inside the inpaint masks only: {turned.inpaint_masks.mean():.0%} of the pixels)")
 show_grid({"natural": pipelines_base.resize_frames(generated.frames[:few], size),
            POSE: pipelines_base.resize_frames(turned.frames, size)}, list(range(few)))
