@@ -23,7 +23,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "experiments" / "notebooks"
 # Run order: later notebooks reuse the corpus and expert of earlier ones in the shared WORKDIR.
-NAMES = ("quickstart", "ladtalk", "dae_talker", "fd2talk", "radio", "scale_out")
+NAMES = ("quickstart", "ladtalk", "dae_talker", "fd2talk", "pir", "radio", "scale_out")
 # Under `pytest -n 2 --dist loadgroup` (experiments/test_notebooks.sh) the notebooks that share a
 # corpus and expert run in order in one worker, scale_out (its own corpus) beside them.
 RUNS = [pytest.param(name, marks=pytest.mark.xdist_group(

@@ -14,7 +14,7 @@ changed head pose: `inference`); Tables 1 and 2 at small scale with the expressi
 supplementary Table 1 (context length k) and the ablations "without rendering" and "without
 jitter" with numbers, with the geometric checks (`evaluation`); the main-job part trains the
 three components on the job's identity, re-enacts its held-out-voice clip and fills Tables 1/2
-(`main_part`). The notebook comes later.
+(`main_part`); `experiments/notebooks/pir.py` runs that part and shows its results.
 """
 
 from talking_heads.systems.api import Generator, MainPart, System
