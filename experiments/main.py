@@ -27,7 +27,7 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from absl import app, flags, logging
 
@@ -218,6 +218,31 @@ def main(argv):
     sys.exit(f"main: {e}")
 
 
+def job_context(workdir: str, variant: str, corpus_root: str,
+                progress: Callable[[float, str], None] | None = None) -> api.MainContext:
+  """What every part of a job on `corpus_root` is given (the variant's configs on that corpus)."""
+  extra = {"progress": progress} if progress is not None else {}
+  return api.MainContext(workdir=workdir, variant=variant, corpus_root=corpus_root,
+                         identity=default_identity(corpus_root), artefacts={},
+                         config=lambda stage: stage_config(stage, variant, corpus_root), **extra)
+
+
+def run_part(ctx: api.MainContext, system: api.System, part: api.MainPart,
+             workers: int) -> api.PartReport:
+  """One part, on its own corpus when it declares one; its artefacts join `ctx` for later parts."""
+  result = api.resolve(part.run)(part_context(ctx, system, part, workers))
+  ctx.artefacts.update(result.artefacts)
+  return result
+
+
+def run_parts(ctx: api.MainContext, systems: list[str], workers: int = 2
+              ) -> Iterator[tuple[api.MainPart, api.PartReport]]:
+  """The main job's parts without its report (for notebooks): each part of `systems` and of the
+  parts they need, in order, on `ctx` (`job_context` of a corpus from `corpus_part`)."""
+  for system, part in selected_parts(systems):
+    yield part, run_part(ctx, system, part, workers)
+
+
 def run_job(workdir: str, variant: str, systems: list[str], workers: int) -> None:
   """Every part of `systems` (all when empty) and the report, in `workdir`."""
   parts = selected_parts(systems)
@@ -225,17 +250,13 @@ def run_job(workdir: str, variant: str, systems: list[str], workers: int) -> Non
   progress.start_part("synthetic corpus", 2.0 if variant == "demo" else 0.2)
   corpus_root, corpus = corpus_part(workdir, variant, workers)
   progress.finish_part()
-  ctx = api.MainContext(workdir=workdir, variant=variant, corpus_root=corpus_root,
-                        identity=default_identity(corpus_root), artefacts={},
-                        config=lambda stage: stage_config(stage, variant, corpus_root),
-                        progress=progress.update)
+  ctx = job_context(workdir, variant, corpus_root, progress.update)
   sections: list[dict[str, Any]] = []
   path = write_report(workdir, corpus, sections, [p.title for _, p in parts])
   for i, (system, part) in enumerate(parts):
     progress.start_part(part.title, part.minutes.get(variant, 0.0))
     start = time.perf_counter()
-    result = api.resolve(part.run)(part_context(ctx, system, part, workers))
-    ctx.artefacts.update(result.artefacts)
+    result = run_part(ctx, system, part, workers)
     section = {"system": system.name, "title": part.title, "markdown": result.markdown,
                "summary": result.summary, "trainings": result.trainings,
                "videos": [dataclasses.asdict(v) for v in result.videos],

@@ -84,16 +84,10 @@ from IPython.display import HTML, Image, Markdown, display
 import numpy as np
 
 from experiments import main as main_job
-from talking_heads.systems import api
 
-corpus_root, corpus_summary = main_job.corpus_part(workdir, VARIANT, workers=2)
-ctx = api.MainContext(workdir=workdir, variant=VARIANT, corpus_root=corpus_root,
-                      identity=main_job.default_identity(corpus_root), artefacts={},
-                      config=lambda stage: main_job.stage_config(stage, VARIANT, corpus_root))
-for system in ("experts", "pir"):
-  part = api.get(system).main_part
-  result = api.resolve(part.run)(ctx)
-  ctx.artefacts.update(result.artefacts)
+corpus_root, _ = main_job.corpus_part(workdir, VARIANT, workers=2)
+ctx = main_job.job_context(workdir, VARIANT, corpus_root)
+for part, result in main_job.run_parts(ctx, ["pir"]):   # the experts' part first
   display(Markdown(f"### {part.title}\n\n" + result.markdown))
 
 # %% [markdown]

@@ -89,17 +89,14 @@ from IPython.display import HTML, Image, Markdown, display
 from experiments import main as main_job
 from talking_heads.systems import api
 
-corpus_root, corpus_summary = main_job.corpus_part(workdir, VARIANT, workers=2)
-ctx = api.MainContext(workdir=workdir, variant=VARIANT, corpus_root=corpus_root,
-                      identity=main_job.default_identity(corpus_root), artefacts={},
-                      config=lambda stage: main_job.stage_config(stage, VARIANT, corpus_root))
-for system in ("experts", "radio"):
-  spec = api.get(system)
-  part_ctx = main_job.part_context(ctx, spec, spec.main_part, workers=2)
-  result = api.resolve(spec.main_part.run)(part_ctx)
-  ctx.artefacts.update(result.artefacts)
-  display(Markdown(f"### {spec.main_part.title}\n\n" + result.markdown))
-radio_corpus_root = part_ctx.corpus_root   # WORKDIR/corpus_radio
+corpus_root, _ = main_job.corpus_part(workdir, VARIANT, workers=2)
+ctx = main_job.job_context(workdir, VARIANT, corpus_root)
+for part, result in main_job.run_parts(ctx, ["radio"]):   # the experts' part first
+  display(Markdown(f"### {part.title}\n\n" + result.markdown))
+radio_system = api.get("radio")
+# WORKDIR/corpus_radio, which the part built (found again, not rebuilt)
+radio_corpus_root = main_job.part_context(ctx, radio_system, radio_system.main_part,
+                                         workers=2).corpus_root
 radio_video_pair = result.videos[0]        # the part's one-shot video and its voice's true clip
 
 # %% [markdown]
