@@ -15,11 +15,12 @@ from talking_heads.systems.api import Generator, MainPart, System
 
 # The main-job part's corpus: the person-agnostic preset (demo: as published, 50 + 10 identities
 # at 96 px); tiny: 3 + 1 identities at 32 px (the tiny stages' size), about 20 s to build.
-# Minutes, measured on the shared 2 cores at load ~10 (December 2026): tiny 4.0 (the whole part,
+# Minutes: tiny 4.0, measured on the shared 2 cores at load ~10 (December 2026; the whole part,
 # tests/systems/radio/evaluation_test.py; the radio stage's compilation takes most of it); demo
-# estimated from timed steps on a 3-identity 96 px radio corpus (the corpus at 76 frames/s, about
-# 22.7k frames: 5 min; radio_sync 0.5 s and radio 7.5 s a step) at the main job's budgeted steps
-# (`main_part.STEPS`: 1200 and 80), plus compiles and evaluation: about 30 min.
+# estimated from `experiments.bench` on idle cores (experiments/results/radio_demo: the corpus in
+# 1.1 min, radio_sync 0.13 s and radio 2.2 s a step) at the main job's budgeted steps
+# (`main_part.STEPS`: 1200 and 300), a step in the job taking up to twice its bench time, plus
+# compiles, the video and Table 1: about 25 min.
 _TINY_CORPUS = dict(preset="radio", identities=3, heldout_identities=1, minutes=0.08,
                     heldout_minutes=0.05, heldout_voice_clips=1, size=32)
 
@@ -44,6 +45,6 @@ SYSTEM = System(
         title="RADIO: sync discriminator + one-shot generator, video and Table 1",
         run="talking_heads.systems.radio.main_part:run",
         after=("experts",),
-        minutes={"tiny": 4.0, "demo": 30},
+        minutes={"tiny": 4.0, "demo": 25},
         corpus={"tiny": _TINY_CORPUS, "demo": dict(preset="radio")}),
     reproduce="talking_heads.systems.radio.evaluation:paper_rows")

@@ -28,13 +28,14 @@ from talking_heads.systems.radio import inference
 # Table 1 per variant: held-out-identity clips scored, frames per clip (0: all).
 EVAL_SETTINGS = {"tiny": dict(max_clips=1, max_frames=0), "demo": dict(max_clips=10, max_frames=0)}
 # The main job's training steps per variant (None: the config's own). The demo configs' 3000
-# sync-discriminator and 2000 generator steps take about 4.5 hours on 2 CPU cores (0.5 and 7.5 s
-# a step, shared cores); the main job's demo trains within about 25 minutes instead: the corpus
-# (5 min), 1200 sync steps (10 min) and 80 generator steps (10 min). That generator is far from
-# converged: the part shows the pipeline and its tables at demo size, not RADIO's results
-# (experiments/configs/radio/radio.py:demo trains the configs' schedule).
+# sync-discriminator and 2000 generator steps take about 1.5 hours on 2 idle CPU cores
+# (`experiments.bench`, experiments/results/radio_demo: 0.13 and 2.2 s a step; inside the job a
+# step takes up to twice its bench time); the main job's demo trains within about 25 minutes
+# instead: the corpus (1.1 min), 1200 sync steps (3-5 min) and 300 generator steps (11-22 min).
+# That generator is far from converged: the part shows the pipeline and its tables at demo size,
+# not RADIO's results (experiments/configs/radio/radio.py:demo trains the configs' schedule).
 STEPS = {"tiny": {"radio_sync": None, "radio": None},
-         "demo": {"radio_sync": 1200, "radio": 80}}
+         "demo": {"radio_sync": 1200, "radio": 300}}
 
 
 def video(ctx: MainContext, out: str, model: inference.RadioModel) -> dict[str, Any]:
