@@ -8,8 +8,8 @@ r"""RADIO Tables 1-3 at small scale on held-out identities (`systems.radio.evalu
       --table_2=D=runs/radio_demo --table_3='ViT(1,1)'=runs/radio_vit11 \
       --out=experiments/results/radio_demo/tables.json
 
-Table 2/3 rows are `radio` workdirs trained with `--config.model.ablation=A..D` or
-`--config.model.vit=(n,m)`; names A-D and ViT(n,m) are shown with the paper's labels. Then
+Table 2/3 rows are `radio` workdirs trained with `--config.model.ablation=A..D` or the config
+argument `radio.py:demo,model.vit=(n,m)`; names A-D and ViT(n,m) get the paper's labels. Then
 `python -m experiments.reproduce --paper=radio --results=experiments/results/radio_demo` sets the
 rows beside the paper's.
 """

@@ -3,9 +3,10 @@ show videos beside the true clips.
 
 A part (`api.MainPart.run`) trains its stages with `train` (resuming from the workdir, the
 stage's own progress bar off: the job shows one display), and keeps videos and tables it already
-made with `load_cached` / `save_cached`, keyed by the checkpoints that produced them. Its videos
-reach the visual report (report.html) as `html_report.VideoPair`s whose true clip comes from
-`truth_video`; `report_section` turns a finished part's report.json entry into the page's section.
+made with `cached_tables` (`load_cached` / `save_cached`), keyed by the checkpoints that produced
+them. Its videos reach the visual report (report.html) as `html_report.VideoPair`s whose true
+clip comes from `truth_video`; `report_section` turns a finished part's report.json entry into
+the page's section.
 """
 
 from __future__ import annotations
@@ -71,16 +72,28 @@ def with_steps(config: ml_collections.ConfigDict, steps: int | None) -> ml_colle
   return config
 
 
-def timed_tables(path: str, sources: Mapping[str, str], compute: Callable[[], dict[str, Any]],
-                 markdown: Callable[[dict[str, Any]], str], function: str,
-                 **extra: Any) -> dict[str, Any]:
-  """A part's tables: `compute()` timed, stamped (the main job and the evaluation `function` it
-  ran, machine, duration, plus `extra`, e.g. the part's videos), cached by `sources` at `path`
-  (JSON) with `markdown` of them beside it (.md). Returns the stamped results."""
+def cached_tables(ctx: MainContext, path: str, sources: Mapping[str, str], *,
+                  video: tuple[float, str, Callable[[], Any]],
+                  tables: tuple[float, str, Callable[[], dict[str, Any]]],
+                  markdown: Callable[[dict[str, Any]], str], function: str,
+                  video_key: str = "video") -> dict[str, Any]:
+  """A part's video(s) and tables, kept at `path` (JSON; `markdown` of it beside, .md) with the
+  checkpoints they came from (`sources`). Made before from the same `sources`: read back as they
+  are. Else `video` = (progress, label, make): `make()` writes the video(s) and returns their
+  facts (kept under `video_key`); then `tables` = (progress, label, compute): `compute()` timed
+  and stamped with the main job and the evaluation `function` it ran, machine and duration."""
+  cached = load_cached(path, sources)
+  if cached is not None:
+    return cached
+  at, label, make = video
+  ctx.progress(at, label)
+  made = make()
+  at, label, compute = tables
+  ctx.progress(at, label)
   start = time.perf_counter()
   results = compute()
   results.update(command=f"experiments.main ({function})", machine=reports.machine_description(),
-                 duration_s=round(time.perf_counter() - start, 1), **extra)
+                 duration_s=round(time.perf_counter() - start, 1), **{video_key: made})
   save_cached(path, results, sources)
   with open(os.path.splitext(path)[0] + ".md", "w") as f:
     f.write(markdown(reports.from_json(reports.to_json(results))))   # as read back from the cache

@@ -8,8 +8,6 @@ import pathlib
 import subprocess
 import sys
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -27,13 +25,9 @@ from talking_heads.pipelines import testing as pipeline_testing
 from talking_heads.pretrained import wav2lip as wav2lip_convert
 from talking_heads.systems import video_inference
 from talking_heads.systems.dae_talker import inference as dae_inference
-from talking_heads.systems.dae_talker.dae import DAEStage
-from talking_heads.systems.dae_talker.speech2latent import Speech2LatentStage
 from talking_heads.systems.ladtalk import inference as ladtalk_inference
-from talking_heads.systems.ladtalk.sovqae import SOVQAEStage
-from talking_heads.systems.ladtalk.wav2lip import Wav2LipStage
 from talking_heads.training import loop
-from talking_heads.training.checkpoint import Checkpointer
+from tests import workdirs as state_workdirs
 from third_party import weights
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -41,46 +35,13 @@ MANIFEST = ROOT / "tests" / "third_party" / "manifests" / "wav2lip_generator.jso
 AUDIO_SECONDS = 0.8   # 20 frames at 25 fps
 
 
-def _random_leaf(rng):
-  def leaf(path, x):
-    key = path[-1]
-    name = getattr(key, "key", getattr(key, "name", None))
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-      return jnp.zeros(x.shape, x.dtype)
-    if name in ("kernel", "codebook"):
-      fan_in = np.prod(x.shape[:-1]) if name == "kernel" else 1
-      return jnp.asarray(rng.normal(size=x.shape) * np.sqrt(2.0 / fan_in), x.dtype)
-    return jnp.full(x.shape, 1.0 if name in ("scale", "var") else 0.0, x.dtype)
-  return leaf
-
-
-def save_random_workdir(workdir, config, stage_cls):
-  """A workdir of `stage_cls` holding a random state at step 1 (no compiled init or training)."""
-  stage = stage_cls(config)
-  abstract = jax.eval_shape(stage.init_state, jax.random.PRNGKey(0))
-  state = jax.tree_util.tree_map_with_path(_random_leaf(np.random.default_rng(0)), abstract)
-  (workdir / "config.json").write_text(json.dumps(config.to_dict()))
-  checkpointer = Checkpointer(str(workdir), async_save=False)
-  checkpointer.save(1, state)
-  checkpointer.close()
-  return str(workdir)
-
-
 @pytest.fixture(scope="module")
 def workdirs(tmp_path_factory):
   root = tmp_path_factory.mktemp("workdirs")
-  (root / "wav2lip").mkdir()
-  (root / "sovqae").mkdir()
-  (root / "dae").mkdir()
-  (root / "speech2latent").mkdir()
-  return {"wav2lip": save_random_workdir(root / "wav2lip", wav2lip_config.get_config("tiny"),
-                                         Wav2LipStage),
-          "sovqae": save_random_workdir(root / "sovqae", sovqae_config.get_config("tiny"),
-                                        SOVQAEStage),
-          "dae": save_random_workdir(root / "dae", dae_config.get_config("tiny"), DAEStage),
-          "speech2latent": save_random_workdir(root / "speech2latent",
-                                               speech2latent_config.get_config("tiny"),
-                                               Speech2LatentStage)}
+  configs = {"wav2lip": wav2lip_config, "sovqae": sovqae_config, "dae": dae_config,
+             "speech2latent": speech2latent_config}
+  return {name: state_workdirs.write_state_workdir(root / name, module.get_config("tiny"))
+          for name, module in configs.items()}
 
 
 def speech_like(num_samples):

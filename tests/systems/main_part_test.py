@@ -1,6 +1,8 @@
 """Shared main-job helpers: the true clip shown beside a generated video, a part's report.html
 section, the cached tables."""
 
+import types
+
 import numpy as np
 
 from talking_heads.io import dataset as dataset_lib
@@ -41,14 +43,23 @@ def test_report_section_of_a_finished_part():
   assert section.videos[0].truth == "c/p.mp4" and section.paper_tables == [{"table_id": "x"}]
 
 
-def test_timed_tables_caches_by_sources_and_writes_the_markdown_beside(tmp_path):
+def test_cached_tables_makes_video_then_tables_once_per_sources(tmp_path):
   path = str(tmp_path / "x_tables.json")
-  sources = {"model": "runs/x step 10"}
-  results = main_part.timed_tables(path, sources, lambda: {"psnr": float("inf")},
-                                   lambda r: f"PSNR {r['psnr']:.1f}\n", "pkg.evaluation.run",
-                                   video={"frames": 3})
+  calls = []
+  ctx = types.SimpleNamespace(progress=lambda at, label: calls.append(label))
+
+  def tables(sources):
+    return main_part.cached_tables(
+        ctx, path, sources, video=(0.9, "video", lambda: calls.append("make") or {"frames": 3}),
+        tables=(0.95, "tables", lambda: calls.append("compute") or {"psnr": float("inf")}),
+        markdown=lambda r: f"PSNR {r['psnr']:.1f}\n", function="pkg.evaluation.run")
+
+  results = tables({"model": "runs/x step 10"})
+  assert calls == ["video", "make", "tables", "compute"]
   assert results["command"] == "experiments.main (pkg.evaluation.run)"
   assert results["video"] == {"frames": 3} and results["duration_s"] >= 0
   assert (tmp_path / "x_tables.md").read_text() == "PSNR inf\n"   # floats, as read from the cache
-  assert main_part.load_cached(path, sources)["psnr"] == float("inf")
-  assert main_part.load_cached(path, {"model": "runs/x step 20"}) is None
+  assert tables({"model": "runs/x step 10"})["psnr"] == float("inf")
+  assert len(calls) == 4                                    # kept: nothing made again
+  tables({"model": "runs/x step 20"})                       # another checkpoint: made again
+  assert calls[4:] == ["video", "make", "tables", "compute"]

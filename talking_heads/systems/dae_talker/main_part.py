@@ -73,18 +73,14 @@ def run(ctx: MainContext) -> PartReport:
   sources = {**model.sources, "syncnet": syncnet_workdir, "sync_eval": sync_eval_workdir,
              "face_regressor": regressor_workdir}
   path = os.path.join(out, "dae_talker_tables.json")
-  tables = main_part.load_cached(path, sources)
-  if tables is None:
-    settings = EVAL_SETTINGS[ctx.variant]
-    ctx.progress(0.8, "DAE-Talker video")
-    made = video(ctx, out, model, settings["sample_steps"])
-    ctx.progress(0.85, "DAE-Talker Tables 1-4")
-    tables = main_part.timed_tables(
-        path, sources, lambda: evaluation.run(
-            ctx.corpus_root, ctx.identity, dae_workdir, s2l_workdir, "",
-            syncnet_workdir, regressor_workdir,
-            sync_eval_workdir=sync_eval_workdir, **settings),
-        evaluation.markdown, "talking_heads.systems.dae_talker.evaluation.run", video=made)
+  settings = EVAL_SETTINGS[ctx.variant]
+  tables = main_part.cached_tables(
+      ctx, path, sources,
+      video=(0.8, "DAE-Talker video", lambda: video(ctx, out, model, settings["sample_steps"])),
+      tables=(0.85, "DAE-Talker Tables 1-4", lambda: evaluation.run(
+          ctx.corpus_root, ctx.identity, dae_workdir, s2l_workdir, "", syncnet_workdir,
+          regressor_workdir, sync_eval_workdir=sync_eval_workdir, **settings)),
+      markdown=evaluation.markdown, function="talking_heads.systems.dae_talker.evaluation.run")
   made = tables["video"]
   lines = main_part.training_table(trainings) + [
       "", f"Identity {made['identity']}: [video]({made['video']}) driven by the held-out-voice "

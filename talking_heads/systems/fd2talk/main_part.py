@@ -94,17 +94,13 @@ def run(ctx: MainContext) -> PartReport:
   sync_eval_workdir = ctx.artefacts.get("sync_eval_workdir", "")
   sources = {**model.sources, "syncnet": syncnet_workdir, "sync_eval": sync_eval_workdir}
   path = os.path.join(out, "fd2talk_tables.json")
-  tables = main_part.load_cached(path, sources)
-  if tables is None:
-    ctx.progress(0.9, "FD2Talk video")
-    made = video(ctx, out, model, settings)
-    ctx.progress(0.93, "FD2Talk Table 1")
-    tables = main_part.timed_tables(
-        path, sources, lambda: evaluation.run(
-            ctx.corpus_root, evaluation.Workdirs(workdirs["expression"], workdirs["pose"],
-                                                 workdirs["unet"]),
-            syncnet_workdir=syncnet_workdir, sync_eval_workdir=sync_eval_workdir, **settings),
-        evaluation.markdown, "talking_heads.systems.fd2talk.evaluation.run", video=made)
+  tables = main_part.cached_tables(
+      ctx, path, sources, video=(0.9, "FD2Talk video", lambda: video(ctx, out, model, settings)),
+      tables=(0.93, "FD2Talk Table 1", lambda: evaluation.run(
+          ctx.corpus_root, evaluation.Workdirs(workdirs["expression"], workdirs["pose"],
+                                               workdirs["unet"]),
+          syncnet_workdir=syncnet_workdir, sync_eval_workdir=sync_eval_workdir, **settings)),
+      markdown=evaluation.markdown, function="talking_heads.systems.fd2talk.evaluation.run")
   made = tables["video"]
   lines = main_part.training_table(trainings) + [
       "", f"Identity {made['identity']}: [video]({made['video']}) from the first frame and the "

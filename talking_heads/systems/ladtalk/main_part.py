@@ -57,21 +57,17 @@ def run(ctx: MainContext) -> PartReport:
   sources = {"wav2lip": w2l.source, "sovqae": vq.source, "syncnet": syncnet_workdir,
              "sync_eval": sync_eval_workdir}
   path = os.path.join(out, "ladtalk_tables.json")
-  results = main_part.load_cached(path, sources)
-  if results is None:
-    ctx.progress(0.9, "LaDTalk videos")
-    made = videos(ctx, out, w2l, vq)
-    ctx.progress(0.93, "LaDTalk Tables 1/2")
-    data = dataset_lib.Dataset(ctx.corpus_root)
-    splits = [s for s in ("test", "heldout_voice")
-              if any(c.identity == ctx.identity for c in data.clips(s))]
-    results = main_part.timed_tables(
-        path, sources, lambda: evaluation.run(
-            ctx.corpus_root, ctx.identity, splits, wav2lip_workdir,
-            sovqae_workdir, syncnet_workdir,
-            max_clips=0 if ctx.variant == "demo" else 1,
-            sync_eval_workdir=sync_eval_workdir),
-        evaluation.markdown, "talking_heads.systems.ladtalk.evaluation.run", videos=made)
+  data = dataset_lib.Dataset(ctx.corpus_root)
+  splits = [s for s in ("test", "heldout_voice")
+            if any(c.identity == ctx.identity for c in data.clips(s))]
+  results = main_part.cached_tables(
+      ctx, path, sources, video=(0.9, "LaDTalk videos", lambda: videos(ctx, out, w2l, vq)),
+      tables=(0.93, "LaDTalk Tables 1/2", lambda: evaluation.run(
+          ctx.corpus_root, ctx.identity, splits, wav2lip_workdir, sovqae_workdir,
+          syncnet_workdir, max_clips=0 if ctx.variant == "demo" else 1,
+          sync_eval_workdir=sync_eval_workdir)),
+      markdown=evaluation.markdown, function="talking_heads.systems.ladtalk.evaluation.run",
+      video_key="videos")
   made = results["videos"]
   summary = {split: r["summary"] for split, r in results["splits"].items()}
   lines = main_part.training_table(trainings) + [

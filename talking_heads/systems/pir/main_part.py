@@ -3,14 +3,13 @@ regressor its LMD needs (a shared expert in the experts' folder; DAE-Talker's pa
 first in a whole job), a video of the identity re-enacted by held-out-voice speech, and Tables
 1/2 at small scale (`evaluation.run`).
 
-Steps per variant (`STEPS`): tiny keeps the tiny configs'; demo is budgeted to about 25 minutes
-on 2 cores from demo steps timed on a 128 px dataset with the cores shared (load average about
-8: two other trainings and a test run beside it), after the first step (compilation cached;
-cold: A 11 s, B 44 s, C 91 s): A 0.042 s, B 2.9 s, C 6.2 s per step. Chosen: A 1000 steps (its
-config's, under a minute), B 160 (about 8 min), C 100 (about 10 min), and the evaluation bounded
-by `EVAL_SETTINGS` (the video and two clips of 50 frames per split, about 5 min). B and C are far
-from converged at these steps (the configs' demo runs are 3000 steps each, about 2.4 and 5 hours
-at these speeds); on an unshared machine the steps take less and the part finishes sooner.
+Steps per variant (`STEPS`): tiny keeps the tiny configs'; demo fits about 25 minutes on 2 free
+cores (measured in the job, experiments/results/pir_demo): A 1000 steps (its config's) 20 s,
+B 400 steps 8.1 min (1.2 s a step), C 450 steps about 14 min (200 took 6.3 min alone, 1.9 s a
+step; the next 250 were resumed with the cores shared), the regressor (an earlier part's) and the
+evaluation bounded by `EVAL_SETTINGS` (the video and two clips of 50 frames per split) about 1
+min. B and C are far from converged at these steps (the configs' demo runs are 3000 steps each):
+C's held-out PSNR was 25.3 / 26.4 / 26.7 / 26.3 dB at steps 200 / 300 / 400 / 450.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from talking_heads.systems.pir import inference
 
 # Training steps per stage and variant (None: the config's own).
 STEPS = {"tiny": {"pir_audio2exp": None, "pir_triplane": None, "pir_renderer": None},
-         "demo": {"pir_audio2exp": None, "pir_triplane": 160, "pir_renderer": 100}}
+         "demo": {"pir_audio2exp": None, "pir_triplane": 400, "pir_renderer": 450}}
 # Small-scale evaluation per variant: clips per split, frames per clip, frames per renderer call.
 EVAL_SETTINGS = {"tiny": dict(max_clips=1, max_frames=12, batch_size=4),
                  "demo": dict(max_clips=2, max_frames=50, batch_size=16)}
@@ -105,23 +104,18 @@ def run(ctx: MainContext) -> PartReport:
   sources = {**model.sources, "syncnet": syncnet_workdir, "sync_eval": sync_eval_workdir,
              "face_regressor": regressor_workdir}
   path = os.path.join(out, "pir_tables.json")
-  tables = main_part.load_cached(path, sources)
-  if tables is None:
-    settings = EVAL_SETTINGS[ctx.variant]
-    ctx.progress(0.85, "PIR video")
-    made = video(ctx, out, model, settings["batch_size"])
-    ctx.progress(0.9, "PIR Tables 1/2")
-    data = dataset_lib.Dataset(ctx.corpus_root)
-    splits = tuple(s for s in evaluation.SPLITS
-                   if any(c.identity == ctx.identity for c in data.clips(s)))
-    tables = main_part.timed_tables(
-        path, sources, lambda: evaluation.run(
-            ctx.corpus_root, ctx.identity, workdirs["pir_audio2exp"],
-            workdirs["pir_renderer"], splits=splits,
-            syncnet_workdir=syncnet_workdir,
-            sync_eval_workdir=sync_eval_workdir,
-            regressor_workdir=regressor_workdir, **settings),
-        evaluation.markdown, "talking_heads.systems.pir.evaluation.run", video=made)
+  settings = EVAL_SETTINGS[ctx.variant]
+  data = dataset_lib.Dataset(ctx.corpus_root)
+  splits = tuple(s for s in evaluation.SPLITS
+                 if any(c.identity == ctx.identity for c in data.clips(s)))
+  tables = main_part.cached_tables(
+      ctx, path, sources,
+      video=(0.85, "PIR video", lambda: video(ctx, out, model, settings["batch_size"])),
+      tables=(0.9, "PIR Tables 1/2", lambda: evaluation.run(
+          ctx.corpus_root, ctx.identity, workdirs["pir_audio2exp"], workdirs["pir_renderer"],
+          splits=splits, syncnet_workdir=syncnet_workdir, sync_eval_workdir=sync_eval_workdir,
+          regressor_workdir=regressor_workdir, **settings)),
+      markdown=evaluation.markdown, function="talking_heads.systems.pir.evaluation.run")
   made = tables["video"]
   lines = main_part.training_table(trainings) + [
       "", f"Identity {made['identity']}: [video]({made['video']}), its held-out-voice clip "
@@ -130,8 +124,7 @@ def run(ctx: MainContext) -> PartReport:
       "(pir/pir_tables.md):", "", evaluation.markdown(tables)]
   pair = html_report.VideoPair(
       f"PIR: {made['identity']} re-enacted by the held-out voice of {made['audio_clip']}",
-      made["video"], main_part.truth_video(
-          ctx, dataset_lib.Dataset(ctx.corpus_root).clip(made["audio_clip"])),
+      made["video"], main_part.truth_video(ctx, data.clip(made["audio_clip"])),
       f"{made['frames']} frames: A's expressions from the speech, the clip's own pose and K, "
       "the head re-rendered by B and C; beside it the clip as rendered by the corpus.")
   summary = {"video": made,

@@ -17,10 +17,9 @@ from talking_heads.systems.api import Generator, MainPart, System
 # at 96 px); tiny: 3 + 1 identities at 32 px (the tiny stages' size), about 20 s to build.
 # Minutes: tiny 4.0, measured on the shared 2 cores at load ~10 (December 2026; the whole part,
 # tests/systems/radio/evaluation_test.py; the radio stage's compilation takes most of it); demo
-# estimated from `experiments.bench` on idle cores (experiments/results/radio_demo: the corpus in
-# 1.1 min, radio_sync 0.13 s and radio 2.2 s a step) at the main job's budgeted steps
-# (`main_part.STEPS`: 1200 and 300), a step in the job taking up to twice its bench time, plus
-# compiles, the video and Table 1: about 25 min.
+# 24.9 measured on free cores with the corpus already built (1.1 min more when it is not):
+# radio_sync 3000 steps 9.0 min, radio 300 steps about 14, video and Table 1 under a minute
+# (experiments/results/radio_demo).
 _TINY_CORPUS = dict(preset="radio", identities=3, heldout_identities=1, minutes=0.08,
                     heldout_minutes=0.05, heldout_voice_clips=1, size=32)
 

@@ -527,8 +527,9 @@ def paper_rows(results_dir: str) -> list[dict[str, Any]]:
     if table_id not in results:
       out.append(reproduction.not_produced(
           table_id, f"no ablation workdirs were scored into {source} (train them with "
-                    "--config.model.ablation=A..D / --config.model.vit=(n,m), then `python -m "
-                    "experiments.radio.tables --table_2=A=<workdir> ...`)"))
+                    "--config.model.ablation=A..D / the config argument "
+                    "radio.py:demo,model.vit=(n,m), then `python -m experiments.radio.tables "
+                    "--table_2=A=<workdir> ...`)"))
       continue
     ablation_label = f"{label}; Sync: {results['sync_discriminator']}"
     measured = [reproduction.row(_ABLATION_NAMES.get(n, n),

@@ -9,18 +9,16 @@ import pytest
 from experiments import reproduce
 from experiments.configs.experts import syncnet as syncnet_config
 from talking_heads.systems import main_part
-from talking_heads.systems.experts.syncnet import SyncNetStage
 from talking_heads.systems.fd2talk import evaluation
-from tests.systems.pir.conftest import _random_workdir
+from tests import workdirs
 
 
 def test_tables_are_finite_and_reach_the_paper_tables(dataset, motion_workdirs, unet_runs,
                                                       tmp_path):
-  syncnet = syncnet_config.get_config("tiny")
   full = evaluation.Workdirs(motion_workdirs["expression"], motion_workdirs["pose"], unet_runs[3])
   results = evaluation.run(
-      dataset, full, syncnet_workdir=_random_workdir(tmp_path / "syncnet", SyncNetStage(syncnet),
-                                                     syncnet),
+      dataset, full, syncnet_workdir=workdirs.write_state_workdir(tmp_path / "syncnet",
+                                                               syncnet_config.get_config("tiny")),
       no_sync_expression_workdir=motion_workdirs["expression"], sets=("test",), clips=1,
       frames=8, ddim_steps=2, seeds=2, batch_size=8)
   rows = results["sets"]["test"]["rows"]

@@ -1,11 +1,6 @@
 """PIR's test datasets, tiny configs and tiny trained components, shared by the stage, inference
 and evaluation tests (package scope: each is written or trained once per run)."""
 
-import json
-import os
-
-import jax
-import numpy as np
 import pytest
 
 from experiments.configs.pir import audio2exp as audio2exp_config
@@ -14,8 +9,7 @@ from experiments.configs.pir import triplane as triplane_config
 from talking_heads.pipelines import base, testing
 from talking_heads.systems.pir import audio2exp
 from talking_heads.training import loop
-from talking_heads.training.checkpoint import Checkpointer
-from talking_heads.training.state import TrainState
+from tests import workdirs as state_workdirs
 
 SIZE64 = 64   # the evaluation's frames: the tiny networks' 32 px is below CPBD's 64 px block
 
@@ -88,35 +82,13 @@ def workdirs(dataset64, tiny, audio2exp_run, tmp_path_factory):
           "pir_triplane_workdir": str(root / "b")}
 
 
-def _random_workdir(path, stage, config, seed=0):
-  """A stage workdir with random weights at step 3 (no compiled init: it costs 20+ s)."""
-  abstract = jax.eval_shape(stage.init_state, jax.random.PRNGKey(0))
-  rng = np.random.default_rng(seed)
-  random = lambda x: jax.numpy.asarray(rng.normal(scale=0.2, size=x.shape) + (x.ndim == 1),
-                                       x.dtype)
-  stats = jax.tree_util.tree_map(lambda x: jax.numpy.ones(x.shape, x.dtype), abstract.model_state)
-  state = TrainState.create(jax.tree_util.tree_map(random, abstract.params), stage.tx,
-                            rng=jax.random.PRNGKey(0), model_state=stats)
-  os.makedirs(path, exist_ok=True)
-  with open(os.path.join(path, "config.json"), "w") as f:
-    json.dump(config.to_dict(), f)
-  checkpointer = Checkpointer(str(path), async_save=False)
-  checkpointer.save(3, state)
-  checkpointer.close()
-  return str(path)
-
-
 @pytest.fixture(scope="package")
 def experts(tmp_path_factory):
   """Random-weight tiny `syncnet` and `face_regressor` workdirs (LSE and LMD run; their values
   mean nothing)."""
   from experiments.configs.experts import face_regressor as regressor_config  # pylint: disable=g-import-not-at-top
   from experiments.configs.experts import syncnet as syncnet_config  # pylint: disable=g-import-not-at-top
-  from talking_heads.systems.experts.face_regressor import FaceRegressorStage  # pylint: disable=g-import-not-at-top
-  from talking_heads.systems.experts.syncnet import SyncNetStage  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp("pir_experts")
-  syncnet = syncnet_config.get_config("tiny")
-  regressor = regressor_config.get_config("tiny")
-  return {"syncnet": _random_workdir(root / "syncnet", SyncNetStage(syncnet), syncnet),
-          "regressor": _random_workdir(root / "regressor", FaceRegressorStage(regressor),
-                                       regressor)}
+  write = state_workdirs.write_state_workdir
+  return {"syncnet": write(root / "syncnet", syncnet_config.get_config("tiny")),
+          "regressor": write(root / "regressor", regressor_config.get_config("tiny"))}

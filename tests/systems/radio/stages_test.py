@@ -79,6 +79,14 @@ def test_missing_frozen_networks_are_named(tmp_path):
     radio.RadioStage(radio_config.get_config("tiny,model.ablation=E"))
 
 
+def test_table_3_variants_are_set_by_the_documented_config_argument():
+  # The launch line of the config's docstring: an empty tuple field gets no --config.* flag.
+  config = radio_config.get_config("demo,model.vit=(1,2)")
+  assert tuple(config.model.vit) == (1, 2)
+  fields = radio.generator_fields(config.model)
+  assert (fields["fidelity"], fields["fidelity_layers"], fields["vit_depth"]) == ("vit", 1, 2)
+
+
 def test_radio_entry_checks_its_face_source(tmp_path):
   with pytest.raises(ValueError, match="needs --face"):
     inference.check_request("a.wav", None, {"face": ""})
