@@ -36,7 +36,7 @@ def untrained_workdir(tmp_path):
   """Writes a workdir of a config's stage holding only checkpoint 0 of zeros, as a run that
   failed before its first step used to leave, and returns its path (loaders must refuse it
   before reading weights)."""
-  from tests import workdirs  # pylint: disable=g-import-not-at-top
+  from talking_heads.training import state_workdirs as workdirs  # pylint: disable=g-import-not-at-top
 
   def write(config, name="untrained"):
     return workdirs.write_state_workdir(tmp_path / name, config, step=0, fill=workdirs.zeros)

@@ -27,7 +27,7 @@ from talking_heads.systems import video_inference
 from talking_heads.systems.dae_talker import inference as dae_inference
 from talking_heads.systems.ladtalk import inference as ladtalk_inference
 from talking_heads.training import loop
-from tests import workdirs as state_workdirs
+from talking_heads.training import state_workdirs
 from third_party import weights
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

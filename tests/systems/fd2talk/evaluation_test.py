@@ -10,7 +10,7 @@ from experiments import reproduce
 from experiments.configs.experts import syncnet as syncnet_config
 from talking_heads.systems import main_part
 from talking_heads.systems.fd2talk import evaluation
-from tests import workdirs
+from talking_heads.training import state_workdirs as workdirs
 
 
 def test_tables_are_finite_and_reach_the_paper_tables(dataset, motion_workdirs, unet_runs,

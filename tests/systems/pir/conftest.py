@@ -9,7 +9,7 @@ from experiments.configs.pir import triplane as triplane_config
 from talking_heads.pipelines import base, testing
 from talking_heads.systems.pir import audio2exp
 from talking_heads.training import loop
-from tests import workdirs as state_workdirs
+from talking_heads.training import state_workdirs
 
 SIZE64 = 64   # the evaluation's frames: the tiny networks' 32 px is below CPBD's 64 px block
 

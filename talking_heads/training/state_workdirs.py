@@ -1,5 +1,6 @@
-"""Stage workdirs for tests without training: a config's stage state written as a checkpoint.
+"""Stage workdirs without training: a config's stage state written as a checkpoint.
 
+For tests and benchmarks (`experiments.bench_suite`: speed does not depend on the weights' values).
 Running a stage's compiled init costs 20-60 s on 2 cores, so the state is built from the abstract
 shapes (`jax.eval_shape`) and filled by `random_values` (loaders and evaluations run; the numbers
 mean nothing) or `zeros` (a run that failed before its first step, which loaders must refuse).
