@@ -55,7 +55,7 @@ def test_context_table_gives_each_k_its_row(dataset64, workdirs, ablation_workdi
       regressor_workdir=experts["regressor"], max_frames=FRAMES, batch_size=4)
   assert [r["k"] for r in context["rows"]] == [8, 4] and context["frames"] == FRAMES
   for row in context["rows"]:
-    for key in ("lmd", "lse_c", "lse_d", "expression_mse"):
+    for key in ("lmd", "lse_c", "lse_d", "expression_mse", "expression_lmd"):
       assert _finite(row[key]), (row["k"], key)
   assert _finite(context["ground_truth"]["lse_c"])
   # Each row is its own A: the two expression errors differ.

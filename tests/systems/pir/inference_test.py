@@ -64,6 +64,23 @@ def test_audio_features_cover_every_output_frame(audio2exp_run):
   np.testing.assert_allclose(features[5], mel[20:24].reshape(-1), rtol=1e-6)
 
 
+def test_expression_lmd_scores_the_mouth_of_the_expressions(dataset):
+  target = inference.resolve_target(None, f"{dataset}:clip004")
+  truth = target.expression
+  # The projection it compares is where the corpus drew the clip's landmarks.
+  projected = evaluation.projected_landmarks(target.alpha, truth, target.pose, target.K)
+  np.testing.assert_allclose(projected, target.landmarks, atol=0.05)
+  assert evaluation.expression_lmd(target, truth) < 1e-3
+  jaw = morphable.EXPRESSION_NAMES.index("jaw_open")
+  opened = lambda amount: truth + amount * np.eye(truth.shape[1], dtype=truth.dtype)[jaw]
+  small, large = (evaluation.expression_lmd(target, opened(a)) for a in (0.05, 0.2))
+  assert 0 < small < large
+  # Only the mouth counts: an error in the brows alone leaves it at zero.
+  brow = morphable.EXPRESSION_NAMES.index("brow_raise")
+  raised = truth + 0.2 * np.eye(truth.shape[1], dtype=truth.dtype)[brow]
+  assert evaluation.expression_lmd(target, raised) < 1e-2 * small
+
+
 def test_targets_and_missing_inputs_are_named(dataset, tmp_path):
   data = dataset_lib.Dataset(dataset)
   target = inference.resolve_target(None, f"{dataset}:clip004")
