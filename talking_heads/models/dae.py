@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from talking_heads.nn import attention, norm, resnet, unet
+from talking_heads.nn import attention, norm, remat, resnet, unet
 
 FFHQ256_CHANNEL_MULT = (1, 1, 2, 2, 4, 4)
 FFHQ256_ENCODER_CHANNEL_MULT = (1, 1, 2, 2, 4, 4, 4)
@@ -64,6 +64,7 @@ class HalfUNet(nn.Module):
     conditional: ResBlocks with time/latent modulation (UNet) or without (semantic encoder).
     norm_groups: GroupNorm groups.
     cond_activation: the ResBlocks apply SiLU to the latent (see `unet.ResBlock`).
+    remat: recompute the ResBlocks' activations in the backward pass (`nn.remat.blocks`).
   """
   width: int = 128
   channel_mult: Sequence[int] = FFHQ256_CHANNEL_MULT
@@ -75,6 +76,7 @@ class HalfUNet(nn.Module):
   conditional: bool = True
   norm_groups: int = 32
   cond_activation: bool = True
+  remat: bool = False
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -82,7 +84,7 @@ class HalfUNet(nn.Module):
   def __call__(self, x: jax.Array, time_emb: jax.Array | None, cond: jax.Array | None,
                train: bool) -> tuple[jax.Array, list[jax.Array]]:
     common = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    block = lambda d, name, **kw: unet.ResBlock(
+    block = lambda d, name, **kw: remat.blocks(unet.ResBlock, self.remat, (4,))(
         d, conditional=self.conditional, dropout=self.dropout, norm_groups=self.norm_groups,
         cond_activation=self.cond_activation, name=name, **kw, **common)
     attend = lambda name: attention.SpatialSelfAttention(num_heads=self.num_heads,
@@ -125,6 +127,7 @@ class SemanticEncoder(nn.Module):
   num_heads: int = 1
   resblock_updown: bool = True
   norm_groups: int = 32
+  remat: bool = False
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -133,7 +136,8 @@ class SemanticEncoder(nn.Module):
     _check_image(x, len(self.channel_mult), "SemanticEncoder")
     h, _ = HalfUNet(self.width, self.channel_mult, self.num_res_blocks,
                     self.attention_resolutions, self.num_heads, 0.0, self.resblock_updown,
-                    conditional=False, norm_groups=self.norm_groups, dtype=self.dtype,
+                    conditional=False, norm_groups=self.norm_groups, remat=self.remat,
+                    dtype=self.dtype,
                     param_dtype=self.param_dtype, name="half_unet")(x, None, None, train)
     h = norm.group_norm(h.shape[-1], epsilon=norm.TORCH_EPS, rule="cap", groups=self.norm_groups,
                         param_dtype=self.param_dtype, name="out_norm")(h)
@@ -174,6 +178,7 @@ class ConditionalUNet(nn.Module):
   time_frequency_dim: int | None = None
   latent_centering: bool = False
   latent_stats_decay: float = 0.99
+  remat: bool = False
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -209,25 +214,26 @@ class ConditionalUNet(nn.Module):
     h, skips = HalfUNet(self.width, self.channel_mult, self.num_res_blocks,
                         self.attention_resolutions, self.num_heads, self.dropout,
                         self.resblock_updown, conditional=True, norm_groups=self.norm_groups,
-                        cond_activation=not self.latent_centering, name="half_unet",
-                        **common)(x_t, time_emb, cond, train)
+                        cond_activation=not self.latent_centering, remat=self.remat,
+                        name="half_unet", **common)(x_t, time_emb, cond, train)
+    res_block = remat.blocks(unet.ResBlock, self.remat, (4,))
     resolution = x_t.shape[1] // 2 ** (len(self.channel_mult) - 1)
     for level in reversed(range(len(self.channel_mult))):
       d = self.width * self.channel_mult[level]
       for i in range(self.num_res_blocks + 1):
         h = jnp.concatenate([h, skips.pop()], axis=-1)              # [B, R, R, D + D_skip]
-        h = unet.ResBlock(d, dropout=self.dropout, norm_groups=self.norm_groups,
-                          cond_activation=not self.latent_centering,
-                          name=f"up_level{level}_res{i}", **common)(h, time_emb, cond, train)
+        h = res_block(d, dropout=self.dropout, norm_groups=self.norm_groups,
+                      cond_activation=not self.latent_centering,
+                      name=f"up_level{level}_res{i}", **common)(h, time_emb, cond, train)
         if resolution in self.attention_resolutions:
           h = attention.SpatialSelfAttention(num_heads=self.num_heads,
                                              norm_groups=self.norm_groups,
                                              name=f"up_level{level}_attn{i}", **common)(h)
       if level:
         if self.resblock_updown:
-          h = unet.ResBlock(d, resample="up", dropout=self.dropout, norm_groups=self.norm_groups,
-                            cond_activation=not self.latent_centering,
-                            name=f"up_level{level}_up", **common)(h, time_emb, cond, train)
+          h = res_block(d, resample="up", dropout=self.dropout, norm_groups=self.norm_groups,
+                        cond_activation=not self.latent_centering,
+                        name=f"up_level{level}_up", **common)(h, time_emb, cond, train)
         else:
           h = resnet.Upsample(name=f"up_level{level}_up", **common)(h)
         resolution *= 2                                              # [B, 2R, 2R, D]
@@ -246,7 +252,8 @@ class DiffusionAutoencoder(nn.Module):
   Attributes: the shared sizes of `SemanticEncoder` and `ConditionalUNet` (diffae gives both the
   same width, heads, attention resolutions and up/down style); `encoder_channel_mult` and
   `encoder_num_res_blocks` size the encoder; `latent_centering` (not in diffae: see
-  `ConditionalUNet`) adds the "latent_stats" collection.
+  `ConditionalUNet`) adds the "latent_stats" collection; `remat` rematerialises every ResBlock
+  of both (`nn.remat.blocks`).
   """
   out_channels: int = 3
   width: int = 128
@@ -262,13 +269,14 @@ class DiffusionAutoencoder(nn.Module):
   resblock_updown: bool = True
   norm_groups: int = 32
   latent_centering: bool = False
+  remat: bool = False
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
   def setup(self):
     common = dict(attention_resolutions=self.attention_resolutions, num_heads=self.num_heads,
                   resblock_updown=self.resblock_updown, norm_groups=self.norm_groups,
-                  dtype=self.dtype, param_dtype=self.param_dtype)
+                  remat=self.remat, dtype=self.dtype, param_dtype=self.param_dtype)
     self.encoder = SemanticEncoder(self.latent_dim, self.width, self.encoder_channel_mult,
                                    self.encoder_num_res_blocks, **common)
     self.unet = ConditionalUNet(self.out_channels, self.width, self.channel_mult,

@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from talking_heads.nn import positional, transformer, unet
+from talking_heads.nn import positional, remat, transformer, unet
 
 Motion = Literal["expression", "pose", "joint"]
 
@@ -72,6 +72,7 @@ class MotionDiT(nn.Module):
     mlp_ratio: MLP width / W (spec: 4).
     window: k of the alignment mask, or None for full cross-attention.
     self_attention: the self-attention sub-block in every layer.
+    remat: recompute each layer's activations in the backward pass (`nn.remat.blocks`).
   """
   motion: Motion = "expression"
   expression_dim: int = 64
@@ -82,6 +83,7 @@ class MotionDiT(nn.Module):
   mlp_ratio: float = 4.0
   window: int | None = ALIGNMENT_WINDOW
   self_attention: bool = True
+  remat: bool = False
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -111,8 +113,9 @@ class MotionDiT(nn.Module):
                             audio.astype(self.dtype)], axis=-1)                # [B, F, W + A]
     tau = nn.Dense(self.width, name="condition", **kw)(cond)                     # [B, F, W]
     mask = jnp.broadcast_to(jnp.asarray(alignment_mask(f, self.window)), (b, f, f))  # [B, F, F]
+    block = remat.blocks(transformer.TransformerBlock, self.remat)
     for i in range(self.num_layers):
-      x = transformer.TransformerBlock(
+      x = block(
           self.num_heads, self.mlp_ratio, self_attention=self.self_attention,
           cross_attention=True, name=f"layer_{i}", **kw)(x, tau, context_mask=mask)
     x = nn.LayerNorm(1e-6, dtype=jnp.float32, param_dtype=self.param_dtype, name="norm_out")(x)

@@ -35,7 +35,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from talking_heads.nn import attention, norm, positional, resnet, unet
+from talking_heads.nn import attention, norm, positional, remat, resnet, unet
 
 MotionTokens = Literal["per_coefficient", "single"]
 Conditioning = Literal["two_attentions", "concatenated"]
@@ -110,6 +110,8 @@ class LatentUNet(nn.Module):
     conditioning: "two_attentions" (phi1 then phi2) or "concatenated".
     dropout: in the ResBlocks.
     norm_groups: GroupNorm groups (capped at the channel count).
+    remat: recompute the ResBlocks' and SpatialTransformers' activations in the backward pass
+      (`nn.remat.blocks`).
   """
   latent_channels: int = 3
   motion_dim: int = 70
@@ -123,6 +125,7 @@ class LatentUNet(nn.Module):
   conditioning: Conditioning = "two_attentions"
   dropout: float = 0.0
   norm_groups: int = 32
+  remat: bool = False
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -156,14 +159,16 @@ class LatentUNet(nn.Module):
     else:
       names, contexts = ("cross_attn",), (jnp.concatenate([motion_ctx, reference_ctx], 1),)
 
+    res_block_cls = remat.blocks(unet.ResBlock, self.remat, (4,))
+    transformer_cls = remat.blocks(attention.SpatialTransformer, self.remat)
+
     def res_block(h, features, name):
-      return unet.ResBlock(features, dropout=self.dropout, norm_groups=self.norm_groups,
-                           name=name, **kw)(h, temb, train=train)
+      return res_block_cls(features, dropout=self.dropout, norm_groups=self.norm_groups,
+                           name=name, **kw)(h, temb, None, train)
 
     def transformer(h, name):
-      return attention.SpatialTransformer(names, head_channels=self.head_channels,
-                                          norm_groups=self.norm_groups, name=name,
-                                          **kw)(h, contexts)
+      return transformer_cls(names, head_channels=self.head_channels,
+                             norm_groups=self.norm_groups, name=name, **kw)(h, contexts)
 
     h = nn.Conv(self.width, (3, 3), padding=resnet.PAD1, name="conv_in",
                 **kw)(j_t.astype(self.dtype))                                    # [B, h, w, C_0]

@@ -45,7 +45,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = common.trainer_config("fd2talk_motion", variant)
   c.model = ml_collections.ConfigDict({"sizes": variant, "motion": "expression",
                                        "alignment_mask": True, "mask_window": 3,
-                                       "self_attention": True, "dtype": "float32"})
+                                       "self_attention": True, "remat": False,
+      "dtype": "float32"})
   c.diffusion = ml_collections.ConfigDict({"num_timesteps": 1000, "schedule": "linear",
                                            "beta_start": 1e-4, "beta_end": 0.02})
   c.sampling = ml_collections.ConfigDict({"steps": 50, "spacing": "leading", "eta": 0.0})

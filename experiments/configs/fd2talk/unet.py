@@ -41,7 +41,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant = parsed.variant
   c = common.trainer_config("fd2talk_unet", variant)
   c.model = ml_collections.ConfigDict({"sizes": variant, "conditioning": "two_attentions",
-                                       "motion_tokens": "per_coefficient", "dtype": "float32"})
+                                       "motion_tokens": "per_coefficient", "remat": False,
+      "dtype": "float32"})
   c.motion = ml_collections.ConfigDict({"expression_dim": len(morphable.EXPRESSION_NAMES),
                                         "pose_dim": 6})
   c.diffusion = ml_collections.ConfigDict({
@@ -67,5 +68,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   elif variant == "paper":
     c.total_steps, c.batch_size, c.eval_batch_size = 50_000, 32, 32
     c.optimizer.grad_clip_norm = 0.1
+    # Batch 32 of 64 x 64 latents with attention at three levels: blocks rematerialised.
+    c.model.remat = True
     c.ema_decay = 0.9999
   return common.apply_overrides(c, parsed)

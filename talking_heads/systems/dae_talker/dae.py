@@ -68,7 +68,7 @@ def build_model(model_config: ml_collections.ConfigDict) -> DiffusionAutoencoder
       attention_resolutions=tuple(m.attention_resolutions), num_heads=m.num_heads,
       embed_dim=m.embed_dim, latent_dim=m.latent_dim, dropout=m.dropout,
       norm_groups=m.norm_groups, latent_centering=bool(m.get("latent_centering", False)),
-      dtype=jnp.dtype(m.get("dtype", "float32")))
+      remat=bool(m.get("remat", False)), dtype=jnp.dtype(m.get("dtype", "float32")))
 
 
 class DAEStage(LossStage):

@@ -82,7 +82,8 @@ def build_model(config: ml_collections.ConfigDict) -> fd2talk_motion.MotionDiT:
   return fd2talk_motion.MotionDiT(
       m.motion, expression_dim=morphable.default_model().num_expression, pose_dim=POSE_DIM,
       **sizes_lib.sizes(m.sizes).motion, window=m.mask_window if m.alignment_mask else None,
-      self_attention=m.self_attention, dtype=jnp.dtype(m.get("dtype", "float32")))
+      self_attention=m.self_attention, remat=bool(m.get("remat", False)),
+      dtype=jnp.dtype(m.get("dtype", "float32")))
 
 
 def _pearson(x: jax.Array, y: jax.Array, weight: jax.Array) -> jax.Array:

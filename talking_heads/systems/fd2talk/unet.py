@@ -108,7 +108,8 @@ class UNetStage(LossStage):
     self.model = fd2talk_unet.LatentUNet(
         latent_channels=self.latent_shape[-1], motion_dim=self.motion_dim,
         conditioning=m.conditioning, motion_tokens=m.motion_tokens,
-        dtype=jnp.dtype(m.get("dtype", "float32")), **sizes.unet)
+        remat=bool(m.get("remat", False)), dtype=jnp.dtype(m.get("dtype", "float32")),
+        **sizes.unet)
     self.schedule = schedules.make_schedule(diff.schedule, diff.num_timesteps, diff.beta_start,
                                             diff.beta_end)
     self.step_config = samplers.StepConfig(prediction="x0")   # Eq. 5; latents are not clipped
