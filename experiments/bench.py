@@ -9,9 +9,12 @@ random weights: the cost does not depend on their values) on random waveforms of
 --audio_seconds, and reports seconds of audio encoded per second of wall time.
 
 Reports compile time, steady-state step time (median of timed steps, each synchronised),
-samples/s, the input pipeline's batch time, and memory: XLA's compiled footprint
-(arguments + outputs + temporaries), the device allocator's peak where the backend reports it
-(GPU/TPU), and the host process's peak RSS. Runs on whatever backend JAX finds.
+samples/s, FLOPs per step (XLA's cost analysis of the compiled step) and the model FLOPs
+utilisation against the device's peak where `PEAK_FLOPS` knows it, the input pipeline's batch
+time and the fraction of a training loop's wall time spent waiting for data (`data_wait`), and
+memory: XLA's compiled footprint (arguments + outputs + temporaries), the device allocator's peak
+where the backend reports it (GPU/TPU), and the host process's peak RSS. Runs on whatever
+backend JAX finds. `experiments.bench_suite` runs it for every stage and every system.
 """
 
 import json
@@ -60,6 +63,56 @@ def _memory(compiled: Any) -> dict[str, float]:
   return out
 
 
+# Dense peak FLOP/s per chip (vendors' data sheets) by device_kind prefix and compute dtype.
+# float32 on NVIDIA GPUs: the TF32 tensor-core peak (XLA's default precision for float32 dots
+# there); on TPUs float32 dots run as bfloat16 passes, so the bfloat16 peak. CPUs: none.
+PEAK_FLOPS = {
+    ("NVIDIA H100 80GB HBM3", "bfloat16"): 989e12, ("NVIDIA H100 80GB HBM3", "float32"): 495e12,
+    ("NVIDIA H100 PCIe", "bfloat16"): 756e12, ("NVIDIA H100 PCIe", "float32"): 378e12,
+    ("NVIDIA H200", "bfloat16"): 989e12, ("NVIDIA H200", "float32"): 495e12,
+    ("NVIDIA A100", "bfloat16"): 312e12, ("NVIDIA A100", "float32"): 156e12,
+    ("TPU v4", "bfloat16"): 275e12, ("TPU v4", "float32"): 275e12,
+    ("TPU v5 lite", "bfloat16"): 197e12, ("TPU v5 lite", "float32"): 197e12,
+    ("TPU v5p", "bfloat16"): 459e12, ("TPU v5p", "float32"): 459e12,
+    ("TPU v6 lite", "bfloat16"): 918e12, ("TPU v6 lite", "float32"): 918e12,
+}
+
+
+def peak_flops(device_kind: str, dtype: str) -> float | None:
+  """The device's dense peak FLOP/s for `dtype` ("float32" or "bfloat16"), None when unknown."""
+  matches = [(len(kind), v) for (kind, d), v in PEAK_FLOPS.items()
+             if device_kind.startswith(kind) and d == dtype]
+  return max(matches)[1] if matches else None
+
+
+def compiled_flops(compiled: Any) -> float | None:
+  """FLOPs of one call of a compiled function by XLA's cost analysis (None when not reported)."""
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0] if analysis else None
+  flops = float((analysis or {}).get("flops", 0.0))
+  return flops if flops > 0 else None
+
+
+def data_wait(step: Callable[[Any], Any], next_batch: Callable[[], Any], cached: list[Any],
+              steps: int) -> dict[str, float]:
+  """Wall time of `steps` training-loop iterations that fetch each batch from the input pipeline
+  while the previous step runs (as `training.loop` does: dispatch is asynchronous) against the
+  same steps on batches already in memory; the excess is time spent waiting for data."""
+  def run(fetch):
+    out, start = None, time.perf_counter()
+    for i in range(steps):
+      out = step(fetch(i))
+    jax.block_until_ready(out)
+    return time.perf_counter() - start
+  run(lambda i: cached[i % len(cached)])   # both paths warm
+  in_memory = run(lambda i: cached[i % len(cached)])
+  live = run(lambda i: next_batch())
+  return {"loop_step_ms_live_input": live / steps * 1e3,
+          "loop_step_ms_cached_input": in_memory / steps * 1e3,
+          "data_wait_fraction": max(0.0, 1.0 - in_memory / live)}
+
+
 def _time_calls(fn: Callable[[], Any], steps: int) -> list[float]:
   times = []
   for _ in range(steps):
@@ -104,16 +157,31 @@ def benchmark(config, steps: int, warmup: int) -> dict[str, Any]:
   _time_calls(one_step, warmup)
   times = _time_calls(one_step, steps)
   step_s = float(np.median(times))
+  flops = compiled_flops(compiled)
+  device_kind = jax.devices()[0].device_kind
+  peak = peak_flops(device_kind, str(config.get("model", {}).get("dtype", "float32")))
+
+  def loop_step(batch):
+    holder["i"] += 1
+    holder["state"], metrics = compiled(holder["state"], batch, jax.random.fold_in(rng, holder["i"]))
+    return metrics
+
+  waiting = data_wait(loop_step, lambda: distributed.global_batch(next(it), data_sharding),
+                      batches, steps)
   result = {
       "stage": config.stage, "variant": config.get("variant", ""),
-      "backend": jax.default_backend(), "device": jax.devices()[0].device_kind,
+      "backend": jax.default_backend(), "device": device_kind,
       "num_devices": mesh.size, "host": platform.processor() or platform.machine(),
       "global_batch": config.batch_size,
       "train_compile_s": compile_s,
       "train_step_ms": step_s * 1e3,
       "train_step_ms_p90": float(np.percentile(times, 90)) * 1e3,
       "train_samples_per_s": config.batch_size / step_s,
+      # The compiled step is one device's program (SPMD): its FLOPs are one device's share.
+      "train_flops_per_device": flops,
+      "train_mfu": flops / step_s / peak if flops and peak else None,
       "input_batch_ms": float(np.median(batch_times)) * 1e3,
+      **waiting,
       **{f"train_{k}": v for k, v in _memory(compiled).items()},
   }
   inference = stage.inference(holder["state"])
