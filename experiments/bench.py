@@ -183,6 +183,9 @@ def benchmark(config, steps: int, warmup: int) -> dict[str, Any]:
       "input_batch_ms": float(np.median(batch_times)) * 1e3,
       **waiting,
       **{f"train_{k}": v for k, v in _memory(compiled).items()},
+      # Parameters, optimiser moments, EMA per device on an fsdp axis of 1, 2 and 4 devices.
+      **{f"state_mib_per_device_fsdp{f}": sharding.bytes_per_device(abstract, f, config.sharding)
+         / 2**20 for f in (1, 2, 4)},
   }
   inference = stage.inference(holder["state"])
   if inference is not None:

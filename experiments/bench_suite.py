@@ -336,6 +336,12 @@ def markdown(results: dict[str, Any]) -> str:
         f"{_fmt(r.get('train_mfu'))} | {100 * r['data_wait_fraction']:.1f}% | "
         f"{_fmt(step_memory_mib(r))} | {_fmt(r.get('inference_call_ms'))} | "
         f"{_fmt(r.get('inference_items_per_s'))} |")
+  lines += ["", "## Training state per device under FSDP (parameters, optimiser moments, EMA)", "",
+            "| stage | fsdp 1 (MiB) | fsdp 2 | fsdp 4 |", "|---|---|---|---|"]
+  for r in results["stages"]:
+    if "error" not in r:
+      lines.append(f"| {r['stage']} | " + " | ".join(
+          _fmt(r[f"state_mib_per_device_fsdp{f}"]) for f in (1, 2, 4)) + " |")
   lines += ["", "## Generation end to end (speech -> mp4)", "",
             "| system | frames | size | frames/s (steady) | x real time | frames/s (1st run, "
             "with compilation) | where the time goes (steady run) |", "|---|---|---|---|---|---|---|"]

@@ -71,21 +71,39 @@ def _fsdp_spec(shape: Sequence[int], fsdp_size: int, min_size: int) -> P:
   return P(*spec)
 
 
-def state_shardings(abstract_state: PyTree, mesh: Mesh, cfg: Mapping[str, Any]) -> PyTree:
-  """NamedShardings for every leaf of a (abstract) state, by the FSDP rule and regex overrides."""
-  fsdp_size = mesh.shape["fsdp"]
+def state_specs(abstract_state: PyTree, fsdp_size: int, cfg: Mapping[str, Any]) -> PyTree:
+  """PartitionSpecs for every leaf of a (abstract) state on an `fsdp_size`-wide fsdp axis, by the
+  FSDP rule and regex overrides (no devices needed)."""
   min_size = int(cfg.get("fsdp_min_size", 2**18))
   rules = [(re.compile(pattern), tactic) for pattern, tactic in cfg.get("rules", ())]
   for _, tactic in rules:
     if tactic not in ("replicate", "fsdp"):
       raise ValueError(f"Unknown sharding tactic {tactic!r}; expected 'replicate' or 'fsdp'.")
 
-  def leaf_sharding(name: str, leaf: Any) -> NamedSharding:
+  def leaf_spec(name: str, leaf: Any) -> P:
     shape = getattr(leaf, "shape", ())
     tactic = next((t for r, t in rules if r.search(name)), None)
     if tactic == "replicate" or not shape:
-      return replicated(mesh)
-    spec = _fsdp_spec(shape, fsdp_size, 0 if tactic == "fsdp" else min_size)
-    return NamedSharding(mesh, spec)
+      return P()
+    return _fsdp_spec(shape, fsdp_size, 0 if tactic == "fsdp" else min_size)
 
-  return jax.tree_util.tree_map(leaf_sharding, path_names(abstract_state), abstract_state)
+  return jax.tree_util.tree_map(leaf_spec, path_names(abstract_state), abstract_state)
+
+
+def state_shardings(abstract_state: PyTree, mesh: Mesh, cfg: Mapping[str, Any]) -> PyTree:
+  """NamedShardings for every leaf of a (abstract) state, by the FSDP rule and regex overrides."""
+  specs = state_specs(abstract_state, mesh.shape["fsdp"], cfg)
+  return jax.tree_util.tree_map(lambda spec: NamedSharding(mesh, spec), specs,
+                                is_leaf=lambda x: isinstance(x, P))
+
+
+def bytes_per_device(abstract_state: PyTree, fsdp_size: int, cfg: Mapping[str, Any]) -> int:
+  """Bytes of the state (parameters, optimiser moments, EMA, ...) one device holds with an
+  `fsdp_size`-wide fsdp axis: replicated leaves whole, FSDP leaves 1/fsdp_size of them."""
+  specs = state_specs(abstract_state, fsdp_size, cfg)
+  total = 0
+  for leaf, spec in zip(jax.tree_util.tree_leaves(abstract_state),
+                        jax.tree_util.tree_leaves(specs, is_leaf=lambda x: isinstance(x, P))):
+    split = fsdp_size if "fsdp" in tuple(spec) else 1
+    total += int(np.prod(leaf.shape, dtype=np.int64)) * np.dtype(leaf.dtype).itemsize // split
+  return total

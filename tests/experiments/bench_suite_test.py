@@ -59,6 +59,8 @@ def test_tiny_suite_covers_every_stage_and_system(tmp_path):
                 "train_flops_per_device", "data_wait_fraction", "train_compiled_temp_mib"):
       assert isinstance(row[key], float) and row[key] >= 0, (row["stage"], key)
     assert row["train_mfu"] is None   # no peak for a CPU
+    assert (row["state_mib_per_device_fsdp4"] <= row["state_mib_per_device_fsdp2"]
+            <= row["state_mib_per_device_fsdp1"]), row["stage"]
   for row in results["systems"]:
     assert row["frames"] == 25 and row["frames_per_s"] > 0, row
     assert sum(row["shares"].values()) == pytest.approx(1.0)
