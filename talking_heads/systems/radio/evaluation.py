@@ -481,14 +481,19 @@ _ABLATION_NAMES = {"A": "A: Baseline", "B": "B: + Style modulation",
                    "ViT(2,2)": "+ ViT(2, 2) (RADIO)"}
 
 
-def _label(results_dir: str, results: Mapping[str, Any]) -> str:
-  config = reproduction.stage_config(results_dir, "radio",
-                                     results["sources"]["radio"].rpartition(" step ")[0])
+def _label(results_dir: str, results: Mapping[str, Any], table_1: bool = True) -> str:
+  """What produced the rows; Table 1's names its RADIO workdir's size and steps (the ablation
+  rows name each workdir and step themselves)."""
   t1 = results["table_1"]
-  size = (f"{config['variant']} {config['data']['image_size']} px, {config['steps']} steps"
-          if config else "no config found")
+  radio = ""
+  if table_1:
+    config = reproduction.stage_config(results_dir, "radio",
+                                       results["sources"]["radio"].rpartition(" step ")[0])
+    size = (f"{config['variant']} {config['data']['image_size']} px, {config['steps']} steps"
+            if config else "no config found")
+    radio = f"RADIO {size}; "
   return (f"synthetic corpus {results['dataset']}, {t1['clips']} held-out-identity clips / "
-          f"{t1['frames']} frames (one-shot: first frame as the reference); RADIO {size}; "
+          f"{t1['frames']} frames (one-shot: first frame as the reference); {radio}"
           f"{results.get('machine', '-')}; LSE: {results['lse_expert']}; MS-SSIM: "
           f"{results['ms_ssim']}")
 
@@ -531,7 +536,8 @@ def paper_rows(results_dir: str) -> list[dict[str, Any]]:
                     "radio.py:demo,model.vit=(n,m), then `python -m experiments.radio.tables "
                     "--table_2=A=<workdir> ...`)"))
       continue
-    ablation_label = f"{label}; Sync: {results['sync_discriminator']}"
+    ablation_label = (f"{_label(results_dir, results, table_1=False)}; "
+                      f"Sync: {results['sync_discriminator']}")
     measured = [reproduction.row(_ABLATION_NAMES.get(n, n),
                                  {c: s.get(k) for c, k in _ABLATION.items()},
                                  f"{ablation_label}; {s['source']}", source)

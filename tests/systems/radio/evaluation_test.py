@@ -242,6 +242,9 @@ def test_tables_score_ablation_workdirs(part_run, tmp_path):
       "B: + Style modulation", "D: + Fidelity mapping w/ ViT"]
   assert set(rows["table_2"]["measured"][0]["values"]) == {"PSNR", "Sync"}
   assert rows["table_2"]["unavailable"][0]["method_or_column"] == "LPIPS"
+  # An ablation row names its own workdir and step, not Table 1's RADIO steps.
+  label = rows["table_2"]["measured"][0]["label"]
+  assert label.endswith(results["table_2"]["B"]["source"]) and " steps;" not in label
   assert "table_2" in evaluation.markdown(results)
 
 
