@@ -11,15 +11,14 @@ from experiments import bench
 from experiments import bench_suite
 from experiments import main as main_job
 from talking_heads.systems import api
-from talking_heads.training import registry
 
 
 def test_every_upstream_workdir_field_is_declared():
-  for stage in registry.names():
+  for stage in api.stage_paths():
     config = main_job.stage_config(stage, "tiny", "/nonexistent")
     for path in bench_suite.workdir_fields(config):
       assert path in bench_suite.UPSTREAM, (stage, path)
-  assert set(bench_suite.UPSTREAM.values()) <= set(registry.names())
+  assert set(bench_suite.UPSTREAM.values()) <= set(api.stage_paths())
 
 
 def test_every_generation_weight_is_a_stage():
@@ -27,7 +26,7 @@ def test_every_generation_weight_is_a_stage():
     for name in entry.weights:
       if name.endswith("_workdir"):
         stage, _ = bench_suite.GENERATOR_WEIGHTS[name]
-        assert stage in registry.names(), (entry.name, name)
+        assert stage in api.stage_paths(), (entry.name, name)
 
 
 def test_part_shares_add_up_to_one():
@@ -50,7 +49,7 @@ def test_tiny_suite_covers_every_stage_and_system(tmp_path):
   results = bench_suite.run("tiny", None, None, steps=2, warmup=1, audio_seconds=1.0,
                             batch_size=8, work_dir=str(tmp_path / "work"),
                             out_dir=str(tmp_path / "out"))
-  assert sorted(r["stage"] for r in results["stages"]) == sorted(registry.names())
+  assert sorted(r["stage"] for r in results["stages"]) == sorted(api.stage_paths())
   assert sorted(r["system"] for r in results["systems"]) == sorted(api.generators())
   for row in results["stages"] + results["systems"]:
     assert "error" not in row, row
@@ -67,5 +66,5 @@ def test_tiny_suite_covers_every_stage_and_system(tmp_path):
   with open(tmp_path / "out" / "bench_tiny.json") as f:
     assert json.load(f) == json.loads(json.dumps(results))
   text = (tmp_path / "out" / "bench_tiny.md").read_text()
-  assert all(f"| {stage} |" in text for stage in registry.names())
+  assert all(f"| {stage} |" in text for stage in api.stage_paths())
   assert os.path.getsize(tmp_path / "out" / "bench_tiny.md") > 0
