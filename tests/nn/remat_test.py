@@ -4,7 +4,9 @@ with the switch (the DAE's UNet and encoder, FD2Talk's latent UNet and motion Di
 
 What the forward pass keeps is the residuals of `jax.vjp` (the leaves of its backward function,
 shapes from `jax.eval_shape`): backend-independent. XLA:CPU's compiled temp size does not show
-the saving (it grows slightly with remat at these sizes), so the device peak is the benchmarks'."""
+the saving (it grows slightly with remat at these sizes), so the device peak is the benchmarks'.
+Marked `bench` (experiments/test_bench.sh, with the other performance checks): about a minute of
+compilation that the default suite's 10 minutes cannot spare."""
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +45,7 @@ def kept_bytes(loss, params) -> int:
   return sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in leaves)
 
 
+@pytest.mark.bench
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_remat_keeps_less_and_changes_no_gradient(name):
   make, inputs = CASES[name]
