@@ -114,13 +114,13 @@ def define_flags() -> None:
   flags.DEFINE_string("out_dir", "experiments/results/bench", "Where bench_<variant>.json/md go.")
 
 
-def get_field(config: ml_collections.ConfigDict, path: str) -> Any:
+def set_field(config: ml_collections.ConfigDict, path: str, value: Any) -> None:
+  """Sets the dotted field `path` (e.g. "model.dtype") of `config`."""
+  *parents, key = path.split(".")
   node = config
-  for key in path.split("."):
-    if key not in node:
-      return None
-    node = node[key]
-  return node
+  for p in parents:
+    node = node[p]
+  node[key] = value
 
 
 def workdir_fields(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
@@ -164,11 +164,7 @@ class Workspace:
     root = self.corpus(stage)
     config = main_job.stage_config(stage, self.variant, root)
     for path, value in dict(overrides).items():
-      *parents, key = path.split(".")
-      node = config
-      for p in parents:
-        node = node[p]
-      node[key] = value
+      set_field(config, path, value)
     config.progress_bar = False
     config.mesh.num_devices = self.num_devices
     identity = main_job.default_identity(root)
@@ -178,8 +174,7 @@ class Workspace:
       if path not in UPSTREAM:
         raise KeyError(f"{stage}: config field {path} names a workdir of a stage "
                        f"experiments.bench_suite.UPSTREAM does not know")
-      *parents, key = path.split(".")
-      get_field(config, ".".join(parents))[key] = self.workdir(UPSTREAM[path])
+      set_field(config, path, self.workdir(UPSTREAM[path]))
     if "latents" in config.data and config.data.latents:
       config.data.latents = self.random_latents(root, int(config.model.latent_dim))
     return config
