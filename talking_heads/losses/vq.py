@@ -19,6 +19,15 @@ Codebook statistics are per batch: usage = fraction of the N codes chosen at lea
 codes = the number never chosen, perplexity = exp(-sum_n p_n log p_n) of the batch's code
 frequencies p (1 when one code takes everything, N when all are used equally).
 
+Dead-code restarts (`code_usage`, `restart_dead_codes`; not part of Eq. 12: a codebook learned
+from scratch collapses onto a few codes when its initialisation is far from the encoder's outputs,
+as taming's uniform(-1/N, 1/N) is). Each code keeps an exponential moving average of how many
+latent vectors chose it per step; a code whose average falls below `threshold` is moved onto a
+latent vector of the current batch drawn at random (Jukebox's random restarts, SoundStream's
+codebook expiry) and starts over at the mean count per code, M / N, so that it has time to win
+vectors before it counts as dead again. Codes start at usage 0, so the first restart seeds from
+the encoder's outputs every code the first batch did not give threshold / (1 - decay) vectors.
+
 Dimensions: N codes, c code width, M latent vectors.
 """
 
@@ -121,3 +130,33 @@ def codebook_stats(indices: jax.Array, num_codes: int, weights: jax.Array | None
   used = jnp.sum((counts > 0).astype(jnp.float32))
   return {"usage": used / num_codes, "perplexity": jnp.exp(entropy),
           "dead_codes": num_codes - used}
+
+
+def code_usage(usage: jax.Array, indices: jax.Array, decay: float) -> jax.Array:
+  """Usage [N] (moving average of latent vectors per code per step) after a batch's indices."""
+  counts = jnp.zeros(usage.shape, jnp.float32).at[indices.reshape(-1)].add(1.0)   # [N]
+  return decay * usage + (1.0 - decay) * counts
+
+
+def restart_dead_codes(codebook: jax.Array, usage: jax.Array, latents: jax.Array,
+                       rng: jax.Array, threshold: float
+                       ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Codes with usage below `threshold` moved onto random latents (module docstring).
+
+  Args:
+    codebook: [N, c].
+    usage: [N] from `code_usage`.
+    latents: [M, c] this step's encoder outputs (no gradient flows through the restart).
+    rng: draws which latents seed the dead codes (without replacement when M >= N).
+    threshold: vectors per step below which a code is dead.
+
+  Returns:
+    (codebook [N, c], usage [N] with restarted codes at M / N, number of codes restarted).
+  """
+  num_codes, m = codebook.shape[0], latents.shape[0]
+  dead = usage < threshold                                                      # [N]
+  picks = jax.random.choice(rng, m, (num_codes,), replace=m < num_codes)
+  seeds = jax.lax.stop_gradient(latents[picks]).astype(codebook.dtype)          # [N, c]
+  codebook = jnp.where(dead[:, None], seeds, codebook)
+  usage = jnp.where(dead, jnp.float32(m / num_codes), usage)
+  return codebook, usage, jnp.sum(dead.astype(jnp.float32))

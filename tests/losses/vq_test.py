@@ -1,5 +1,5 @@
-"""VQ loss (Eq. 12, legacy switch, the SOVQAE stage's terms), codebook regulariser (Eq. 11) and
-codebook statistics."""
+"""VQ loss (Eq. 12, legacy switch, the SOVQAE stage's terms), codebook regulariser (Eq. 11),
+codebook statistics and dead-code restarts."""
 
 import jax
 import jax.numpy as jnp
@@ -140,3 +140,43 @@ def test_codebook_stats_hand_cases():
   # A zero-weight (padding) example does not count.
   padded = vq.codebook_stats(jnp.asarray([[0, 1], [2, 3]]), num_codes=4, weights=jnp.asarray([1.0, 0.0]))
   assert float(padded["usage"]) == 0.5 and float(padded["perplexity"]) == pytest.approx(2.0)
+
+
+def test_code_usage_is_a_moving_average_of_vectors_per_code():
+  usage = vq.code_usage(jnp.asarray([2.0, 0.0, 1.0]), jnp.asarray([[0, 0], [2, 0]]), decay=0.5)
+  np.testing.assert_allclose(np.asarray(usage), [0.5 * 2 + 0.5 * 3, 0.0, 0.5 * 1 + 0.5 * 1])
+
+
+def test_dead_codes_move_onto_batch_latents_and_live_codes_stay():
+  rng = np.random.default_rng(0)
+  codebook = jnp.asarray(rng.normal(size=(6, 3)), jnp.float32)
+  latents = jnp.asarray(rng.normal(size=(40, 3)) + 10.0, jnp.float32)
+  usage = jnp.asarray([5.0, 0.2, 3.0, 0.0, 1.0, 0.99])
+  new, new_usage, restarted = vq.restart_dead_codes(codebook, usage, latents,
+                                                    jax.random.PRNGKey(1), threshold=1.0)
+  dead = np.asarray(usage) < 1.0
+  assert int(restarted) == dead.sum() == 3
+  np.testing.assert_array_equal(np.asarray(new)[~dead], np.asarray(codebook)[~dead])
+  for row in np.asarray(new)[dead]:          # each one is a latent of the batch
+    assert np.min(np.abs(np.asarray(latents) - row).sum(axis=1)) == 0
+  assert len({tuple(r) for r in np.asarray(new)[dead]}) == 3     # drawn without replacement
+  np.testing.assert_allclose(np.asarray(new_usage), np.where(dead, 40 / 6, np.asarray(usage)))
+
+
+def test_restarts_revive_a_collapsed_codebook():
+  """taming's uniform(-1/N, 1/N) codebook against latents 100 times wider: only the codes at the
+  codebook's outer edge ever win; after one restart from zero usage the batch uses nearly all."""
+  num_codes = 64
+  latents = jax.random.normal(jax.random.PRNGKey(0), (512, 3)) * 2.0
+  codebook = jax.random.uniform(jax.random.PRNGKey(1), (num_codes, 3), minval=-1 / num_codes,
+                                maxval=1 / num_codes)
+
+  def usage_of(codes):
+    d = jnp.sum((latents[:, None] - codes[None]) ** 2, axis=-1)
+    return float(vq.codebook_stats(jnp.argmin(d, axis=1)[None], num_codes)["usage"])
+
+  before = usage_of(codebook)
+  restarted, _, count = vq.restart_dead_codes(codebook, jnp.zeros(num_codes), latents,
+                                              jax.random.PRNGKey(2), threshold=1.0)
+  assert int(count) == num_codes
+  assert before < 0.5 and usage_of(restarted) > 0.9, (before, usage_of(restarted))

@@ -16,10 +16,10 @@ Variants (network sizes: `talking_heads.systems.fd2talk.sizes`):
   demo   every identity of the demo corpus at 64 px (16 x 16 x 3 latent, f = 4; shrunk from
          256 / 64 x 64), UNet width 32, channel_mult (1, 2, 2), 2 ResBlocks, cross-attention at
          the two lower levels (shrunk from width 256, (1, 2, 3, 4)), batch 8 (shrunk from 32),
-         Adam 2e-4 (warm-up, cosine) with gradient clip 1, no EMA (a run of minutes), 400 steps:
-         1.2-1.6 steps/s on 2 CPU cores shared with other jobs (load ~10; measured over 40
-         steps), about 5 min plus 1-2 min of compilation and evaluation; evaluation with 10 DDIM
-         steps (50 at inference).
+         Adam 2e-4 (warm-up, cosine) with gradient clip 1, no EMA (a run of minutes), 1500 steps:
+         7.9 min on 2 free CPU cores with compilation and evaluation; held-out PSNR 25.2 dB with
+         the true motion against the autoencoder's own 25.9 (400 steps: 18.1 against 18.7, on an
+         autoencoder without dead-code restarts); evaluation with 10 DDIM steps (50 at inference).
   paper  spec §2.3, §2.6, §4: 256 px, 64 x 64 x 3 latent, UNet width 256, channel_mult (1, 2, 3,
          4), 2 ResBlocks, cross-attention at 32, 16, 8 px with 32-channel heads, contexts of
          width 128, motion tokenised per coefficient (spec §2.6); T = 1000, LDM "linear" betas
@@ -60,10 +60,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.optimizer.learning_rate = 3e-3
   elif variant == "demo":
     c.diffusion.eval_sample_steps = 10
-    c.total_steps, c.batch_size, c.eval_batch_size = 400, 8, 16
+    c.total_steps, c.batch_size, c.eval_batch_size = 1500, 8, 16
     c.optimizer.update(learning_rate=2e-4, schedule="warmup_cosine", warmup_steps=30,
                        end_lr_factor=0.1, grad_clip_norm=1.0)
-    c.checkpoint_every, c.eval_every, c.image_every = 200, 400, 400
+    c.checkpoint_every, c.eval_every, c.image_every = 500, 500, 1500
     c.data.eval_stride = 25
   elif variant == "paper":
     c.total_steps, c.batch_size, c.eval_batch_size = 50_000, 32, 32

@@ -3,14 +3,8 @@ lip expert, the Exp Transformer against it, the Pose Transformer, the frame auto
 latent UNet in its latent space), a held-out-voice video (a one-shot reference, the head pose
 sampled from the audio) and Table 1 at small scale with stage 1's checks (`evaluation`).
 
-Steps: the tiny variant trains each stage's tiny config as it is. The demo configs' step counts
-add up to more than the part's 25 minutes on 2 cores (measured alone: lip expert 3000 steps 4.6
-min, Exp Transformer 3000 steps 8.4 min, autoencoder 300 steps 4.7 min, UNet 400 steps 5.3 min,
-plus the Pose Transformer), so the part shortens them (`STEPS`, through the shared
-`main_part.with_steps`): the lip expert and both DiTs at 2000 / 1500 / 1500 steps (the
-autoencoder and the UNet keep their demo settings): about 20 minutes of training estimated
-from those speeds, then the video and the tables (20 DDIM steps on 2 clips x 40 frames per set:
-a few minutes, also estimated). The demo configs keep the longer runs for `experiments.train`.
+Steps: each stage trains its config of the variant as it is (the demo configs are sized for this
+part's 25 minutes on 2 free cores; their docstrings give the measured durations).
 
 Tables 2 and 3 need four more trainings (the joint DiT, the concatenated-conditions UNet, the
 Exp Transformer without the mask and without L_sync): they are left to
@@ -34,15 +28,9 @@ from talking_heads.systems.api import MainContext, PartReport
 from talking_heads.systems.fd2talk import evaluation
 from talking_heads.systems.fd2talk import inference
 
-# The main job's steps per variant and run (module docstring; None: the config's own).
-STEPS = {"tiny": {}, "demo": {"lip_expert": 2000, "expression": 1500, "pose": 1500}}
 # Small-scale evaluation per variant: clips per set, frames per clip, DDIM steps, seeds.
 EVAL_SETTINGS = {"tiny": dict(clips=1, frames=12, ddim_steps=2, seeds=2),
                  "demo": dict(clips=2, frames=40, ddim_steps=20, seeds=3)}
-
-
-def _config(ctx: MainContext, stage: str, run: str):
-  return main_part.with_steps(ctx.config(stage), STEPS[ctx.variant].get(run))
 
 
 def video(ctx: MainContext, out: str, model: inference.FD2TalkModel,
@@ -70,20 +58,21 @@ def run(ctx: MainContext) -> PartReport:
   out = ctx.system_dir("fd2talk")
   workdirs = {name: os.path.join(out, name)
               for name in ("lip_expert", "expression", "pose", "autoencoder", "unet")}
-  expert = _config(ctx, "fd2talk_lip_expert", "lip_expert")
-  expression = _config(ctx, "fd2talk_motion", "expression")
+  expert = ctx.config("fd2talk_lip_expert")
+  expression = ctx.config("fd2talk_motion")
   expression.lip_expert.workdir = workdirs["lip_expert"]
-  pose = _config(ctx, "fd2talk_motion", "pose")
+  pose = ctx.config("fd2talk_motion")
   pose.model.motion = "pose"
-  autoencoder = _config(ctx, "fd2talk_autoencoder", "autoencoder")
-  unet = _config(ctx, "fd2talk_unet", "unet")
+  autoencoder = ctx.config("fd2talk_autoencoder")
+  unet = ctx.config("fd2talk_unet")
   unet.autoencoder.workdir = workdirs["autoencoder"]
-  plan = [("FD2Talk lip expert", expert, "lip_expert", (0.0, 0.15)),
+  # Progress spans: the demo run's measured shares of the part's time.
+  plan = [("FD2Talk lip expert", expert, "lip_expert", (0.0, 0.08)),
           ("FD2Talk Exp Transformer (L_sync on the lip expert)", expression, "expression",
-           (0.15, 0.4)),
-          ("FD2Talk Pose Transformer", pose, "pose", (0.4, 0.55)),
-          ("FD2Talk frame autoencoder", autoencoder, "autoencoder", (0.55, 0.7)),
-          ("FD2Talk latent UNet", unet, "unet", (0.7, 0.9))]
+           (0.08, 0.18)),
+          ("FD2Talk Pose Transformer", pose, "pose", (0.18, 0.26)),
+          ("FD2Talk frame autoencoder", autoencoder, "autoencoder", (0.26, 0.62)),
+          ("FD2Talk latent UNet", unet, "unet", (0.62, 0.94))]
   trainings = [main_part.train(ctx, title, config, workdirs[name], span=span)
                for title, config, name, span in plan]
 
@@ -95,8 +84,8 @@ def run(ctx: MainContext) -> PartReport:
   sources = {**model.sources, "syncnet": syncnet_workdir, "sync_eval": sync_eval_workdir}
   path = os.path.join(out, "fd2talk_tables.json")
   tables = main_part.cached_tables(
-      ctx, path, sources, video=(0.9, "FD2Talk video", lambda: video(ctx, out, model, settings)),
-      tables=(0.93, "FD2Talk Table 1", lambda: evaluation.run(
+      ctx, path, sources, video=(0.94, "FD2Talk video", lambda: video(ctx, out, model, settings)),
+      tables=(0.96, "FD2Talk Table 1", lambda: evaluation.run(
           ctx.corpus_root, evaluation.Workdirs(workdirs["expression"], workdirs["pose"],
                                                workdirs["unet"]),
           syncnet_workdir=syncnet_workdir, sync_eval_workdir=sync_eval_workdir, **settings)),

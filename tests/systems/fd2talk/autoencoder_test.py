@@ -63,6 +63,14 @@ def test_autoencoder_trains_resumes_and_evaluates(autoencoder_runs):
   evals = full.eval_history[-1]
   assert np.isfinite(evals["psnr"]) and 0 < evals["ssim"] <= 1
   assert os.listdir(os.path.join(workdir, "images"))
+  # Usage starts at 0: the first update seeds from the batch's latents every code the batch
+  # did not give 100 vectors (threshold 1 / (1 - decay 0.99)): most of them, so the codebook
+  # is not the collapsed uniform(-1/N, 1/N) one taming starts from.
+  num_codes = full.state.params["quantizer"]["codebook"].shape[0]
+  assert full.history[0]["restarted_codes"] >= num_codes // 2
+  assert all(h["restarted_codes"] == 0 for h in full.history[1:10])   # restart_every = 10
+  assert full.state.model_state["code_usage"].shape == (num_codes,)
+  assert np.abs(np.asarray(full.state.params["quantizer"]["codebook"])).max() > 1.0 / num_codes
 
 
 def test_pairs_come_from_one_clip(dataset):
