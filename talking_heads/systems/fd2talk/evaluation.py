@@ -38,6 +38,11 @@ Pose DiT) with the full UNet; "w/o L_sync": `no_sync_expression_workdir`) come f
 trained workdirs; a row whose workdir is not given is reported as not run. Every row is measured
 with Table 1's metrics on the same clips.
 
+Beyond the paper, stage 2 alone (row "FD2Talk, true expression"): the full model's UNet on the
+clip's true expression and pose (the corpus's), scored with Table 1's metrics: what the frames
+lose on their own, so that the gap between it and "FD2Talk" is stage 1's (its stage-1 columns are
+left empty).
+
 Beyond the paper, stage 1 against the corpus's truth (per set, for every model row):
   expression_mse      mean square error of the sampled expression against the true one (the
                       morphable model's units);
@@ -77,6 +82,7 @@ SAMPLES_PER_FRAME = 640
 FID_UNAVAILABLE = "unavailable: no Inception weights (pt_inception-2015-12-05 in --weights_dir)"
 ROWS = ("FD2Talk", "Single Diffusion Transformer", "Concatenate UNet Conditions",
         "w/o alignment mask", "w/o L_sync")
+TRUE_EXPRESSION_ROW = "FD2Talk, true expression"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,18 +194,24 @@ def stage1_row(model: inference.FD2TalkModel, clips: list[TestClip], samples: li
 
 def evaluate_model(model: inference.FD2TalkModel, clips: list[TestClip], scorer: Scorer,
                    settings: inference.Settings, options: video_inference.Options,
-                   seeds: int) -> dict[str, Any]:
-  """One model's row on a set: Table 1's metrics and stage 1's checks, with its wall time."""
+                   seeds: int, true_expression: bool = False) -> dict[str, Any]:
+  """One model's row on a set: Table 1's metrics and stage 1's checks, with its wall time; with
+  `true_expression` the frames of the clips' true expressions (stage 2 alone, no stage-1
+  checks)."""
   start = time.perf_counter()
   videos, samples = [], []
   for c in clips:
     result = inference.run_arrays(model, c.audio, c.frames[:1], settings, options, pose=c.pose,
+                                  expression=c.expression if true_expression else None,
                                   audio_id=c.id, face_id=c.id)
     videos.append(result.frames)
     samples.append(np.concatenate([result.expression, result.sampled_pose], axis=1))
   seconds = time.perf_counter() - start
-  row = scorer.model_row(clips, videos, [m[:, -6:] for m in samples])
-  row.update(stage1_row(model, clips, samples, seeds, settings.seed))
+  if true_expression:
+    row = scorer.model_row(clips, videos, [c.pose for c in clips])
+  else:
+    row = scorer.model_row(clips, videos, [m[:, -6:] for m in samples])
+    row.update(stage1_row(model, clips, samples, seeds, settings.seed))
   row["frames_per_second"] = sum(v.shape[0] for v in videos) / max(seconds, 1e-9)
   return row
 
@@ -282,6 +294,8 @@ def run(dataset: str, full: Workdirs, *, syncnet_workdir: str = "", sync_eval_wo
       table[name] = evaluate_model(model, set_clips, scorer, settings, options, seeds)
       logging.info("FD2Talk %s %s: %s", split, name,
                    {k: v for k, v in table[name].items() if k != "per_clip"})
+    table[TRUE_EXPRESSION_ROW] = evaluate_model(models["FD2Talk"], set_clips, scorer, settings,
+                                                options, seeds, true_expression=True)
     scored = [s for row in table.values() for s in row["per_clip"]]
     results["sets"][split] = {"clips": len(set_clips),
                               "frames": int(sum(c.frames.shape[0] for c in set_clips)),
@@ -302,7 +316,8 @@ def markdown(results: dict[str, Any]) -> str:
            f"frames per set, {results['ddim_steps']} DDIM steps, seed {results['seed']})", "",
            "Videos with the clip's true head pose (the paper's fixed-pose protocol); Diversity "
            "and Beat Align of the pose sampled from the audio (degrees; the truth's: the corpus "
-           "pose).", "", "| set | row | " + " | ".join(c for c, _ in _COLUMNS + _STAGE1) + " |",
+           f"pose). \"{TRUE_EXPRESSION_ROW}\": the UNet on the clip's true expression and pose "
+           "(stage 2 alone).", "", "| set | row | " + " | ".join(c for c, _ in _COLUMNS + _STAGE1) + " |",
            "|---|---|" + "---|" * (len(_COLUMNS) + len(_STAGE1))]
   for split, s in results["sets"].items():
     for name, row in s["rows"].items():

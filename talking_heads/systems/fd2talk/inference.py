@@ -341,9 +341,10 @@ class Settings:
 
 def stream_inputs(model: FD2TalkModel, inputs: video_inference.Inputs, settings: Settings,
                   options: video_inference.Options, *, pose: np.ndarray | None = None,
-                  audio_id: str = "audio") -> Stream:
+                  expression: np.ndarray | None = None, audio_id: str = "audio") -> Stream:
   """Generates from prepared inputs (`video_inference.prepare` / `prepare_arrays` at the UNet's
-  size); `pose` [T, 6] replaces the sampled pose."""
+  size); `pose` [T, 6] replaces the sampled pose, `expression` [T, E] the sampled expression
+  (stage 2 alone on given motion)."""
   if inputs.fps != windows.VIDEO_FPS:
     raise ValueError(f"FD2Talk's DiTs read audio features per {windows.VIDEO_FPS} fps frame; "
                      f"--fps={inputs.fps} is not supported")
@@ -352,12 +353,19 @@ def stream_inputs(model: FD2TalkModel, inputs: video_inference.Inputs, settings:
   t = inputs.num_frames
   key = jax.random.PRNGKey(settings.seed)
   start = time.perf_counter()
-  expression, sampled_pose = motion_from_audio(model, inputs.audio, t, key, settings.overlap,
-                                               audio_id=audio_id)
+  sampled_expression, sampled_pose = motion_from_audio(model, inputs.audio, t, key,
+                                                       settings.overlap, audio_id=audio_id)
   if pose is not None:
     pose = np.asarray(pose, np.float32)
     if pose.shape != (t, motion_lib.POSE_DIM):
       raise ValueError(f"{audio_id}: pose must be [T, 6] = [{t}, 6], got {pose.shape}")
+  if expression is None:
+    expression = sampled_expression
+  else:
+    expression = np.asarray(expression, np.float32)
+    if expression.shape != sampled_expression.shape:
+      raise ValueError(f"{audio_id}: expression must be [T, E] = {list(sampled_expression.shape)}"
+                       f", got {list(expression.shape)}")
   seconds = time.perf_counter() - start
   reference = crop_lib.crop_faces(inputs.frames[:1], inputs.boxes[:1], inputs.image_size)[0]
   used = sampled_pose if pose is None else pose
@@ -386,12 +394,14 @@ class Result:
 def run_arrays(model: FD2TalkModel, audio: np.ndarray, face_frames: np.ndarray,
                settings: Settings = Settings(),
                options: video_inference.Options = video_inference.Options(), *,
-               pose: np.ndarray | None = None, audio_id: str = "audio",
-               face_id: str = "face") -> Result:
-  """Generates from 16 kHz mono audio [N] and RGB uint8 face frames [V, H, W, 3], in memory."""
+               pose: np.ndarray | None = None, expression: np.ndarray | None = None,
+               audio_id: str = "audio", face_id: str = "face") -> Result:
+  """Generates from 16 kHz mono audio [N] and RGB uint8 face frames [V, H, W, 3], in memory
+  (`pose`, `expression`: as `stream_inputs`)."""
   inputs = video_inference.prepare_arrays(audio, face_frames, model.image_size, options,
                                           audio_id=audio_id, video_id=face_id)
-  generation = stream_inputs(model, inputs, settings, options, pose=pose, audio_id=audio_id)
+  generation = stream_inputs(model, inputs, settings, options, pose=pose, expression=expression,
+                             audio_id=audio_id)
   chunks = list(generation.video.chunks)
   return Result(np.concatenate([c.frames for c in chunks]),
                 np.concatenate([c.faces for c in chunks]), generation.expression,

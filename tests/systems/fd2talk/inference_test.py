@@ -104,6 +104,15 @@ def test_generate_writes_the_audios_frames_and_seeds_change_the_pose(dataset, we
   np.testing.assert_array_equal(fixed.pose, 0)
   np.testing.assert_array_equal(fixed.expression, first.expression)
   np.testing.assert_array_equal(fixed.sampled_pose, first.pose)
+  # A given expression replaces the sampled one too (stage 2 alone); the frames follow it.
+  given = inference.run_arrays(model, audio, _face(dataset), inference.Settings(seed=3), OPTIONS,
+                               pose=np.zeros((22, 6), np.float32),
+                               expression=np.zeros_like(first.expression))
+  np.testing.assert_array_equal(given.expression, 0)
+  assert np.abs(given.frames.astype(int) - fixed.frames).max() > 0
+  with pytest.raises(ValueError, match=r"expression must be \[T, E\] = \[22, "):
+    inference.run_arrays(model, audio, _face(dataset), inference.Settings(seed=3), OPTIONS,
+                         expression=np.zeros((21, first.expression.shape[1]), np.float32))
 
 
 def test_missing_workdirs_and_bad_inputs_are_named(dataset, weights, model, tmp_path):
