@@ -38,10 +38,12 @@ Pose DiT) with the full UNet; "w/o L_sync": `no_sync_expression_workdir`) come f
 trained workdirs; a row whose workdir is not given is reported as not run. Every row is measured
 with Table 1's metrics on the same clips.
 
-Beyond the paper, stage 2 alone (row "FD2Talk, true expression"): the full model's UNet on the
-clip's true expression and pose (the corpus's), scored with Table 1's metrics: what the frames
-lose on their own, so that the gap between it and "FD2Talk" is stage 1's (its stage-1 columns are
-left empty).
+Beyond the paper, the stages one at a time (scored with Table 1's metrics, stage-1 columns empty):
+  "FD2Talk, true expression"  the full model's UNet on the clip's true expression and pose (the
+                              corpus's): the gap to "FD2Talk" is stage 1's;
+  "autoencoder reconstruction"  D([E(F1), E(F_t)]) of the true frames F_t (the UNet's frozen
+                              autoencoder, no diffusion): the ceiling of stage 2, so the gap to
+                              the true-expression row is the UNet's.
 
 Beyond the paper, stage 1 against the corpus's truth (per set, for every model row):
   expression_mse      mean square error of the sampled expression against the true one (the
@@ -61,6 +63,7 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
@@ -83,6 +86,7 @@ FID_UNAVAILABLE = "unavailable: no Inception weights (pt_inception-2015-12-05 in
 ROWS = ("FD2Talk", "Single Diffusion Transformer", "Concatenate UNet Conditions",
         "w/o alignment mask", "w/o L_sync")
 TRUE_EXPRESSION_ROW = "FD2Talk, true expression"
+AUTOENCODER_ROW = "autoencoder reconstruction"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,6 +220,25 @@ def evaluate_model(model: inference.FD2TalkModel, clips: list[TestClip], scorer:
   return row
 
 
+def evaluate_autoencoder(model: inference.FD2TalkModel, clips: list[TestClip], scorer: Scorer,
+                         batch_size: int) -> dict[str, Any]:
+  """The frozen autoencoder's reconstructions of the clips' true frames from their first frame
+  (module docstring), scored as a model row with the true pose."""
+  stage = model.unet
+
+  @jax.jit
+  def reconstruct(reference: jax.Array, frames: jax.Array) -> jax.Array:
+    latents = stage.latents(frames)                                     # [B, h, h, d]
+    references = jnp.broadcast_to(stage.latents(reference), latents.shape)
+    return jnp.round(stage.decode(references, latents) * 255.0).astype(jnp.uint8)
+
+  videos = []
+  for c in clips:
+    batches = [c.frames[i:i + batch_size] for i in range(0, c.frames.shape[0], batch_size)]
+    videos.append(np.concatenate([np.asarray(reconstruct(c.frames[:1], b)) for b in batches]))
+  return scorer.model_row(clips, videos, [c.pose for c in clips])
+
+
 @dataclasses.dataclass(frozen=True)
 class Workdirs:
   """The trained workdirs of one row (`inference.load`'s arguments)."""
@@ -296,6 +319,8 @@ def run(dataset: str, full: Workdirs, *, syncnet_workdir: str = "", sync_eval_wo
                    {k: v for k, v in table[name].items() if k != "per_clip"})
     table[TRUE_EXPRESSION_ROW] = evaluate_model(models["FD2Talk"], set_clips, scorer, settings,
                                                 options, seeds, true_expression=True)
+    table[AUTOENCODER_ROW] = evaluate_autoencoder(models["FD2Talk"], set_clips, scorer,
+                                                  batch_size)
     scored = [s for row in table.values() for s in row["per_clip"]]
     results["sets"][split] = {"clips": len(set_clips),
                               "frames": int(sum(c.frames.shape[0] for c in set_clips)),
@@ -317,7 +342,8 @@ def markdown(results: dict[str, Any]) -> str:
            "Videos with the clip's true head pose (the paper's fixed-pose protocol); Diversity "
            "and Beat Align of the pose sampled from the audio (degrees; the truth's: the corpus "
            f"pose). \"{TRUE_EXPRESSION_ROW}\": the UNet on the clip's true expression and pose "
-           "(stage 2 alone).", "", "| set | row | " + " | ".join(c for c, _ in _COLUMNS + _STAGE1) + " |",
+           f"(stage 2 alone); \"{AUTOENCODER_ROW}\": the true frames through the frozen "
+           "autoencoder (stage 2's ceiling).", "", "| set | row | " + " | ".join(c for c, _ in _COLUMNS + _STAGE1) + " |",
            "|---|---|" + "---|" * (len(_COLUMNS) + len(_STAGE1))]
   for split, s in results["sets"].items():
     for name, row in s["rows"].items():
