@@ -100,17 +100,40 @@ def cached_tables(ctx: MainContext, path: str, sources: Mapping[str, str], *,
   return results
 
 
+def checkpoint_stamp(source: str) -> str:
+  """`source` ("WORKDIR" or "WORKDIR step N") with the modification time of the checkpoint it
+  names (step N, else the workdir's latest): a run trained again into the same workdir to the
+  same step is another checkpoint. Sources without checkpoints stay as they are."""
+  workdir, _, step = source.rpartition(" step ")
+  if not workdir or not step.isdigit():
+    workdir, step = source, ""
+  checkpoints = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(checkpoints):
+    return source
+  steps = [d for d in os.listdir(checkpoints) if d.isdigit()]
+  step = step or max(steps, key=int, default="")
+  if step not in steps:
+    return source
+  return f"{source} @ {os.stat(os.path.join(checkpoints, step)).st_mtime_ns}"
+
+
+def _stamped(sources: Mapping[str, str]) -> dict[str, str]:
+  return {name: checkpoint_stamp(source) for name, source in sources.items()}
+
+
 def load_cached(path: str, sources: Mapping[str, str]) -> dict[str, Any] | None:
-  """The results at `path` when they were made from the same checkpoints (`sources`)."""
+  """The results at `path` when they were made from the same checkpoints (`sources`, stamped
+  with `checkpoint_stamp`)."""
   if not os.path.exists(path):
     return None
   cached = reports.read_json(path)
-  return cached if cached.get("sources") == dict(sources) else None
+  return cached if cached.get("sources") == _stamped(sources) else None
 
 
 def save_cached(path: str, results: Mapping[str, Any], sources: Mapping[str, str]) -> None:
-  """Writes `results` with the `sources` they came from (atomically: a kill leaves no half file)."""
-  reports.write_json(path, {**results, "sources": dict(sources)})
+  """Writes `results` with the `sources` they came from, stamped (atomically: a kill leaves no
+  half file)."""
+  reports.write_json(path, {**results, "sources": _stamped(sources)})
 
 
 def training_table(trainings: list[dict[str, Any]]) -> list[str]:

@@ -1,6 +1,7 @@
 """Shared main-job helpers: the true clip shown beside a generated video, a part's report.html
 section, the cached tables."""
 
+import os
 import types
 
 import numpy as np
@@ -63,3 +64,13 @@ def test_cached_tables_makes_video_then_tables_once_per_sources(tmp_path):
   assert len(calls) == 4                                    # kept: nothing made again
   tables({"model": "runs/x step 20"})                       # another checkpoint: made again
   assert calls[4:] == ["video", "make", "tables", "compute"]
+  # A workdir trained again to the same step (same source string) is another checkpoint too.
+  checkpoint = tmp_path / "run" / "checkpoints" / "20"
+  checkpoint.mkdir(parents=True)
+  source = {"model": f"{tmp_path / 'run'} step 20"}
+  tables(source)
+  tables(source)
+  assert len(calls) == 12                                   # made once, then kept
+  os.utime(checkpoint, ns=(1, 1))                           # retrained: a new step directory
+  tables(source)
+  assert len(calls) == 16
