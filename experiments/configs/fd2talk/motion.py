@@ -22,11 +22,11 @@ Variants (network sizes: `talking_heads.systems.fd2talk.sizes`):
   demo   every train identity of the demo corpus (4, 13k frames); the paper's 6 layers at
          width 64 (4 heads), F = 25, k = 3, T = 1000, 50 DDIM steps in evaluation; shrunk: the
          RADIO mel stacked per frame (no wav2vec2 weights here), batch 16 (the paper's 1) for
-         3000 steps at Adam 1e-3 with gradient clip 1, lambda_sync 0.01, evaluation every 1000 steps. Measured
-         against the demo lip expert on 2 free CPU cores: 2.3 minutes with compilation and
-         evaluation (Pose Transformer 1.9); L_x0 0.55 -> 0.38, L_sync 2.0 -> 1.3; val clips at
-         the end: x0_mse 0.46, DDIM-50 sampled_mse 1.01, mouth-opening correlation 0.56 (without
-         L_sync: 0.42, 0.68, 0.78; experiments/results/fd2talk_demo/README.md).
+         3000 steps at Adam 1e-3 with gradient clip 1, lambda_sync 0.01, evaluation every 1000
+         steps. Measured against the demo lip expert on 2 free CPU cores: 2.5 minutes with
+         compilation and evaluation (Pose Transformer 1.9); val clips at the end: x0_mse 0.45,
+         DDIM-50 sampled_mse 0.70, mouth-opening correlation 0.78 (without L_sync 0.44, 0.77,
+         0.78; without the alignment mask 0.62, 1.83, -0.03; experiments/results/fd2talk_demo).
   paper  spec §2.2-2.3, §3-4: 6 layers, W 256, 8 heads, MLP 1024, k = 3, F = 25, batch 1,
          T = 1000 linear betas 1e-4 .. 0.02, DDIM 50 steps with eta 0, Adam 1e-4 (0.9, 0.999),
          lambda_sync 0.01 (the spec's starting point; the paper gives no lambdas), wav2vec2
