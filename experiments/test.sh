@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash experiments/setup_env.sh
-exec .venv/bin/python -m pytest -n 2 --dist loadgroup -q --durations=15 "$@"
+exec .venv/bin/python -m pytest -n 2 -q --durations=15 "$@"

@@ -2,8 +2,6 @@
 pattern moves with the frame's expression, with the morphable model's parameters; the tiny
 trained workdirs of every stage the inference and evaluation tests share."""
 
-import os
-
 import numpy as np
 import pytest
 
@@ -21,15 +19,6 @@ def smooth_frames(num_frames, size, seed):
   t = np.arange(num_frames)[:, None, None, None] / num_frames
   x = np.sin(4 * xx[None, ..., None] + 3 * yy[None, ..., None] + phase + 2 * t)
   return np.round(127.5 * (x + 1)).astype(np.uint8)
-
-
-def pytest_collection_modifyitems(items):
-  """Every test here in one xdist group (experiments/test.sh runs `--dist loadgroup`): a worker
-  of its own would train the session fixtures' tiny stages again (about a minute each)."""
-  here = os.path.dirname(os.path.abspath(__file__))
-  for item in items:
-    if str(item.path).startswith(here + os.sep):
-      item.add_marker(pytest.mark.xdist_group("fd2talk_stages"))
 
 
 @pytest.fixture(scope="session")
