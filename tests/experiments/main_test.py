@@ -165,7 +165,8 @@ def test_main_job_tiny(tmp_path):
   fd2talk_tables = json.loads((tmp_path / "fd2talk" / "fd2talk_tables.json").read_text())
   assert set(fd2talk_tables["sets"]) == {"heldout_voice", "heldout_identity"}
   for rows in fd2talk_tables["sets"].values():
-    assert set(rows["rows"]) == {"Ground truth", "FD2Talk"}
+    assert set(rows["rows"]) == {"Ground truth", "FD2Talk", "FD2Talk, true expression",
+                                 "autoencoder reconstruction"}
     assert all(isinstance(rows["rows"]["FD2Talk"][k], float)
                for k in ("lse_c", "psnr", "ssim_wang", "diversity", "pose_seed_std"))
   assert "FD2Talk" in parts["fd2talk"]["paper_markdown"]
