@@ -30,8 +30,9 @@ The trained autoencoder is what the latent UNet stage (`systems.fd2talk.unet`) d
 decodes with: `load_frozen_autoencoder(workdir)`.
 
 Config fields: model{sizes, dtype}, loss{l2_weight, perceptual_weight, vq_weight, beta},
-codebook{restart_threshold, restart_every, usage_decay}, perceptual{kind, weights_dir}, data{root, identities, image_size, eval_split, eval_stride,
-eval_seed, num_workers}, optimizer{...}, plus the trainer fields.
+codebook{restart_threshold, restart_every, usage_decay}, perceptual{kind, weights_dir},
+data{root, identities, image_size, eval_split, eval_stride, eval_seed, num_workers},
+optimizer{...}, plus the trainer fields.
 
 Dimensions: B batch, S frame size, h = S / f latent size, d latent channels.
 """
@@ -55,8 +56,8 @@ from talking_heads.models import fd2talk_autoencoder
 from talking_heads.pipelines import frames as frames_pipeline
 from talking_heads.systems.fd2talk import sizes as sizes_lib
 from talking_heads.systems.images import to_model_range, to_unit_range
-from talking_heads.training.optimizers import build_optimizer
 from talking_heads.training import steps
+from talking_heads.training.optimizers import build_optimizer
 from talking_heads.training.stage import LossStage
 from talking_heads.training.state import TrainState
 
